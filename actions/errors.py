@@ -1,0 +1,75 @@
+"""The one error hierarchy. Every failure an action can report is one of these;
+transport turns them into `{"message", "code"}` with the status they carry."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 500
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:  # scoped codes such as MODEL_TOO_MANY_REQUESTS
+            self.code = code
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class NotAuthenticated(ApiError):
+    status = 401
+    code = "NOT_AUTHENTICATED"
+
+
+class NotAuthorized(ApiError):
+    status = 401  # the reference's status for NOT_AUTHORIZED
+    code = "NOT_AUTHORIZED"
+
+
+class NoSubscription(ApiError):
+    status = 402
+    code = "NO_SUBSCRIPTION"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "CONFLICT"
+
+
+class ContentTooLarge(ApiError):
+    status = 413
+    code = "CONTENT_TOO_LARGE"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+
+class LimitsReached(ApiError):
+    status = 429
+    code = "LIMITS_REACHED"
+
+
+class InternalError(ApiError):
+    status = 500
+    code = "INTERNAL_SERVER_ERROR"
+
+
+# Every (status, code) pair the API can answer with; the spec documents these.
+ALL = (BadRequest, NotAuthenticated, NotAuthorized, NotFound, MethodNotAllowed,
+       Conflict, ContentTooLarge, TooManyRequests, LimitsReached, InternalError)

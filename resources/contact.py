@@ -1,0 +1,94 @@
+"""Contacts: the people who talk to bots, known by a fingerprint that is unique per account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ..actions.base import Call, Context, register
+from ..actions.fields import Description, IdResponse, MetaDict, Name, Timestamp, check_meta
+from ..actions.ids import new_id
+from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, now_ms
+from . import conversation, memory, secret, task
+from .common import Body, Item
+from .rating import contact_ratings
+
+Short = Annotated[str, msgspec.Meta(max_length=256)]
+Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class Contact(Item):
+    meta: dict
+    fingerprint: str
+    name: str | None = None
+    description: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    nick: str | None = None
+    preferences: str | None = None
+    verified_at: int | None = None
+
+
+class ContactCreate(Body):
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+    fingerprint: Fingerprint | None = None
+    email: Short | None = None
+    phone: Short | None = None
+    nick: Short | None = None
+    preferences: Description | None = None
+    verified_at: Timestamp | None = None
+
+
+class ContactEnsure(ContactCreate, kw_only=True):
+    fingerprint: Fingerprint  # required here: it is what "ensure" looks up
+
+
+TABLE = Table(name="contacts", noun="contact", item=Contact, create=ContactCreate, path="/contact",
+              tag="Contact", defaults={"fingerprint": new_id})
+
+PARENT = Parent(table="contacts", param="contactId", column="contact_id", noun="contact")
+
+_ENSURE_SQL = (
+    f"WITH found AS (SELECT id FROM contacts WHERE account_id = $2 AND fingerprint = $3), "
+    f"made AS (INSERT INTO contacts ({', '.join(TABLE.insert_columns)}) "
+    f"SELECT {', '.join(f'${i}' for i in range(1, len(TABLE.insert_columns) + 1))} "
+    f"WHERE NOT EXISTS (SELECT 1 FROM found) "
+    f"ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING id) "
+    f"SELECT id FROM made UNION ALL SELECT id FROM found")
+
+
+class EnsureContact(CreateAction):
+    """The contact with this fingerprint: the existing one, or a new one made from the body.
+    Idempotent, and safe under concurrent calls with the same fingerprint."""
+
+    def __init__(self) -> None:
+        super().__init__(TABLE)
+        self.path = "/contact/ensure"
+        self.summary = "Find the contact with this fingerprint, or create it"
+        self.body = ContactEnsure
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        values = self.values(ctx, call)
+        sql_args = [values[c] for c in TABLE.insert_columns]
+        # the unique (account, fingerprint) index orders concurrent ensures: a loser
+        # of the race finds nothing in `found` and nothing inserted, so ask again
+        for _ in range(3):
+            found = await ctx.pool.fetchval(_ENSURE_SQL, *sql_args)
+            if found is not None:
+                return IdResponse(id=found)
+        raise RuntimeError("contact/ensure did not converge")
+
+
+def _nested(table: Table, noun: str, summary: str) -> ListAction:
+    return ListAction(table, path=f"/contact/{{contactId}}/{noun}/list", parent=PARENT, summary=summary)
+
+
+register(*crud(TABLE, export=True), EnsureContact(),
+         _nested(conversation.TABLE, "conversation", "List a contact's conversations"),
+         _nested(memory.TABLE, "memory", "List a contact's memories"),
+         _nested(secret.TABLE, "secret", "List a contact's secrets"),
+         _nested(task.TABLE, "task", "List a contact's tasks"),
+         contact_ratings(PARENT))

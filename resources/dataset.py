@@ -1,0 +1,158 @@
+"""Datasets and their records (the knowledge a bot retrieves from)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ..actions.base import Action, Call, Context, register
+from ..actions.errors import BadRequest, NotFound
+from ..actions.fields import Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
+from ..actions.standard import ListAction, Parent, Table, crud, now_ms
+from .common import Body, Item
+from .file import TABLE as FILES
+
+Score = Annotated[float, msgspec.Meta(ge=0)]
+Short = Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+class Dataset(Item):
+    meta: dict
+    store: str
+    alias: str | None = None
+    name: str | None = None
+    description: str | None = None
+    blueprint_id: str | None = None
+    reranker: str | None = None
+    record_max_tokens: float | None = None
+    search_min_score: float | None = None
+    search_max_records: float | None = None
+    search_max_tokens: float | None = None
+    match_instruction: str | None = None
+    mismatch_instruction: str | None = None
+    separators: str | None = None
+    visibility: str | None = None
+
+
+class DatasetCreate(Body):
+    alias: Alias | None = None
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+    blueprint_id: Ref | None = None
+    store: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    reranker: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    record_max_tokens: Score | None = None
+    search_min_score: Score | None = None
+    search_max_records: Score | None = None
+    search_max_tokens: Score | None = None
+    match_instruction: Short | None = None
+    mismatch_instruction: Short | None = None
+    separators: Short | None = None
+    visibility: Visibility | None = None
+
+
+TABLE = Table(name="datasets", noun="dataset", item=Dataset, create=DatasetCreate, path="/dataset",
+              tag="Dataset", defaults={"store": lambda: "default"})
+
+PARENT = Parent(table="datasets", param="datasetId", column="dataset_id", noun="dataset")
+
+
+class Record(Item):
+    meta: dict
+    text: str
+    source: str | None = None
+
+
+class RecordCreate(Body):
+    text: LongText
+    source: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    meta: MetaDict | None = None
+
+
+RECORDS = Table(name="records", noun="record", item=Record, create=RecordCreate,
+                path="/dataset/{datasetId}/record", tag="Dataset", parent=PARENT)
+
+
+# --- files attached to a dataset ---------------------------------------------
+
+class FileAttach(Body):
+    type: Annotated[str, msgspec.Meta(pattern="^source$")] = "source"
+
+
+class FileDetach(Body):
+    delete_records: bool = False
+
+
+_OWNED = ("SELECT (SELECT 1 FROM datasets WHERE id = $1 AND account_id = $3), "
+          "(SELECT 1 FROM files WHERE id = $2 AND account_id = $3)")
+
+
+async def _require_both(conn, call: Call, ctx: Context) -> None:
+    dataset, file = await conn.fetchrow(_OWNED, call.params["datasetId"], call.params["fileId"], ctx.account_id)
+    if dataset is None:
+        raise NotFound("dataset not found")
+    if file is None:
+        raise NotFound("file not found")
+
+
+class AttachFile(Action):
+    path = "/dataset/{datasetId}/file/{fileId}/attach"
+    tag = "Dataset"
+    summary = "Attach a file to a dataset as a record source"
+    body = FileAttach
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        async with ctx.pool.connection() as conn:
+            await _require_both(conn, call, ctx)
+            await conn.execute(
+                "INSERT INTO dataset_files (dataset_id, file_id, account_id, type, created_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dataset_id, file_id) DO UPDATE SET type = EXCLUDED.type",
+                call.params["datasetId"], call.params["fileId"], ctx.account_id, call.body.type, now_ms())
+        return IdResponse(id=call.params["datasetId"])
+
+
+class DetachFile(Action):
+    path = "/dataset/{datasetId}/file/{fileId}/detach"
+    tag = "Dataset"
+    summary = "Detach a file from a dataset (optionally deleting the records it produced)"
+    body = FileDetach
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        async with ctx.pool.connection() as conn:
+            await _require_both(conn, call, ctx)
+            async with conn.transaction():
+                await conn.execute("DELETE FROM dataset_files WHERE dataset_id = $1 AND file_id = $2",
+                                   call.params["datasetId"], call.params["fileId"])
+                if call.body.delete_records:  # records made from a file name it as their source
+                    await conn.execute("DELETE FROM records WHERE dataset_id = $1 AND source = $2",
+                                       call.params["datasetId"], "file:" + call.params["fileId"])
+        return IdResponse(id=call.params["datasetId"])
+
+
+class DatasetFiles(ListAction):
+    """The files attached to a dataset, paged by file id."""
+
+    def __init__(self) -> None:
+        super().__init__(FILES, path="/dataset/{datasetId}/file/list", parent=PARENT,
+                         summary="List the files attached to a dataset")
+        self.query_params = self.query_params[:3]
+
+    def query(self, ctx: Context, call: Call, q, cursor: str | None, limit: int) -> tuple[str, list]:
+        if q.meta:
+            raise BadRequest("meta filters are not supported on this list")
+        cols = ", ".join(f"f.{c}" for c in FILES.columns)
+        where = "a.dataset_id = $1 AND a.account_id = $2"
+        args = [call.params["datasetId"], ctx.account_id, limit]
+        if cursor:
+            where += f" AND a.file_id {'<' if q.desc else '>'} $4"
+            args.append(cursor)
+        sql = (f"SELECT {cols} FROM dataset_files a JOIN files f ON f.id = a.file_id WHERE {where} "
+               f"ORDER BY a.file_id {'DESC' if q.desc else 'ASC'} LIMIT $3")
+        return sql, args
+
+
+register(*crud(TABLE), *crud(RECORDS, export=True), AttachFile(), DetachFile(), DatasetFiles())

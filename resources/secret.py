@@ -1,0 +1,89 @@
+"""Secrets: credentials abilities use. The `value` is write-only: stored, never
+selected into a response, never logged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ..actions.base import Action, Call, Context, register
+from ..actions.errors import NotFound
+from ..actions.fields import Alias, Description, IdResponse, MetaDict, Name, Ref, Visibility
+from ..actions.standard import Table, crud, now_ms
+from .common import Body, Item
+
+SecretKind = Literal["shared", "personal"]
+SecretType = Literal["plain", "basic", "bearer", "jwt", "oauth", "template", "reference"]
+
+
+class Secret(Item):
+    meta: dict
+    alias: str | None = None
+    name: str | None = None
+    description: str | None = None
+    blueprint_id: str | None = None
+    kind: str | None = None
+    type: str | None = None
+    config: dict | None = None
+    visibility: str | None = None
+
+
+class SecretCreate(Body):
+    alias: Alias | None = None
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+    blueprint_id: Ref | None = None
+    kind: SecretKind | None = None
+    type: SecretType | None = None
+    value: Annotated[str, msgspec.Meta(max_length=16_384)] | None = None
+    config: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None = None
+    visibility: Visibility | None = None
+
+    def __repr__(self) -> str:  # keeps the value out of any log or traceback
+        return f"SecretCreate(name={self.name!r}, value=<hidden>)"
+
+
+TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, path="/secret", tag="Secret")
+
+
+class SecretVerification(msgspec.Struct):
+    id: str
+    status: Literal["unauthenticated", "authenticated"]
+
+
+class VerifySecret(Action):
+    path = "/secret/{secretId}/verify"
+    tag = "Secret"
+    summary = "Tell whether a secret holds a value"
+    body = Body
+    response = SecretVerification
+
+    async def run(self, ctx: Context, call: Call) -> SecretVerification:
+        has_value = await ctx.pool.fetchval(
+            "SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2",
+            call.params["secretId"], ctx.account_id)
+        if has_value is None:
+            raise NotFound("secret not found")
+        return SecretVerification(id=call.params["secretId"],
+                                  status="authenticated" if has_value else "unauthenticated")
+
+
+class RevokeSecret(Action):
+    path = "/secret/{secretId}/revoke"
+    tag = "Secret"
+    summary = "Forget a secret's value (the secret stays, unauthenticated)"
+    body = Body
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        revoked = await ctx.pool.fetchval(
+            "UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
+            call.params["secretId"], ctx.account_id, now_ms())
+        if revoked is None:
+            raise NotFound("secret not found")
+        return IdResponse(id=revoked)
+
+
+register(*crud(TABLE), VerifySecret(), RevokeSecret())

@@ -1,0 +1,51 @@
+"""Tasks (the records; running them on a schedule is later work)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ..actions.base import register
+from ..actions.fields import Description, MetaDict, Name, Ref
+from ..actions.standard import Table, crud
+from .common import Body, Item
+
+Positive = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Task(Item):
+    meta: dict
+    status: str
+    outcome: str
+    name: str | None = None
+    description: str | None = None
+    contact_id: str | None = None
+    bot_id: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    session_duration: float | None = None
+    max_iterations: float | None = None
+    max_time: float | None = None
+    last_run_at: int | None = None
+    next_run_at: int | None = None
+
+
+class TaskCreate(Body):
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+    contact_id: Ref | None = None
+    bot_id: Ref | None = None
+    schedule: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    session_duration: Positive | None = None
+    max_iterations: Positive | None = None
+    max_time: Positive | None = None
+
+
+TABLE = Table(name="tasks", noun="task", item=Task, create=TaskCreate, path="/task", tag="Task",
+              refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
+              filters=("bot_id", "contact_id", "status"))
+
+register(*crud(TABLE, export=True))

@@ -1,0 +1,106 @@
+"""OpenAPI 3.1, generated from the action registry and the msgspec structs: the
+spec cannot drift from what is served, because both come from the same objects."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ..actions import errors
+from ..actions.base import Action
+
+REF = "#/components/schemas/{name}"
+
+
+def operation_id(path: str) -> str:
+    words = [s for s in path.strip("/").split("/") if not s.startswith("{")]
+    return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:])
+
+
+def _error_responses(action: Action) -> dict[str, Any]:
+    out = {}
+    for cls in errors.ALL:
+        if action.public and cls in (errors.NotAuthenticated, errors.NotAuthorized):
+            continue
+        key = str(cls.status)
+        out.setdefault(key, {"description": [], "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        out[key]["description"].append(cls.code)
+    for value in out.values():
+        value["description"] = " or ".join(value["description"])
+    return out
+
+
+def build_spec(actions: list[Action]) -> dict[str, Any]:
+    types: list[type] = []
+    for action in actions:
+        for t in (action.body, action.response, action.item):
+            if t is not None and t not in types:
+                types.append(t)
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema_of = dict(zip(types, schemas))
+    components["Error"] = {
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "code": {"type": "string"},
+                       "requestId": {"type": "string", "description": "On 5xx answers"}},
+        "required": ["message", "code"],
+    }
+    paths: dict[str, dict] = {}
+    for action in actions:
+        params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+                  for name in re.findall(r"{(\w+)}", action.path)]
+        for p in action.query_params:
+            q = {"in": "query", "name": p.name, "required": False, "schema": p.schema,
+                 "description": p.description}
+            if p.style:
+                q["style"], q["explode"] = p.style, True
+            params.append(q)
+        ok: dict[str, Any] = {"description": "Success", "content": {}}
+        if action.response is not None:
+            ok["content"]["application/json"] = {"schema": schema_of[action.response]}
+        if action.item is not None:
+            ok["content"]["application/jsonl"] = {"schema": {
+                "description": "With `Accept: application/jsonl`: the whole collection, one line per item",
+                "type": "object",
+                "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
+                "required": ["type", "data"]}}
+        op: dict[str, Any] = {
+            "operationId": operation_id(action.path),
+            "summary": action.summary or operation_id(action.path),
+            "tags": [action.tag] if action.tag else [],
+            "parameters": params,
+            "responses": {"200": ok, **_error_responses(action)},
+        }
+        if action.public:
+            op["security"] = []
+        if action.body is not None:
+            op["requestBody"] = {"required": False, "content": {
+                "application/json": {"schema": schema_of[action.body]}}}
+        paths.setdefault(action.path, {})[action.method.lower()] = op
+    paths["/spec.json"] = {"get": {
+        "operationId": "specFetch", "summary": "This OpenAPI document", "security": [], "tags": ["Platform"],
+        "responses": {"200": {"description": "The OpenAPI 3.1 document",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    paths["/healthz"] = {
+        "servers": [{"url": "/"}],
+        "get": {"operationId": "healthFetch", "summary": "Health for load balancers (checks the database)",
+                "security": [], "tags": ["Platform"],
+                "responses": {
+                    "200": {"description": "Healthy", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"status": {"type": "string"}}}}}},
+                    "503": {"description": "The database is unavailable", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "botkit API", "version": "1",
+                 "description": "The ChatBotKit v1 wire protocol, self-hosted. Lists take "
+                                "`Accept: application/jsonl` to stream the whole collection."},
+        "servers": [{"url": "/v1"}, {"url": "/api/v1"}],
+        "security": [{"BearerAuth": []}],
+        "components": {"schemas": components, "securitySchemes": {
+            "BearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "`Authorization: Bearer <token>` (or `Token <token>`)"}}},
+        "paths": paths,
+    }

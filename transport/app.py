@@ -1,0 +1,263 @@
+"""The ASGI app: Starlette holds the lifespan and the top-level routes; the
+dispatcher under /v1 and /api/v1 is plain ASGI, so a request costs one dict walk,
+one token lookup and one action."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+import anyio
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from ..actions import base as actions_base
+from ..actions.base import Call, Context, Stream, authenticate, decode
+from ..actions.errors import ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed, NotAuthenticated, NotFound
+from ..config import Settings, settings as load_settings
+from ..store.pool import Pool
+from .routes import RouteTable
+
+log = logging.getLogger("botkit")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+_ENCODE = msgspec.json.Encoder().encode
+JSON = b"application/json"
+JSONL = b"application/jsonl"
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every log record (as %(request_id)s)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def _error_body(exc: ApiError, request_id: str) -> bytes:
+    body = {"message": exc.message, "code": exc.code}
+    if exc.status >= 500:
+        body["requestId"] = request_id
+    return _ENCODE(body)
+
+
+def _request_id(value: bytes | None) -> str:
+    if value:
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if 0 < len(text) <= 128 and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+class Dispatcher:
+    """POST/GET /v1/<resource>/<action> → the registered action."""
+
+    def __init__(self, state: "AppState") -> None:
+        self.state = state
+        self.routes = RouteTable(actions_base.REGISTRY)
+        self._spec: bytes | None = None
+
+    def spec_bytes(self) -> bytes:
+        if self._spec is None:
+            from ..spec.openapi import build_spec
+            self._spec = _ENCODE(build_spec(actions_base.REGISTRY))
+        return self._spec
+
+    async def __call__(self, scope, receive, send) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])  # last value wins; the headers we read are single
+        request_id = _request_id(headers.get(b"x-request-id"))
+        token = request_id_var.set(request_id)
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
+        streaming = False
+        try:
+            if path == "/spec.json":
+                if scope["method"] not in ("GET", "HEAD"):
+                    raise MethodNotAllowed("use GET")
+                await self._send(send, 200, self.spec_bytes(), request_id, started)
+                return
+            matched = self.routes.match(path)
+            if matched is None:
+                raise NotFound(f"no route {path[:200]}")
+            action, params = matched
+            if scope["method"] != action.method:
+                raise MethodNotAllowed(f"{action.path} takes {action.method}")
+            principal = None
+            if not action.public:
+                principal = await authenticate(self.state.pool, _bearer(headers.get(b"authorization")))
+            body = None
+            if action.body is not None:
+                raw = await self._read_body(receive, headers)
+                body = decode(raw.strip() or b"{}", action.body)
+            call = Call(params=params,
+                        query=parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+                        body=body,
+                        jsonl=JSONL in headers.get(b"accept", b""))
+            ctx = Context(principal=principal, pool=self.state.pool, request_id=request_id)
+            result = await action.run(ctx, call)
+            if isinstance(result, Stream):
+                streaming = True
+                await self._stream(scope, receive, send, result, request_id, started)
+            else:
+                await self._send(send, 200, _ENCODE(result), request_id, started)
+        except ApiError as exc:
+            if streaming:
+                raise
+            if exc.status >= 500:
+                log.error("%s: %s", exc.code, exc.message)
+            await self._send(send, exc.status, _error_body(exc, request_id), request_id, started)
+        except Exception:
+            if streaming:
+                raise
+            log.exception("unhandled error")
+            await self._send(send, 500, _error_body(InternalError("internal server error"), request_id),
+                             request_id, started)
+        finally:
+            request_id_var.reset(token)
+
+    async def _read_body(self, receive, headers) -> bytes:
+        limit = self.state.settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ContentTooLarge(f"the request body is larger than {limit} bytes")
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ContentTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _send(send, status: int, body: bytes, request_id: str, started: float,
+                    content_type: bytes = JSON) -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"server-timing", b"app;dur=%.3f" % elapsed),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, scope, receive, send, result: Stream, request_id: str, started: float) -> None:
+        """JSONL: lines as the action yields them; stops when the client goes away;
+        an error after the first byte becomes an `error` line."""
+        elapsed = (time.perf_counter() - started) * 1000
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", JSONL),
+            (b"x-request-id", request_id.encode()),
+            (b"server-timing", b"app;dur=%.3f" % elapsed),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]})
+
+        async def produce() -> None:
+            try:
+                async for chunk in result.chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except ApiError as exc:
+                line = {"type": "error", "data": {"message": exc.message, "code": exc.code}}
+                await send({"type": "http.response.body", "body": _ENCODE(line) + b"\n", "more_body": True})
+            except Exception:
+                log.exception("stream failed")
+                line = {"type": "error", "data": {"message": "internal server error",
+                                                  "code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}
+                await send({"type": "http.response.body", "body": _ENCODE(line) + b"\n", "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()  # the client went away: stop reading the database
+
+            async def run() -> None:
+                try:
+                    await produce()
+                finally:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(run)
+            
+            
+def _bearer(value: bytes | None) -> str:
+    if not value:
+        raise NotAuthenticated("an Authorization header with a token is required")
+    try:
+        scheme, _, token = value.decode("latin-1").strip().partition(" ")
+    except Exception:  # pragma: no cover - latin-1 decodes any bytes
+        raise NotAuthenticated("the Authorization header is malformed") from None
+    token = token.strip()
+    if scheme.lower() not in ("bearer", "token") or not token or len(token) > 512:
+        raise NotAuthenticated("use 'Authorization: Bearer <token>'")
+    return token
+
+
+class AppState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: Pool | None = None
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    from .. import resources  # noqa: F401  (registers every resource's actions)
+
+    settings = settings or load_settings()
+    state = AppState(settings)
+    dispatcher = Dispatcher(state)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
+        state.pool = await Pool(settings.database_url, settings.pool_size).open()
+        try:
+            yield
+        finally:
+            await state.pool.close()
+
+    async def health(request: Request) -> Response:
+        try:
+            with anyio.fail_after(2):
+                await state.pool.fetchval("SELECT 1")
+        except Exception as exc:  # the database is down or slow: not healthy
+            return Response(_ENCODE({"message": f"database unavailable: {type(exc).__name__}",
+                                     "code": "SERVICE_UNAVAILABLE"}), 503, media_type="application/json")
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def not_found(request: Request, exc) -> Response:
+        return Response(_ENCODE({"message": f"no route {request.url.path[:200]}", "code": "NOT_FOUND"}),
+                        404, media_type="application/json")
+
+    async def not_allowed(request: Request, exc) -> Response:
+        return Response(_ENCODE({"message": "method not allowed", "code": "METHOD_NOT_ALLOWED"}),
+                        405, media_type="application/json")
+
+    app = Starlette(
+        routes=[Route("/healthz", health, methods=["GET"]),
+                Mount("/v1", app=dispatcher),
+                Mount("/api/v1", app=dispatcher)],
+        exception_handlers={404: not_found, 405: not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.botkit = state
+    return app
