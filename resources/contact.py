@@ -51,13 +51,10 @@ TABLE = Table(name="contacts", noun="contact", item=Contact, create=ContactCreat
 
 PARENT = Parent(table="contacts", param="contactId", column="contact_id", noun="contact")
 
-_ENSURE_SQL = (
-    f"WITH found AS (SELECT id FROM contacts WHERE account_id = $2 AND fingerprint = $3), "
-    f"made AS (INSERT INTO contacts ({', '.join(TABLE.insert_columns)}) "
-    f"SELECT {', '.join(f'${i}' for i in range(1, len(TABLE.insert_columns) + 1))} "
-    f"WHERE NOT EXISTS (SELECT 1 FROM found) "
-    f"ON CONFLICT (account_id, fingerprint) DO NOTHING RETURNING id) "
-    f"SELECT id FROM made UNION ALL SELECT id FROM found")
+# The no-op DO UPDATE makes RETURNING give the existing row's id: one atomic
+# statement, so concurrent ensures with one fingerprint agree on one contact.
+_ENSURE_SQL = (TABLE.insert_sql + " ON CONFLICT (account_id, fingerprint) "
+               "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id")
 
 
 class EnsureContact(CreateAction):
@@ -72,14 +69,8 @@ class EnsureContact(CreateAction):
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         values = self.values(ctx, call)
-        sql_args = [values[c] for c in TABLE.insert_columns]
-        # the unique (account, fingerprint) index orders concurrent ensures: a loser
-        # of the race finds nothing in `found` and nothing inserted, so ask again
-        for _ in range(3):
-            found = await ctx.pool.fetchval(_ENSURE_SQL, *sql_args)
-            if found is not None:
-                return IdResponse(id=found)
-        raise RuntimeError("contact/ensure did not converge")
+        found = await ctx.pool.fetchval(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
+        return IdResponse(id=found)
 
 
 def _nested(table: Table, noun: str, summary: str) -> ListAction:

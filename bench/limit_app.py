@@ -1,0 +1,192 @@
+"""The limit: the thinnest Starlette + uvicorn (uvloop, httptools) + asyncpg + orjson
+app that does what botkit's bot routes do, with the same SQL and the same token
+check, on a FIFO-fair, reset-free pool (botkit.store.pool.Pool, as PERFORMANCE.md
+describes). No validation beyond what the SQL needs, no middleware, no logging:
+the ceiling of this stack on this machine, not an alternative server.
+
+The SQL below is copied from what botkit's standard actions build for the `bots`
+table (actions/standard.py) and the token lookup (actions/base.py); bench/run.py
+compares the copies with the framework's at start and warns when they drift.
+
+Run: DATABASE_URL=... PORT=... python bench/limit_app.py"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from contextlib import asynccontextmanager
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from botkit.actions.ids import new_id
+from botkit.store.pool import Pool
+
+TOKEN_SQL = ("SELECT id, account_id, secret_hash, scopes, expires_at, revoked_at "
+             "FROM tokens WHERE secret_hash = $1")
+
+COLUMNS = ("id", "created_at", "updated_at", "meta", "alias", "name", "description", "model", "backstory",
+           "dataset_id", "skillset_id", "privacy", "moderation", "blueprint_id", "visibility")
+SELECT = ", ".join(COLUMNS)
+FETCH_SQL = f"SELECT {SELECT} FROM bots WHERE id = $1 AND account_id = $2"
+LIST_SQL = f"SELECT {SELECT} FROM bots WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
+LIST_CURSOR_SQL = f"SELECT {SELECT} FROM bots WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+WRITABLE = ("alias", "name", "description", "meta", "model", "backstory", "dataset_id", "skillset_id",
+            "privacy", "moderation", "blueprint_id", "visibility")
+INSERT_COLUMNS = ("id", "account_id", "created_at", "updated_at", *WRITABLE)
+INSERT_SQL = (f"INSERT INTO bots ({', '.join(INSERT_COLUMNS)}) "
+              f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))})")
+UPDATE_MERGE_SQL = ("UPDATE bots SET meta = botkit_meta_limit(botkit_merge_patch(meta, $3::jsonb), 50), "
+                    "updated_at = $4 WHERE id = $1 AND account_id = $2 RETURNING id")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+WIRE = tuple(_camel(c) for c in COLUMNS)
+WIRE_WRITABLE = tuple((c, _camel(c)) for c in WRITABLE)
+JSON = "application/json"
+UNAUTHENTICATED = b'{"message":"the token is not valid","code":"NOT_AUTHENTICATED"}'
+NOT_FOUND = b'{"message":"bot not found","code":"NOT_FOUND"}'
+
+pool: Pool | None = None
+
+
+def item(row) -> dict:
+    return {k: v for k, v in zip(WIRE, row) if v is not None}
+
+
+async def account_of(conn, request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, secret = auth.partition(" ")
+    if scheme.lower() not in ("bearer", "token") or not secret:
+        return None
+    digest = hashlib.sha256(secret.strip().encode()).digest()
+    row = await conn.fetchrow(TOKEN_SQL, digest)
+    if row is None or not hmac.compare_digest(row["secret_hash"], digest) or row["revoked_at"] is not None:
+        return None
+    if row["expires_at"] is not None and row["expires_at"] <= time.time() * 1000:
+        return None
+    return row["account_id"]
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status, media_type=JSON)
+
+
+async def noop(request) -> Response:
+    """Constant JSON, no database, no token: what the HTTP stack (and wrk) can do."""
+    return _json(b'{"ok":true}')
+
+
+async def health(request) -> Response:
+    await pool.fetchval("SELECT 1")
+    return _json(b'{"status":"ok"}')
+
+
+async def fetch(request) -> Response:
+    conn = await pool.acquire()
+    try:
+        account = await account_of(conn, request)
+        row = await conn.fetchrow(FETCH_SQL, request.path_params["bot_id"], account) if account else None
+    finally:
+        pool.release(conn)
+    if account is None:
+        return _json(UNAUTHENTICATED, 401)
+    if row is None:
+        return _json(NOT_FOUND, 404)
+    return _json(orjson.dumps(item(row)))
+
+
+async def list_bots(request) -> Response:
+    q = request.query_params
+    take = int(q.get("take") or 25)
+    cursor = q.get("cursor")
+    conn = await pool.acquire()
+    try:
+        account = await account_of(conn, request)
+        if account is None:
+            rows = None
+        elif cursor:
+            rows = await conn.fetch(LIST_CURSOR_SQL, account, cursor, take + 1)
+        else:
+            rows = await conn.fetch(LIST_SQL, account, take + 1)
+    finally:
+        pool.release(conn)
+    if account is None:
+        return _json(UNAUTHENTICATED, 401)
+    out = {"items": [item(r) for r in rows[:take]]}
+    if len(rows) > take:
+        out["cursor"] = rows[take - 1]["id"]
+    return _json(orjson.dumps(out))
+
+
+async def create(request) -> Response:
+    body = orjson.loads(await request.body() or b"{}")
+    now = time.time_ns() // 1_000_000
+    bot_id = new_id()
+    args = [bot_id, None, now, now, *(body.get(wire) for _, wire in WIRE_WRITABLE)]
+    if args[7] is None:  # meta (index 4 + 3)
+        args[7] = {}
+    conn = await pool.acquire()
+    try:
+        account = await account_of(conn, request)
+        if account is not None:
+            args[1] = account
+            await conn.execute(INSERT_SQL, *args)
+    finally:
+        pool.release(conn)
+    if account is None:
+        return _json(UNAUTHENTICATED, 401)
+    return _json(orjson.dumps({"id": bot_id}))
+
+
+async def update(request) -> Response:
+    body = orjson.loads(await request.body() or b"{}")
+    merge = body["meta"]["$update"]
+    conn = await pool.acquire()
+    try:
+        account = await account_of(conn, request)
+        updated = None
+        if account is not None:
+            updated = await conn.fetchval(UPDATE_MERGE_SQL, request.path_params["bot_id"], account, merge,
+                                          time.time_ns() // 1_000_000)
+    finally:
+        pool.release(conn)
+    if account is None:
+        return _json(UNAUTHENTICATED, 401)
+    if updated is None:
+        return _json(NOT_FOUND, 404)
+    return _json(orjson.dumps({"id": updated}))
+
+
+@asynccontextmanager
+async def lifespan(app):
+    global pool
+    pool = await Pool(os.environ["DATABASE_URL"], int(os.environ.get("POOL_SIZE", "10"))).open()
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+app = Starlette(routes=[
+    Route("/noop", noop),
+    Route("/healthz", health),
+    Route("/v1/bot/{bot_id}/fetch", fetch),
+    Route("/v1/bot/list", list_bots),
+    Route("/v1/bot/create", create, methods=["POST"]),
+    Route("/v1/bot/{bot_id}/update", update, methods=["POST"]),
+], lifespan=lifespan)
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), loop="uvloop", http="httptools",
+                access_log=False, log_level="warning", lifespan="on")

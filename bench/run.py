@@ -1,0 +1,656 @@
+"""`make bench`: botkit against the limit of its stack and a conventional peer, in one
+run, against one PostgreSQL on this machine. See bench/README.md.
+
+Everything runs on 127.0.0.1; every load is bounded in time (and in count: the wrk
+script stops a thread after BENCH_MAX requests); everything started here is
+stopped in `finally`, also on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import engine_stream  # noqa: E402
+import seed as seeding  # noqa: E402
+from botkit.store.embedded import EmbeddedPostgres  # noqa: E402
+
+DATA = ROOT / ".data"
+PG_DIR = DATA / "bench-postgres"   # the bench's own embedded PostgreSQL (kept; the database is made anew)
+WORK = DATA / "bench"              # ids file, server logs, botkit's data dir (admin token)
+RESULTS = BENCH / "results"
+LUA = BENCH / "wrk" / "bench.lua"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+BOTKIT = ROOT / ".venv" / "bin" / "botkit"
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+
+THREADS, CONNECTIONS = 2, 64
+WRK_MAX_PER_THREAD = 2_000_000     # the count bound of one wrk run (the time bound is -d)
+BUDGET_S = 9 * 60                  # the whole run, this script included, stays under 10 minutes
+JSONL_RESERVE_S = 45               # kept for the JSONL export, the profile and shutting down
+
+CREATE_BODY = '{"name":"bench bot","description":"created by make bench","model":"gpt-4o","meta":{"source":"bench"}}'
+UPDATE_BODY = '{"meta":{"$update":{"k":"v"}}}'
+ROUTE_ORDER = ("fetch", "create", "list", "deep", "update")
+ROUTE_TITLES = {
+    "fetch": "GET /v1/bot/{id}/fetch (random id)",
+    "create": "POST /v1/bot/create",
+    "list": "GET /v1/bot/list?take=20 (page 1)",
+    "deep": "GET /v1/bot/list?take=20 (90,000 deep)",
+    "update": "POST /v1/bot/{id}/update ($update meta)",
+    "noop": "constant JSON, no DB (HTTP stack + wrk)",
+}
+STARTED = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - STARTED:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# --- processes ------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (uvicorn's workers, when there are several)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Server:
+    def __init__(self, name: str, label: str, cmd: list[str], env: dict[str, str], routes: tuple[str, ...]):
+        self.name, self.label, self.cmd, self.routes = name, label, cmd, routes
+        self.port = free_port()
+        self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = WORK / "logs" / f"{name}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not become healthy in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) if self.proc else []
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+# --- load -----------------------------------------------------------------------
+
+def wrk(server: Server, route: dict, seconds: int, token: str, ids_file: Path) -> dict:
+    env = {**os.environ, "BENCH_METHOD": route["method"], "BENCH_PATH": route["path"],
+           "BENCH_BODY": route.get("body", ""), "BENCH_TOKEN": token, "BENCH_IDS": str(ids_file),
+           "BENCH_MAX": str(WRK_MAX_PER_THREAD)}
+    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA),
+           server.base]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 30)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    r = json.loads(line[len("BENCH_JSON "):])
+    secs = r["duration_us"] / 1e6
+    errors = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+    return {"rps": r["requests"] / secs, "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
+            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "requests": r["requests"],
+            "seconds": secs, "errors": errors, "non_2xx": r["err_status"], "timeouts": r["err_timeout"]}
+
+
+def median_of(samples: list[dict]) -> dict:
+    return {"rps": statistics.median(s["rps"] for s in samples),
+            "p50_ms": statistics.median(s["p50_ms"] for s in samples),
+            "p99_ms": statistics.median(s["p99_ms"] for s in samples),
+            "errors": sum(s["errors"] for s in samples), "rounds": len(samples)}
+
+
+# --- checks ---------------------------------------------------------------------
+
+def check_sql_drift() -> list[str]:
+    """The limit copies botkit's SQL; say so when the copies no longer match."""
+    import limit_app
+    try:
+        from botkit.actions import base
+        from botkit.actions.standard import UpdateAction
+        from botkit.resources.bot import TABLE
+        pairs = {
+            "token": (limit_app.TOKEN_SQL, base._TOKEN_SQL),
+            "fetch": (limit_app.FETCH_SQL, TABLE.fetch_sql),
+            "list": (limit_app.LIST_SQL, TABLE.list_sql("account_id", True, False, False, ())),
+            "deep": (limit_app.LIST_CURSOR_SQL, TABLE.list_sql("account_id", True, True, False, ())),
+            "create": (limit_app.INSERT_SQL, TABLE.insert_sql),
+            "update": (limit_app.UPDATE_MERGE_SQL, UpdateAction(TABLE).sql((), True)),
+        }
+    except Exception as exc:  # the framework moved: report, don't fail the run
+        return [f"could not compare the limit's SQL with botkit's: {type(exc).__name__}: {exc}"]
+    return [f"{name}: the limit runs {ours!r} but botkit runs {theirs!r}"
+            for name, (ours, theirs) in pairs.items() if ours != theirs]
+
+
+def check_responses(servers: list[Server], routes: dict, token: str, bot_id: str) -> dict:
+    """One request per server and route before any load: status 200, and the limit's and the
+    peer's reads answer exactly what botkit answers (else a ratio would compare different work)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    out: dict = {"status": {}, "same_as_botkit": {}}
+    bodies: dict = {}
+    order = [r for r in ("fetch", "list", "deep", "create", "update")]  # reads before writes
+    with httpx.Client(headers=headers, timeout=10) as c:
+        for route in order:
+            spec = routes[route]
+            path = spec["path"].replace("{id}", bot_id)
+            for s in servers:
+                if route not in s.routes:
+                    continue
+                if spec["method"] == "GET":
+                    r = c.get(s.base + path)
+                else:
+                    r = c.post(s.base + path, content=spec["body"], headers={"Content-Type": "application/json"})
+                out["status"][f"{s.name}:{route}"] = r.status_code
+                if r.status_code == 200 and route in ("fetch", "list", "deep"):
+                    bodies[(s.name, route)] = r.json()
+    for (name, route), body in bodies.items():
+        if name.startswith("botkit"):
+            continue
+        ref = bodies.get(("botkit-1w", route))
+        out["same_as_botkit"][f"{name}:{route}"] = ref == body
+    return out
+
+
+# --- JSONL export -----------------------------------------------------------------
+
+def jsonl_export(server: Server, token: str, dataset_id: str) -> dict:
+    pids = server.pids()
+    baseline = sum(rss_kb(p) for p in pids)
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], sum(rss_kb(p) for p in pids))
+            stop.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    lines, size, head, tail = 0, 0, b"", b""
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    ttfb = None
+    try:
+        with httpx.Client(timeout=httpx.Timeout(120, connect=10)) as c:
+            with c.stream("GET", f"{server.base}/v1/dataset/{dataset_id}/record/list",
+                          headers={"Authorization": f"Bearer {token}", "Accept": "application/jsonl"}) as r:
+                status = r.status_code
+                for chunk in r.iter_raw(1 << 16):
+                    if ttfb is None:
+                        ttfb = time.perf_counter() - t0
+                    lines += chunk.count(b"\n")
+                    size += len(chunk)
+                    if len(head) < 200:
+                        head += chunk[:200]
+                    tail = (tail + chunk)[-4096:]
+                    if time.perf_counter() - t0 > 100:  # bounded in time
+                        break
+    finally:
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        stop.set()
+        sampler.join()
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    ok = (status == 200 and lines == seeding.RECORDS and head.startswith(b'{"type":"item"')
+          and last.startswith(b'{"type":"item"') and not tail.endswith(b"\n\n"))
+    return {"records": lines, "seconds": elapsed, "records_per_s": lines / elapsed, "bytes": size,
+            "ttfb_ms": (ttfb or 0) * 1000, "rss_baseline_mb": baseline / 1024,
+            "rss_growth_mb": (peak[0] - baseline) / 1024, "client_cpu_s": cpu, "status": status, "ok": ok,
+            "processes": len(pids)}
+
+
+# --- profile ----------------------------------------------------------------------
+
+def profile(server: Server, route_name: str, route: dict, seconds: int, token: str, ids_file: Path) -> dict:
+    """py-spy (sampling, non-blocking) on the server's process(es) while wrk drives one route."""
+    out = RESULTS / f"profile-{server.name}-{route_name}.txt"
+    pid = server.proc.pid  # one worker: the server is this process
+    spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--duration", str(seconds + 1),
+                            "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        load = wrk(server, route, seconds, token, ids_file)
+        spy.wait(timeout=seconds + 30)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+            spy.wait()
+    return {"file": str(out.relative_to(ROOT)), "load": load, "summary": summarize_profile(out)}
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict:
+    """Self and inclusive sample shares by function, from py-spy's collapsed stacks."""
+    selfs: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    try:
+        text = path.read_text()
+    except OSError:
+        return {"error": "no profile written (py-spy needs ptrace)"}
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_short(f) for f in stack.split(";")]
+        selfs[frames[-1]] = selfs.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+    pick = lambda d: [(f, round(100 * c / max(total, 1), 1)) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:top]]  # noqa: E731
+    return {"samples": total, "self_pct": pick(selfs), "inclusive_pct": pick(incl)}
+
+
+def _short(frame: str) -> str:
+    # "func (/path/to/site-packages/pkg/mod.py:123)" -> "func (pkg/mod.py)"
+    func, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            break
+    return f"{func} ({where})" if where else func
+
+
+# --- report -----------------------------------------------------------------------
+
+def fmt_rps(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def fmt_ratio(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def fmt_lat(m: dict | None) -> str:
+    return "–" if m is None else f"{m['p50_ms']:.1f} / {m['p99_ms']:.1f}"
+
+
+def report(res: dict) -> str:
+    fig = res["figures"]
+    get = lambda server, route: fig.get(f"{server}:{route}")  # noqa: E731
+    rps = lambda server, route: (get(server, route) or {}).get("rps")  # noqa: E731
+    s = res["settings"]
+    lines = [
+        f"# make bench: {res['finished_at']}",
+        "",
+        f"{s['cores']} cores, PostgreSQL {s['postgres']} on a Unix socket ({s['postgres_durability']}), "
+        f"wrk -t{THREADS} -c{CONNECTIONS}, {s['duration_s']} s per figure after a {s['warmup_s']} s warm-up, "
+        f"median of {s['rounds_done']} interleaved round(s); commit {s['commit']}. "
+        f"req/s; latency p50 / p99 in ms. Compare ratios within one run, not figures across runs.",
+        "",
+        "| route | botkit 1w | botkit 2w | limit | peer | botkit/limit | botkit/peer "
+        "| botkit 1w p50/p99 | botkit 2w p50/p99 | limit p50/p99 | peer p50/p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for route in (*ROUTE_ORDER, "noop"):
+        b1, b2, lim, peer = rps("botkit-1w", route), rps("botkit-2w", route), rps("limit", route), rps("peer", route)
+        if not any((b1, b2, lim, peer)):
+            continue
+        lines.append(
+            f"| {ROUTE_TITLES[route]} | {fmt_rps(b1)} | {fmt_rps(b2)} | {fmt_rps(lim)} | {fmt_rps(peer)} "
+            f"| {fmt_ratio(b1 / lim if b1 and lim else None)} | {fmt_ratio(b1 / peer if b1 and peer else None)} "
+            f"| {fmt_lat(get('botkit-1w', route))} | {fmt_lat(get('botkit-2w', route))} "
+            f"| {fmt_lat(get('limit', route))} | {fmt_lat(get('peer', route))} |")
+    bad = [k for k, v in fig.items() if v["errors"]]
+    if bad:
+        lines += ["", "**Errors during load** (non-2xx, timeouts, socket errors) in: "
+                  + ", ".join(f"{k} ({fig[k]['errors']})" for k in bad)]
+    lines += ["", "Deep page (cursor 90,000 items deep) / page 1, p50 latency: " + ", ".join(
+        f"{name} {v:.2f}×" for name, v in res["deep_ratio"].items())]
+    lines += ["", "| JSONL export, 100,000 records | records/s | peak RSS growth | time | complete |",
+              "|---|---:|---:|---:|---|"]
+    for name, j in res["jsonl"].items():
+        if "error" in j:
+            lines.append(f"| {name} | – | – | – | {j['error']} |")
+            continue
+        lines.append(f"| {name} (median of {j['runs']}) | {j['records_per_s']:,.0f} | {j['rss_growth_mb']:.1f} MB "
+                     f"| {j['seconds']:.2f} s | {'yes' if j['ok'] else 'NO'} |")
+    lines += ["", "| target (issue 5) | measured | met |", "|---|---:|---|"]
+    for t in res["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {t['met']} |")
+    if res["checks"]["sql_drift"]:
+        lines += ["", "**The limit's SQL differs from botkit's:**"] + [f"- {d}" for d in res["checks"]["sql_drift"]]
+    mism = [k for k, v in res["checks"]["same_as_botkit"].items() if not v]
+    not_ok = [f"{k}={v}" for k, v in res["checks"]["status"].items() if v != 200]
+    if mism or not_ok:
+        lines += ["", "**Check failures before load:** " + ", ".join(not_ok + [f"{m} answers differently" for m in mism])]
+    for note in res.get("notes", []):
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def targets(res: dict) -> list[dict]:
+    fig = res["figures"]
+    rps = lambda server, route: (fig.get(f"{server}:{route}") or {}).get("rps")  # noqa: E731
+    out = []
+
+    def add(text: str, value: float | None, ok: bool | None, unit: str = "") -> None:
+        out.append({"target": text, "measured": "–" if value is None else f"{value:.2f}{unit}",
+                    "value": value, "met": "–" if ok is None else ("yes" if ok else "NO")})
+
+    for route in ("fetch", "create", "list"):
+        b, lim = rps("botkit-1w", route), rps("limit", route)
+        v = b / lim if b and lim else None
+        add(f"botkit/limit ≥ 0.85 on {route} (1 worker)", v, None if v is None else v >= 0.85)
+    for route in ("fetch", "create"):
+        b, p = rps("botkit-1w", route), rps("peer", route)
+        v = b / p if b and p else None
+        add(f"botkit/peer ≥ 3 on {route} (1 worker)", v, None if v is None else v >= 3)
+    v = res["deep_ratio"].get("botkit-1w")
+    add("list 90,000 deep: p50 within 1.1× of page 1 (botkit 1 worker)", v, None if v is None else v <= 1.1, "×")
+    j = res["jsonl"].get("botkit-1w", {})
+    v = j.get("rss_growth_mb")
+    add("JSONL export: RSS growth < 50 MB over 100,000 records (1 worker)", v,
+        None if v is None else v < 50 and j.get("ok", False), " MB")
+    engine = res.get("engine")
+    for text, key, limit in engine_stream.TARGETS:
+        if engine is None:
+            out.append({"target": text, "measured": "pending (no conversation engine yet)", "value": None, "met": "–"})
+        else:
+            v = engine.get(key)
+            add(text, v, None if v is None else v < limit)
+    return out
+
+
+# --- main -------------------------------------------------------------------------
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
+                    help="interleaved rounds; the figures are their medians (default 3)")
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 5)),
+                    help="seconds per figure (default 5)")
+    ap.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 1)),
+                    help="warm-up seconds before each figure (default 1)")
+    ap.add_argument("--profile", default=os.environ.get("BENCH_PROFILE", ""),
+                    help="comma-separated routes to profile with py-spy on botkit 1w and the limit (e.g. fetch)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the FastAPI peer")
+    ap.add_argument("--no-2w", action="store_true", help="skip botkit with two workers")
+    args = ap.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pg = EmbeddedPostgres(PG_DIR, fast=True)
+    servers: list[Server] = []
+    res: dict = {"notes": []}
+    try:
+        log(f"starting the bench PostgreSQL in {PG_DIR.relative_to(ROOT)} (fsync off)")
+        admin_dsn = pg.start()
+        log(f"seeding {seeding.BOTS:,} bots and a dataset of {seeding.RECORDS:,} records")
+        seeded = asyncio.run(seeding.seed(admin_dsn))
+        log(f"seeded in {seeded.seconds:.1f}s")
+        ids_file = WORK / "bot-ids.txt"
+        ids_file.write_text("\n".join(seeded.bot_ids) + "\n")
+        token = seeded.token
+        routes = {
+            "fetch": {"method": "GET", "path": "/v1/bot/{id}/fetch"},
+            "create": {"method": "POST", "path": "/v1/bot/create", "body": CREATE_BODY},
+            "list": {"method": "GET", "path": "/v1/bot/list?take=20"},
+            "deep": {"method": "GET", "path": f"/v1/bot/list?take=20&cursor={seeded.deep_cursor}"},
+            "update": {"method": "POST", "path": "/v1/bot/{id}/update", "body": UPDATE_BODY},
+            "noop": {"method": "GET", "path": "/noop"},
+        }
+
+        db_env = {"DATABASE_URL": seeded.dsn, "BOTKIT_DATA_DIR": str(WORK / "botkit"),
+                  "BOTKIT_LOG_LEVEL": "warning"}
+        all_routes = ROUTE_ORDER
+        servers.append(Server("botkit-1w", "botkit, 1 worker", [str(BOTKIT), "serve"],
+                              {**db_env, "WORKERS": "1"}, all_routes))
+        if not args.no_2w:
+            servers.append(Server("botkit-2w", "botkit, 2 workers", [str(BOTKIT), "serve"],
+                                  {**db_env, "WORKERS": "2"}, all_routes))
+        servers.append(Server("limit", "the limit", [str(PYTHON), str(BENCH / "limit_app.py")], db_env,
+                              all_routes))
+        if not args.no_peer:
+            servers.append(Server("peer", "FastAPI + pydantic peer", [str(PYTHON), str(BENCH / "peer_app.py")],
+                                  db_env, ("fetch", "create")))
+        for s in servers:  # one after the other: botkit's start-up (migrate, admin token) is not raced
+            log(f"starting {s.name} on port {s.port}")
+            s.start()
+
+        checks = {"sql_drift": check_sql_drift()}
+        checks.update(check_responses(servers, routes, token, seeded.bot_ids[len(seeded.bot_ids) // 2]))
+        for d in checks["sql_drift"]:
+            log(f"WARNING: {d}")
+        for k, v in checks["status"].items():
+            if v != 200:
+                log(f"WARNING: {k} answered {v} before the load")
+        for k, v in checks["same_as_botkit"].items():
+            if not v:
+                log(f"WARNING: {k} answers differently from botkit")
+
+        samples: dict[str, list[dict]] = {}
+        rounds_done = 0
+        round_seconds = None
+        for rnd in range(args.rounds):
+            left = BUDGET_S - (time.monotonic() - STARTED) - JSONL_RESERVE_S
+            if round_seconds is not None and round_seconds > left:
+                res["notes"].append(f"stopped after {rounds_done} of {args.rounds} rounds to stay in the time budget")
+                log(res["notes"][-1])
+                break
+            t_round = time.monotonic()
+            for route in ROUTE_ORDER:
+                order = [s for s in servers if route in s.routes]
+                k = rnd % len(order)
+                for s in order[k:] + order[:k]:  # rotate, so no server always goes first
+                    if args.warmup:
+                        wrk(s, routes[route], args.warmup, token, ids_file)
+                    r = wrk(s, routes[route], args.duration, token, ids_file)
+                    samples.setdefault(f"{s.name}:{route}", []).append(r)
+                    log(f"round {rnd + 1} {s.name:9s} {route:6s} {r['rps']:8,.0f} req/s  "
+                        f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms"
+                        + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
+            if rnd == 0:  # the HTTP stack's own ceiling, once: shows wrk is not the bottleneck
+                lim = next(s for s in servers if s.name == "limit")
+                if args.warmup:
+                    wrk(lim, routes["noop"], args.warmup, token, ids_file)
+                r = wrk(lim, routes["noop"], args.duration, token, ids_file)
+                samples["limit:noop"] = [r]
+                log(f"round 1 limit     noop   {r['rps']:8,.0f} req/s")
+            rounds_done += 1
+            round_seconds = time.monotonic() - t_round
+
+        figures = {k: {**median_of(v), "samples": v} for k, v in samples.items()}
+        res["figures"] = figures
+        res["deep_ratio"] = {}
+        for name in ("botkit-1w", "botkit-2w", "limit"):
+            a, b = figures.get(f"{name}:deep"), figures.get(f"{name}:list")
+            if a and b:
+                res["deep_ratio"][name] = a["p50_ms"] / b["p50_ms"]
+
+        res["jsonl"] = {}
+        for s in servers:
+            if not s.name.startswith("botkit"):
+                continue
+            runs = []
+            for _ in range(3):
+                try:
+                    runs.append(jsonl_export(s, token, seeded.dataset_id))
+                except Exception as exc:  # report it in the table; the rest of the run stands
+                    res["jsonl"][s.name] = {"error": f"{type(exc).__name__}: {exc}"}
+                    break
+                if time.monotonic() - STARTED > BUDGET_S - 20:
+                    break
+            if runs:
+                res["jsonl"][s.name] = {
+                    "records_per_s": statistics.median(r["records_per_s"] for r in runs),
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "rss_growth_mb": max(r["rss_growth_mb"] for r in runs),
+                    "ok": all(r["ok"] for r in runs), "runs": len(runs), "samples": runs}
+                j = res["jsonl"][s.name]
+                log(f"jsonl {s.name}: {j['records_per_s']:,.0f} records/s, RSS growth {j['rss_growth_mb']:.1f} MB, "
+                    f"complete={j['ok']}")
+
+        # PLUG-IN POINT: the completion-stream benchmark (bench/engine_stream.py), once the engine exists.
+        res["engine"] = engine_stream.measure(servers={s.name: s.base for s in servers}, token=token)
+
+        res["profiles"] = {}
+        for route in [r for r in args.profile.split(",") if r]:
+            for s in servers:
+                if s.name in ("botkit-1w", "limit") and route in s.routes:
+                    log(f"profiling {s.name} {route} with py-spy")
+                    res["profiles"][f"{s.name}:{route}"] = profile(s, route, routes[route], max(args.duration, 5),
+                                                                   token, ids_file)
+
+        res["checks"] = checks
+        res["seed"] = seeded.summary()
+        res["settings"] = {
+            "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+            "postgres": pg_version(seeded.dsn), "postgres_durability": "fsync, synchronous_commit and "
+            "full_page_writes off", "wrk": wrk_version(), "threads": THREADS, "connections": CONNECTIONS,
+            "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+            "rounds_done": rounds_done, "commit": git_commit(), "pool_size": 10,
+        }
+        res["finished_at"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        res["targets"] = targets(res)
+        res["elapsed_s"] = time.monotonic() - STARTED
+        md = report(res)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        for name in ("latest", stamp):
+            (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+            (RESULTS / f"{name}.md").write_text(md)
+        print(md)
+        for key, p in res["profiles"].items():
+            summ = p["summary"]
+            print(f"## profile {key}: {p['load']['rps']:,.0f} req/s under py-spy, {summ.get('samples')} samples "
+                  f"({p['file']})\n\nself %:")
+            for f, pct in summ.get("self_pct", [])[:15]:
+                print(f"  {pct:5.1f}  {f}")
+            print("inclusive %:")
+            for f, pct in summ.get("inclusive_pct", [])[:25]:
+                print(f"  {pct:5.1f}  {f}")
+            print()
+        log(f"done in {res['elapsed_s']:.0f}s; wrote {RESULTS.relative_to(ROOT)}/latest.md and latest.json")
+        return 0
+    finally:
+        for s in reversed(servers):
+            try:
+                s.stop()
+            except Exception as exc:  # keep stopping the others
+                log(f"stopping {s.name} failed: {exc}")
+        try:
+            pg.stop()
+        except Exception as exc:
+            log(f"stopping PostgreSQL failed: {exc}")
+
+
+def pg_version(dsn: str) -> str:
+    async def get() -> str:
+        import asyncpg
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+    try:
+        return asyncio.run(get())
+    except Exception:
+        return "?"
+
+
+def wrk_version() -> str:
+    try:
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=5)
+        return (out.stdout + out.stderr).splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
