@@ -55,6 +55,7 @@ OPEN_BUGS = {
     "huge-int-json",    # an integer of >= 309 digits stored in jsonb poisons every read → 500
     "jsonl-4xx-as-200",  # JSONL lists report request errors as 200 + an error line
     "pattern-newline",  # "^...$" patterns accept a trailing "\n" (visibility "public\n")
+    "invalid-utf8",     # invalid UTF-8 inside a JSON string: UnicodeDecodeError → 500
 }
 
 MAX_DEPTH = 300 if "deep-json" in OPEN_BUGS else 3000
@@ -272,12 +273,14 @@ def body_strategy(action, accounts: Accounts):
         DEEP, META_JUNK.map(lambda m: {"meta": m}), META_JUNK.map(lambda m: {"$update": m}),
         LONG_TEXT.map(lambda s: {"name": s, "text": s}),
     )
-    return st.one_of(
-        st.none(),
+    bodies = st.one_of(
         st.binary(max_size=200),
         NON_JSON,
         st.tuples(text_bodies, st.booleans()).map(lambda t: to_bytes(dump(t[0], accounts, ascii_only=t[1]))),
     )
+    if "invalid-utf8" in OPEN_BUGS:
+        bodies = bodies.map(lambda b: b.decode("utf-8", "replace").encode())
+    return st.one_of(st.none(), bodies)
 
 
 # path ids
@@ -361,7 +364,7 @@ def auth_header(draw, accounts: Accounts) -> tuple[bytes | None, str | None]:
              "theirs": (b"Bearer " + theirs.encode(), "theirs"),
              "token": (b"Token " + mine.encode(), "mine"),
              "lower": (b"bearer " + mine.encode(), "mine"),
-             "spaces": (b"Bearer    " + mine.encode() + b"   ", "mine")}
+             "spaces": (b"Bearer    " + mine.encode(), "mine")}
     if kind in valid:
         return valid[kind]
     invalid = {
@@ -777,7 +780,7 @@ def test_junk_paths(accounts, raw, data):
 @pytest.mark.parametrize("body", [
     b'{"name": "a\\u0000b"}', b'{"meta": {"\\u0000": 1}}', b'{"meta": {"k": "\\u0000"}}',
     b'{"name": "\\ud800"}', b'{"name": "\\udc00"}', b'{"meta": {"a": 1e400}}', b'{"meta": {"a": -1e400}}',
-    b'{"name": "\xed\xa0\x80"}', b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}",
+    b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}",
     b'{"meta": {"a": 100000000000000000000000000000}}',
 ])
 def test_edge_bodies_on_bot_create(api, body):
@@ -856,3 +859,11 @@ def test_bug_jsonl_request_errors_are_200(api, case):
                                        ("bot/create", {"model": "gpt-4o\n"})])
 def test_bug_anchored_patterns_accept_trailing_newline(api, path, body):
     assert_error(api.post(path, json=body), 400, "BAD_REQUEST")
+
+
+@pytest.mark.xfail(strict=True, reason="invalid-utf8: msgspec raises UnicodeDecodeError (a ValueError, not "
+                                       "msgspec.DecodeError) for invalid UTF-8 inside a JSON string; "
+                                       "actions.base.decode lets it through → 500")
+@pytest.mark.parametrize("body", [b'{"name": "\x80"}', b'{"name": "\xed\xa0\x80"}', b'{"meta": {"\xff": 1}}'])
+def test_bug_invalid_utf8_in_json_string(api, body):
+    assert_error(api.post("bot/create", content=body), 400, "BAD_REQUEST")

@@ -1,0 +1,252 @@
+"""The wire protocol: routes, methods, auth, errors, headers, body limits, JSONL, spec."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from botkit.actions.base import REGISTRY, Stream
+from conftest import assert_error
+
+
+def test_both_prefixes_serve_the_same_routes(make_api):
+    v1 = make_api()
+    api_v1 = httpx.Client(base_url=str(v1.base_url).replace("/v1/", "/api/v1/"), headers=v1.headers)
+    bot = api_v1.post("bot/create", json={"name": "x"}).json()["id"]
+    assert v1.get(f"bot/{bot}/fetch").json()["name"] == "x"
+
+
+def test_unknown_route_and_wrong_method(api, anon):
+    assert_error(api.get("nothing/here"), 404, "NOT_FOUND")
+    assert_error(api.get("bot/create"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(api.post("bot/list"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(api.put("bot/create"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(api.delete("bot/list"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(httpx.get(str(anon.base_url.copy_with(path="/elsewhere"))), 404, "NOT_FOUND")
+    assert_error(httpx.post(str(anon.base_url.copy_with(path="/healthz"))), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_authentication(anon, api, database):
+    assert_error(anon.get("bot/list"), 401, "NOT_AUTHENTICATED")
+    for header in ("Bearer", "Basic abc", "Bearer nope", "Token nope", "bk_x", "Bearer " + "x" * 600):
+        assert_error(anon.get("bot/list", headers={"Authorization": header}), 401, "NOT_AUTHENTICATED")
+    assert anon.get("bot/list", headers={"Authorization": f"Token {api.token}"}).status_code == 200
+    assert anon.get("bot/list", headers={"Authorization": f"bearer {api.token}"}).status_code == 200
+
+    async def expire_and_revoke():
+        from botkit.resources.token import issue_token
+        conn = await asyncpg.connect(database)
+        try:
+            _, expired = await issue_token(conn, api.account_id, expires_at=int(time.time() * 1000) - 1)
+            revoked_id, revoked = await issue_token(conn, api.account_id)
+            await conn.execute("UPDATE tokens SET revoked_at = 1 WHERE id = $1", revoked_id)
+            return expired, revoked
+        finally:
+            await conn.close()
+
+    expired, revoked = asyncio.run(expire_and_revoke())
+    assert "expired" in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {expired}"}),
+                                     401, "NOT_AUTHENTICATED")["message"]
+    assert "revoked" in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {revoked}"}),
+                                     401, "NOT_AUTHENTICATED")["message"]
+
+
+def test_request_id_and_server_timing(api):
+    response = api.get("bot/list", headers={"X-Request-Id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    assert response.headers["server-timing"].startswith("app;dur=")
+    generated = api.get("bot/list").headers["x-request-id"]
+    assert len(generated) == 32
+    error = api.get("bot/nope/fetch", headers={"X-Request-Id": "err-1"})
+    assert error.headers["x-request-id"] == "err-1"
+    junk = api.get("bot/list", headers={"X-Request-Id": "x" * 300})
+    assert len(junk.headers["x-request-id"]) == 32  # refused, replaced
+
+
+def test_an_unexpected_failure_is_a_500_with_the_request_id(api, monkeypatch, caplog):
+    fetch = next(a for a in REGISTRY if a.path == "/bot/{botId}/fetch")
+
+    async def boom(ctx, call):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(fetch, "run", boom)
+    response = api.get("bot/x/fetch", headers={"X-Request-Id": "trace-me"})
+    body = assert_error(response, 500, "INTERNAL_SERVER_ERROR")
+    assert body["requestId"] == "trace-me"
+    assert "kaboom" not in response.text  # no internals on the wire
+
+
+def test_body_limits_and_bad_json(api):
+    assert_error(api.post("bot/create", content=b"{not json"), 400, "BAD_REQUEST")
+    assert_error(api.post("bot/create", content=b"[1, 2]"), 400, "BAD_REQUEST")
+    assert_error(api.post("bot/create", content=b"\xff\xfe"), 400, "BAD_REQUEST")
+    big = json.dumps({"name": "x", "backstory": "y" * 70_000}).encode()  # the test server allows 64 KiB
+    assert_error(api.post("bot/create", content=big), 413, "CONTENT_TOO_LARGE")
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        yield b'{"backstory": "'
+        for _ in range(80):
+            yield b"z" * 1024
+        yield b'"}'
+
+    assert_error(api.post("bot/create", content=chunks()), 413, "CONTENT_TOO_LARGE")
+    # an empty body is an empty object, so `curl -X POST` works
+    assert api.post("bot/create").status_code == 200
+    assert api.post("bot/create", content=b"name=x",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 400
+
+
+def test_meta_limits_name_the_key(api):
+    bot = api.post("bot/create", json={}).json()["id"]
+    too_many = {f"k{i}": "v" for i in range(51)}
+    assert "50" in assert_error(api.post("bot/create", json={"meta": too_many}), 400, "BAD_REQUEST")["message"]
+    long_key = "k" * 41
+    assert long_key in assert_error(api.post("bot/create", json={"meta": {long_key: 1}}),
+                                    400, "BAD_REQUEST")["message"]
+    assert "colour" in assert_error(api.post(f"bot/{bot}/update", json={"meta": {"colour": "x" * 501}}),
+                                    400, "BAD_REQUEST")["message"]
+    assert "nested" in assert_error(api.post("bot/create", json={"meta": {"nested": {"a": "x" * 600}}}),
+                                    400, "BAD_REQUEST")["message"]
+    assert "deep" in assert_error(api.post(f"bot/{bot}/update", json={"$update": {"deep": "x" * 501}}),
+                                  400, "BAD_REQUEST")["message"]
+    # merging 30 keys into 30 keys would make 60: refused, and nothing is written
+    api.post(f"bot/{bot}/update", json={"meta": {f"a{i}": i for i in range(30)}})
+    error = assert_error(api.post(f"bot/{bot}/update", json={"$update": {f"b{i}": i for i in range(30)}}),
+                         400, "BAD_REQUEST")
+    assert "50" in error["message"]
+    assert len(api.get(f"bot/{bot}/fetch").json()["meta"]) == 30
+    assert api.post(f"bot/{bot}/update", json={"meta": {"k": "x" * 500}}).status_code == 200
+    assert_error(api.post(f"bot/{bot}/update", json={"meta": {"$update": {}, "other": 1}}), 400, "BAD_REQUEST")
+    assert_error(api.post(f"bot/{bot}/update", json={"meta": {"a": 1}, "$update": {"b": 1}}), 400, "BAD_REQUEST")
+
+
+def test_nul_characters_are_bad_requests(api):
+    assert_error(api.post("bot/create", json={"name": "a\x00b"}), 400, "BAD_REQUEST")
+    assert_error(api.post("bot/create", json={"meta": {"a": "\x00"}}), 400, "BAD_REQUEST")
+
+
+def test_health(server):
+    response = httpx.get(server.url + "/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_spec_is_valid_and_covers_every_route(anon):
+    from openapi_spec_validator import validate
+    spec = anon.get("spec.json").json()
+    validate(spec)
+    assert httpx.get(str(anon.base_url.copy_with(path="/api/v1/spec.json"))).json() == spec
+    served = {(a.method.lower(), a.path) for a in REGISTRY}
+    documented = {(m, p) for p, ops in spec["paths"].items() for m in ops if m in ("get", "post")}
+    assert served <= documented
+    assert documented - served == {("get", "/spec.json"), ("get", "/healthz")}
+    assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
+    listing = spec["paths"]["/bot/list"]["get"]
+    take = next(p for p in listing["parameters"] if p["name"] == "take")
+    assert take["schema"]["maximum"] == 100 and take["schema"]["default"] == 25
+    assert "application/jsonl" in listing["responses"]["200"]["content"]
+    assert "requestBody" in spec["paths"]["/bot/create"]["post"]
+    create = spec["components"]["schemas"]["BotCreate"]["properties"]
+    assert create["meta"]["anyOf"][0]["maxProperties"] == 50
+    assert spec["paths"]["/bot/{botId}/fetch"]["get"]["responses"]["404"]
+
+
+def test_every_documented_route_is_served(anon):
+    """Each path of the spec reaches an action (401 without a token), none is a 404."""
+    spec = anon.get("spec.json").json()
+    for path, ops in spec["paths"].items():
+        if path == "/healthz":
+            continue
+        concrete = path.replace("{", "").replace("}", "")
+        for method in ops:
+            if method not in ("get", "post"):
+                continue
+            response = anon.request(method.upper(), concrete.lstrip("/"))
+            assert response.status_code in (200, 401), (method, path, response.text)
+
+
+def test_jsonl_stream_stops_when_the_client_goes_away(api, server):
+    conversation = api.post("conversation/create", json={
+        "messages": [{"type": "user", "text": "x" * 10} for _ in range(1000)]}).json()["id"]
+    pool = server.app.state.botkit.pool
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall((f"GET /v1/conversation/{conversation}/message/list HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n\r\n").encode())
+        assert b"200 OK" in sock.recv(4096)
+    deadline = time.monotonic() + 2
+    while len(pool._idle) != pool.size:  # every connection back in the pool
+        assert time.monotonic() < deadline, "the stream kept a database connection"
+        time.sleep(0.02)
+    assert api.get("bot/list").status_code == 200
+
+
+def test_stream_is_cancelled_on_disconnect():
+    """The transport's stream loop ends within a second of http.disconnect, and the
+    producer (an endless generator) is closed, not left running."""
+    from botkit.transport.app import Dispatcher
+
+    state = {"closed": False, "chunks": 0}
+
+    async def endless():
+        try:
+            while True:
+                state["chunks"] += 1
+                yield b'{"type":"item","data":{}}\n'
+                await asyncio.sleep(0.01)
+        finally:
+            state["closed"] = True
+
+    async def main():
+        sent = []
+        disconnect = asyncio.Event()
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        task = asyncio.create_task(Dispatcher._stream(None, {}, receive, send, Stream(endless()), "rid", 0.0))
+        await asyncio.sleep(0.1)
+        disconnect.set()
+        await asyncio.wait_for(task, 1)
+        return sent
+
+    sent = asyncio.run(main())
+    assert state["closed"]
+    produced = state["chunks"]
+    time.sleep(0.05)
+    assert state["chunks"] == produced
+    assert sent[0]["status"] == 200
+
+
+def test_error_after_the_first_byte_is_an_error_line():
+    from botkit.actions.errors import BadRequest
+    from botkit.transport.app import Dispatcher
+
+    async def failing():
+        yield b'{"type":"item","data":{}}\n'
+        raise BadRequest("gone wrong")
+
+    async def main():
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            await asyncio.sleep(10)
+
+        await Dispatcher._stream(None, {}, receive, send, Stream(failing()), "rid", 0.0)
+        return b"".join(m.get("body", b"") for m in sent[1:])
+
+    body = asyncio.run(main())
+    lines = body.decode().split("\n")
+    assert lines[-1] == ""
+    assert json.loads(lines[1]) == {"type": "error", "data": {"message": "gone wrong", "code": "BAD_REQUEST"}}
