@@ -75,6 +75,9 @@ class Action:
     item: ClassVar[type | None] = None      # set on lists: the JSONL `item` data
     query_params: ClassVar[tuple[Param, ...]] = ()
     public: ClassVar[bool] = False          # served without a token
+    # A conversation-bound session token (widgets) may call this action for its own
+    # conversation: the route's {conversationId} must be the session's conversation.
+    session: ClassVar[bool] = False
 
     @property
     def resource(self) -> str:
