@@ -121,6 +121,138 @@ def migrate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- operator commands against the configured database --------------------------
+
+def _database(s: Settings):
+    """(dsn, embedded server started here or None): DATABASE_URL, else the embedded one
+    in the data folder (reused when `make run` has it running)."""
+    if s.database_url:
+        return s.database_url, None
+    from .store.embedded import EmbeddedPostgres
+    embedded = EmbeddedPostgres(s.data_dir / "postgres")
+    dsn = embedded.start()
+    return dsn, embedded if embedded.started_here else None
+
+
+def _with_db(work) -> int:
+    """Run `work(conn)` on a migrated database; print what it returns."""
+    import asyncpg
+
+    from .store.migrate import migrate
+    from .store.pool import init_connection
+
+    s = load_settings()
+    logging.basicConfig(level="WARNING")
+    dsn, started = _database(s)
+
+    async def go():
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await init_connection(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        out = asyncio.run(go())
+    finally:
+        if started is not None:
+            started.stop()
+    if out is not None:
+        print(out)
+    return 0
+
+
+def parse_scope(text: str) -> dict:
+    """`resource[:action,action][@id,id]`, e.g. `bot:fetch,list@01abc...` or `dataset`."""
+    ids = None
+    if "@" in text:
+        text, _, id_part = text.partition("@")
+        ids = [i for i in id_part.split(",") if i]
+    resource, _, action_part = text.partition(":")
+    scope: dict = {"resource": resource}
+    if action_part:
+        scope["actions"] = [a for a in action_part.split(",") if a]
+    if ids:
+        scope["ids"] = ids
+    return scope
+
+
+def parse_duration_ms(text: str) -> int:
+    """`30d`, `12h`, `15m`, `90s` from now, as an epoch-ms expiry."""
+    import time
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    if not text or text[-1] not in units or not text[:-1].isdigit():
+        raise SystemExit(f"--expires: use a number with d, h, m or s (got {text!r})")
+    return int((time.time() + int(text[:-1]) * units[text[-1]]) * 1000)
+
+
+async def _admin_account(conn) -> str:
+    admin = await conn.fetchval("SELECT id FROM accounts WHERE role = 'admin' ORDER BY id LIMIT 1")
+    if admin is None:
+        raise SystemExit("no admin account yet: run `make run` (botkit serve) once")
+    return admin
+
+
+def token_create(args: argparse.Namespace) -> int:
+    from .resources.token import issue_token
+
+    async def work(conn):
+        account = args.account or await _admin_account(conn)
+        if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", account) is None:
+            raise SystemExit(f"no account {account}")
+        scopes = [parse_scope(s) for s in args.scope] or None
+        expires = parse_duration_ms(args.expires) if args.expires else None
+        token_id, secret = await issue_token(conn, account, name=args.name, scopes=scopes, expires_at=expires)
+        return f"{token_id}\t{secret}"
+
+    return _with_db(work)
+
+
+def token_list(args: argparse.Namespace) -> int:
+    import json
+
+    async def work(conn):
+        account = args.account or await _admin_account(conn)
+        rows = await conn.fetch("SELECT id, name, scopes, expires_at, revoked_at FROM tokens "
+                                "WHERE account_id = $1 ORDER BY id", account)
+        return "\n".join(f"{r['id']}\t{r['name'] or '-'}\t{json.dumps(r['scopes'])}\t"
+                         f"expires={r['expires_at'] or '-'}\t{'revoked' if r['revoked_at'] else 'active'}"
+                         for r in rows) or "(no tokens)"
+
+    return _with_db(work)
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    async def work(conn):
+        from .actions.base import now_ms
+        done = await conn.fetchval("UPDATE tokens SET revoked_at = $2, updated_at = $2 WHERE id = $1 "
+                                   "AND revoked_at IS NULL RETURNING id", args.id, now_ms())
+        if done is None:
+            raise SystemExit(f"no active token {args.id}")
+        return f"revoked {done}"
+
+    return _with_db(work)
+
+
+def partner_user_create(args: argparse.Namespace) -> int:
+    from .resources.account import create_account
+    from .resources.token import issue_token
+
+    async def work(conn):
+        parent = args.parent or await _admin_account(conn)
+        child = await create_account(conn, name=args.name, parent_id=parent)
+        if args.email:
+            await conn.execute("UPDATE accounts SET email = $2 WHERE id = $1", child, args.email)
+        if not args.token:
+            return child
+        _, secret = await issue_token(conn, child, name="cli")
+        return f"{child}\t{secret}"
+
+    return _with_db(work)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botkit", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -131,6 +263,31 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL")
     p.set_defaults(func=migrate_cmd)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    p = token.add_parser("create", help="create a token; prints `id<TAB>secret` (the secret is shown once)")
+    p.add_argument("--account", help="account id (default: the admin account)")
+    p.add_argument("--name")
+    p.add_argument("--scope", action="append", default=[],
+                   help="resource[:action,action][@id,id]; repeatable (default: no restriction)")
+    p.add_argument("--expires", help="lifetime, e.g. 30d, 12h, 15m")
+    p.set_defaults(func=token_create)
+    p = token.add_parser("list", help="list an account's tokens (never their secrets)")
+    p.add_argument("--account")
+    p.set_defaults(func=token_list)
+    p = token.add_parser("revoke", help="revoke a token by id")
+    p.add_argument("id")
+    p.set_defaults(func=token_revoke)
+
+    partner = sub.add_parser("partner", help="partner sub-accounts").add_subparsers(dest="partner_command",
+                                                                                   required=True)
+    user = partner.add_parser("user", help="child accounts").add_subparsers(dest="user_command", required=True)
+    p = user.add_parser("create", help="create a child account; prints its id (and a token with --token)")
+    p.add_argument("--name")
+    p.add_argument("--email")
+    p.add_argument("--parent", help="parent account id (default: the admin account)")
+    p.add_argument("--token", action="store_true", help="also create an API token for it")
+    p.set_defaults(func=partner_user_create)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args = parser.parse_args(["serve", *(argv or [])])

@@ -25,6 +25,26 @@ class Settings:
     pool_size: int = field(default_factory=lambda: _int("BOTKIT_POOL_SIZE", 10))
     max_body_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_BODY_BYTES", 1024 * 1024))
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
+    # The conversation engine's model providers (engine/models.py). With no base URL the
+    # one model is the embedded retrieval responder (no network, no weights).
+    model_base_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_MODEL_BASE_URL") or None)
+    model_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_MODEL_API_KEY") or None)
+    models: str = field(default_factory=lambda: os.environ.get("BOTKIT_MODELS", ""))
+    model_default: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_MODEL_DEFAULT") or None)
+    model_max_tokens: int = field(default_factory=lambda: _int("BOTKIT_MODEL_MAX_TOKENS", 8192))
+    model_max_output_tokens: int = field(default_factory=lambda: _int("BOTKIT_MODEL_MAX_OUTPUT_TOKENS", 1024))
+    model_connect_timeout: float = field(default_factory=lambda: float(
+        os.environ.get("BOTKIT_MODEL_CONNECT_TIMEOUT") or 5))
+    model_read_timeout: float = field(default_factory=lambda: float(
+        os.environ.get("BOTKIT_MODEL_READ_TIMEOUT") or 60))
+    model_retries: int = field(default_factory=lambda: _int("BOTKIT_MODEL_RETRIES", 2))
+    # requests a minute (0 turns a limit off); see transport/ratelimit.py
+    rate_limit: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT", 1200))
+    rate_limit_account: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_ACCOUNT", 3000))
+    rate_limit_messages: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_MESSAGES", 60))
+    rate_limit_history: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_HISTORY", 100))
+    processes: int = field(default_factory=lambda: _int("BOTKIT_PROCESSES", 0))  # 0: WORKERS
+    session_secret: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SESSION_SECRET") or None)
 
 
 def settings() -> Settings:

@@ -4,14 +4,12 @@ registry that transport's route table and the spec are both built from."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, ClassVar
 
 import msgspec
 
-from .errors import NotAuthenticated
 
 API_TOKEN_PREFIX = "bk_"
 
@@ -21,7 +19,10 @@ class Principal:
     """Who is calling: the account acted in and the token that proved it."""
     account_id: str
     token_id: str
-    scopes: Any = None
+    scopes: Any = None                      # list of scope dicts, None = everything
+    limits: Any = None                      # the acting account's limits (dict) or None
+    session_routes: frozenset | None = None  # set for session tokens: the only routes allowed
+    acting_for: str | None = None           # X-RunAs-UserId: the token's own account
 
 
 @dataclass(slots=True)
@@ -30,6 +31,7 @@ class Context:
     principal: Principal | None
     pool: Any  # store.pool.Pool
     request_id: str
+    services: Any = None  # the app's shared state: settings, session key, ... (transport.app.AppState)
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -103,24 +105,6 @@ def register(*actions: Action) -> None:
 
 def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
-
-
-_TOKEN_SQL = ("SELECT id, account_id, secret_hash, scopes, expires_at, revoked_at "
-              "FROM tokens WHERE secret_hash = $1")
-
-
-async def authenticate(pool, secret: str) -> Principal:
-    digest = hash_secret(secret)
-    row = await pool.fetchrow(_TOKEN_SQL, digest)
-    # The lookup is by digest; compare_digest keeps the final check constant-time.
-    if row is None or not hmac.compare_digest(row["secret_hash"], digest):
-        raise NotAuthenticated("the token is not valid")
-    if row["revoked_at"] is not None:
-        raise NotAuthenticated("the token has been revoked")
-    expires_at = row["expires_at"]
-    if expires_at is not None and expires_at <= time.time() * 1000:
-        raise NotAuthenticated("the token has expired")
-    return Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"])
 
 
 def now_ms() -> int:

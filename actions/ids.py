@@ -47,3 +47,8 @@ def new_id() -> str:
 
 def is_id(value: str) -> bool:
     return _ID_RE.match(value) is not None
+
+
+def floor_id(ms: int) -> str:
+    """The smallest id made in millisecond `ms`: `id >= floor_id(t)` means created at or after t."""
+    return _encode(ms << _RANDOM_BITS, 26)

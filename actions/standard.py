@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
+from .auth import enforce_limit
 from .base import Action, Call, Context, Param, Stream, now_ms
 from .errors import BadRequest, NotFound
 from .fields import META_MAX_KEYS, MetaDict, IdResponse, check_meta
@@ -39,6 +40,7 @@ class Parent:
     param: str    # path parameter, "datasetId"
     column: str   # column in the child table, "dataset_id"
     noun: str     # for messages, "dataset"
+    owner: str = "account_id"  # the parent table's owner column (partner users: parent_id)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Table:
     refs: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (table, noun)
     filters: tuple[str, ...] = ()   # extra equality filters on list (column names)
     defaults: dict[str, Callable[[], Any]] = field(default_factory=dict)  # column -> factory
+    owner: str = "account_id"       # the column naming the owning account (partner users: parent_id)
 
     def __post_init__(self) -> None:
         self.columns = tuple(self.item.__struct_fields__)
@@ -60,7 +63,7 @@ class Table:
         self.id_param = self.noun + "Id"
         self.update = update_struct(self.create, self.noun, set(self.defaults))
         self.writable = tuple(f for f in self.create.__struct_fields__)
-        owner = ["account_id = $2"]
+        owner = [f"{self.owner} = $2"]
         if self.parent:
             owner.append(f"{self.parent.column} = $3")
         where = " AND ".join(["id = $1", *owner])
@@ -68,7 +71,7 @@ class Table:
         self.delete_sql = f"DELETE FROM {self.name} WHERE {where} RETURNING id"
         self.exists_sql = f"SELECT 1 FROM {self.name} WHERE {where}"
         self.update_where = where
-        inserted = ["id", "account_id", "created_at", "updated_at"]
+        inserted = ["id", self.owner, "created_at", "updated_at"]
         if self.parent:
             inserted.append(self.parent.column)
         inserted += [c for c in self.writable if c not in inserted]
@@ -86,8 +89,8 @@ class Table:
         sql = self._list_sql.get(key)
         if sql is None:
             where = [f"{scope_column} = $1"]
-            if scope_column != "account_id":
-                where.append("account_id = $2")
+            if scope_column != self.owner:
+                where.append(f"{self.owner} = $2")
             n = len(where)
             if cursor:
                 n += 1
@@ -181,14 +184,14 @@ def parse_list_query(pairs: list[tuple[str, str]], filters: tuple[str, ...] = ()
 # --- the actions ------------------------------------------------------------
 
 def _scope(table: Table, parent: Parent | None) -> str:
-    return parent.column if parent else "account_id"
+    return parent.column if parent else table.owner
 
 
 async def require_parent(conn, parent: Parent | None, ctx: Context, call: Call) -> None:
     """Nested routes answer 404 when the parent is missing or another account's."""
     if parent is None:
         return
-    found = await conn.fetchval(f"SELECT 1 FROM {parent.table} WHERE id = $1 AND account_id = $2",
+    found = await conn.fetchval(f"SELECT 1 FROM {parent.table} WHERE id = $1 AND {parent.owner} = $2",
                                 call.params[parent.param], ctx.account_id)
     if found is None:
         raise NotFound(f"{parent.noun} not found")
@@ -328,7 +331,7 @@ class CreateAction(Action):
         t = self.table
         body = call.body
         now = now_ms()
-        values = {"id": new_id(), "account_id": ctx.account_id, "created_at": now, "updated_at": now}
+        values = {"id": new_id(), t.owner: ctx.account_id, "created_at": now, "updated_at": now}
         if t.parent:
             values[t.parent.column] = call.params[t.parent.param]
         for name in t.writable:
@@ -346,6 +349,7 @@ class CreateAction(Action):
         t = self.table
         await require_parent(conn, t.parent, ctx, call)
         await check_refs(conn, t, ctx, values)
+        await enforce_limit(conn, ctx.principal, t.noun, t.name)
         await conn.execute(t.insert_sql, *(values[c] for c in t.insert_columns))
 
     async def run(self, ctx: Context, call: Call) -> Any:

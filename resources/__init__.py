@@ -1,3 +1,4 @@
 """One module per resource; importing this package registers every action."""
 
-from . import bot, contact, conversation, dataset, file, memory, secret, skillset, task  # noqa: F401
+from . import bot, contact, conversation, dataset, file, memory, partner, secret, skillset, task  # noqa: F401
+from . import session  # noqa: F401  (last: it marks the session-allowed actions)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ..actions.auth import enforce_limit
 from ..actions.base import Call, Context, register
 from ..actions.fields import Description, LongText, MetaDict, Name, Ref
 from ..actions.ids import new_id
@@ -125,13 +126,18 @@ class CreateConversation(CreateAction):
         async with ctx.pool.connection() as conn:
             async with conn.transaction():
                 await self.insert(conn, ctx, call, values)
-                if seed:
-                    n = len(seed)
-                    base = now_ms()
-                    await conn.execute(_INSERT_MESSAGES, [new_id() for _ in seed], [ctx.account_id] * n,
-                                       [values["id"]] * n, [m.type for m in seed], [m.text for m in seed],
-                                       [base] * n)
+                await insert_seed(conn, ctx, values["id"], seed)
         return ConversationCreated(id=values["id"], messages=seed or None)
+
+
+async def insert_seed(conn, ctx: Context, conversation_id: str, seed: list[SeedMessage]) -> None:
+    """A new conversation's first messages, in one statement (within the caller's transaction)."""
+    if not seed:
+        return
+    await enforce_limit(conn, ctx.principal, "message", "messages", adding=len(seed))
+    n = len(seed)
+    await conn.execute(_INSERT_MESSAGES, [new_id() for _ in seed], [ctx.account_id] * n,
+                       [conversation_id] * n, [m.type for m in seed], [m.text for m in seed], [now_ms()] * n)
 
 
 class CreateMessage(CreateAction):

@@ -1,27 +1,47 @@
-"""API tokens: random secrets shown once, stored as SHA-256 digests."""
+"""API tokens: random secrets shown once, stored as SHA-256 digests, optionally
+scoped and expiring. (Routes: partner/user/{userId}/token/*; CLI: botkit token.)"""
 
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
+
+import msgspec
 
 from ..actions.base import API_TOKEN_PREFIX, hash_secret, now_ms
 from ..actions.ids import new_id
+
+_Word = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Scope(msgspec.Struct, omit_defaults=True):
+    """What a token may call: `resource` is a route's first segment ("bot", "dataset",
+    "conversation", "partner" or "*"), `actions` its last ("list", "fetch", "create",
+    ...; all when absent), `ids` the route's first id (any when absent; with ids,
+    routes that name no id, such as list and create, are not allowed)."""
+    resource: _Word
+    actions: Annotated[list[_Word], msgspec.Meta(max_length=50)] | None = None
+    ids: Annotated[list[_Word], msgspec.Meta(max_length=100)] | None = None
 
 
 def new_secret() -> str:
     return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def issue_token(conn, account_id: str, *, name: str | None = None,
-                      expires_at: int | None = None, scopes=None) -> tuple[str, str]:
-    """Create a token; return (token id, secret). The secret is not stored."""
+async def issue_token(conn, account_id: str, *, name: str | None = None, description: str | None = None,
+                      meta: dict | None = None, config: dict | None = None,
+                      scopes: list | None = None, expires_at: int | None = None,
+                      created_at: int | None = None) -> tuple[str, str]:
+    """Create a token; return (token id, secret). Only the digest is stored."""
     secret = new_secret()
     token_id = new_id()
-    now = now_ms()
+    now = created_at or now_ms()
+    if scopes is not None:
+        scopes = msgspec.to_builtins(scopes)
     await conn.execute(
-        "INSERT INTO tokens (id, account_id, secret_hash, name, scopes, expires_at, created_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        token_id, account_id, hash_secret(secret), name, scopes, expires_at, now)
+        "INSERT INTO tokens (id, account_id, secret_hash, name, description, meta, config, scopes, expires_at, "
+        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, COALESCE($6, '{}'::jsonb), $7, $8, $9, $10, $10)",
+        token_id, account_id, hash_secret(secret), name, description, meta or None, config, scopes, expires_at, now)
     return token_id, secret
 
 

@@ -142,7 +142,8 @@ def start_app(dsn: str, **overrides) -> ServerThread:
 
 @pytest.fixture(scope="session")
 def server(database):
-    srv = start_app(database, max_body_bytes=64 * 1024)
+    srv = start_app(database, max_body_bytes=64 * 1024, rate_limit=0, rate_limit_account=0,
+                    rate_limit_messages=0, rate_limit_history=0)
     yield srv
     srv.stop()
 

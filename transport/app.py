@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -19,10 +20,13 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..actions import base as actions_base
-from ..actions.base import Call, Context, Stream, authenticate, decode
-from ..actions.errors import ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed, NotAuthenticated, NotFound
+from ..actions.auth import authenticate, authorize, run_as
+from ..actions.base import Call, Context, Stream, decode
+from ..actions.errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed,
+                              NotAuthenticated, NotFound, TooManyRequests)
 from ..config import Settings, settings as load_settings
 from ..store.pool import Pool
+from .ratelimit import Limits, RateLimiter
 from .routes import RouteTable
 
 log = logging.getLogger("botkit")
@@ -81,6 +85,7 @@ class Dispatcher:
         root = scope.get("root_path", "")
         path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
         streaming = False
+        extra: list[tuple[bytes, bytes]] = []  # rate-limit headers, once the caller is known
         try:
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
@@ -95,7 +100,17 @@ class Dispatcher:
                 raise MethodNotAllowed(f"{action.path} takes {action.method}")
             principal = None
             if not action.public:
-                principal = await authenticate(self.state.pool, _bearer(headers.get(b"authorization")))
+                state = self.state
+                principal = await authenticate(state.pool, _bearer(headers.get(b"authorization")),
+                                               state.session_key)
+                child = headers.get(b"x-runas-userid")
+                if child is not None:
+                    principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
+                allowed, extra, reset_in = state.limiter.hit(principal, action)
+                if not allowed:
+                    extra.append((b"retry-after", str(reset_in).encode()))
+                    raise TooManyRequests(f"rate limit reached; retry in {reset_in} s")
+                authorize(principal, action, path, params)
             body = None
             if action.body is not None:
                 raw = await self._read_body(receive, headers)
@@ -104,25 +119,25 @@ class Dispatcher:
                         query=parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
                         body=body,
                         jsonl=JSONL in headers.get(b"accept", b""))
-            ctx = Context(principal=principal, pool=self.state.pool, request_id=request_id)
+            ctx = Context(principal=principal, pool=self.state.pool, request_id=request_id, services=self.state)
             result = await action.run(ctx, call)
             if isinstance(result, Stream):
                 streaming = True
-                await self._stream(scope, receive, send, result, request_id, started)
+                await self._stream(scope, receive, send, result, request_id, started, extra)
             else:
-                await self._send(send, 200, _ENCODE(result), request_id, started)
+                await self._send(send, 200, _ENCODE(result), request_id, started, extra)
         except ApiError as exc:
             if streaming:
                 raise
             if exc.status >= 500:
                 log.error("%s: %s", exc.code, exc.message)
-            await self._send(send, exc.status, _error_body(exc, request_id), request_id, started)
+            await self._send(send, exc.status, _error_body(exc, request_id), request_id, started, extra)
         except Exception:
             if streaming:
                 raise
             log.exception("unhandled error")
             await self._send(send, 500, _error_body(InternalError("internal server error"), request_id),
-                             request_id, started)
+                             request_id, started, extra)
         finally:
             request_id_var.reset(token)
 
@@ -147,17 +162,19 @@ class Dispatcher:
 
     @staticmethod
     async def _send(send, status: int, body: bytes, request_id: str, started: float,
-                    content_type: bytes = JSON) -> None:
+                    extra: list[tuple[bytes, bytes]] = ()) -> None:
         elapsed = (time.perf_counter() - started) * 1000
         await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", content_type),
+            (b"content-type", JSON),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode()),
             (b"server-timing", b"app;dur=%.3f" % elapsed),
+            *extra,
         ]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _stream(self, scope, receive, send, result: Stream, request_id: str, started: float) -> None:
+    async def _stream(self, scope, receive, send, result: Stream, request_id: str, started: float,
+                      extra: list[tuple[bytes, bytes]] = ()) -> None:
         """JSONL: lines as the action yields them; stops when the client goes away;
         an error after the first byte becomes an `error` line."""
         elapsed = (time.perf_counter() - started) * 1000
@@ -167,6 +184,7 @@ class Dispatcher:
             (b"server-timing", b"app;dur=%.3f" % elapsed),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
+            *extra,
         ]})
 
         async def produce() -> None:
@@ -216,6 +234,21 @@ class AppState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool: Pool | None = None
+        self.session_key: bytes | None = None
+        self.limiter = RateLimiter(Limits(
+            per_token=settings.rate_limit, per_account=settings.rate_limit_account,
+            messages=settings.rate_limit_messages, history=settings.rate_limit_history,
+            processes=settings.processes or settings.workers))
+
+
+async def load_session_key(pool: Pool, settings: Settings) -> bytes:
+    """The key that signs session tokens: BOTKIT_SESSION_SECRET, or one generated on
+    first start and kept in the database so every API process shares it."""
+    if settings.session_secret:
+        return settings.session_secret.encode()
+    await pool.execute("INSERT INTO server_keys (name, value) VALUES ('session', $1) ON CONFLICT DO NOTHING",
+                       secrets.token_bytes(32))
+    return await pool.fetchval("SELECT value FROM server_keys WHERE name = 'session'")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -230,6 +263,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
         state.pool = await Pool(settings.database_url, settings.pool_size).open()
+        state.session_key = await load_session_key(state.pool, settings)
         try:
             yield
         finally:

@@ -1,0 +1,168 @@
+"""Who may call what, as whom: API tokens, session tokens (JWT), X-RunAs-UserId,
+token scopes and account limits. Checked here, once, for every action."""
+
+from __future__ import annotations
+
+import calendar
+import hmac
+import secrets
+import time
+from typing import Any
+
+import jwt
+
+from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
+from .errors import LimitsReached, NotAuthenticated, NotAuthorized
+
+SESSION_AUDIENCE = "botkit-session"
+SESSION_ISSUER = "botkit"
+SESSION_ALGORITHM = "HS256"
+
+_TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+              "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
+_CHILD_SQL = "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2"
+
+
+async def authenticate(pool, secret: str, session_key: bytes | None) -> Principal:
+    """An API token (looked up by digest) or a session JWT (verified by signature)."""
+    if not secret.startswith(API_TOKEN_PREFIX) and secret.count(".") == 2 and session_key:
+        return verify_session(secret, session_key)
+    digest = hash_secret(secret)
+    row = await pool.fetchrow(_TOKEN_SQL, digest)
+    # The lookup is by digest; compare_digest keeps the final check constant-time.
+    if row is None or not hmac.compare_digest(row["secret_hash"], digest):
+        raise NotAuthenticated("the token is not valid")
+    if row["revoked_at"] is not None:
+        raise NotAuthenticated("the token has been revoked")
+    expires_at = row["expires_at"]
+    if expires_at is not None and expires_at <= time.time() * 1000:
+        raise NotAuthenticated("the token has expired")
+    return Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"],
+                     limits=row["limits"])
+
+
+async def run_as(pool, principal: Principal, child_id: str) -> Principal:
+    """X-RunAs-UserId: a parent's token acts inside its direct child's account.
+    Anything else (a sibling, the parent, a grandchild, an unknown id) is refused alike."""
+    if principal.session_routes is not None:
+        raise NotAuthorized("session tokens cannot act as another user")
+    if len(child_id) > 64:
+        raise NotAuthorized("not allowed to act as this user")
+    row = await pool.fetchrow(_CHILD_SQL, child_id, principal.account_id)
+    if row is None:
+        raise NotAuthorized("not allowed to act as this user")
+    return Principal(account_id=child_id, token_id=principal.token_id, scopes=principal.scopes,
+                     limits=row["limits"], acting_for=principal.account_id)
+
+
+def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:
+    """Session tokens: only their listed routes. API tokens with scopes: only what a
+    scope allows. A scope is {"resource": "bot", "actions": ["fetch", ...], "ids": [...]}:
+    resource is the route's first segment, actions its last, ids the route's first id."""
+    if principal.session_routes is not None:
+        if route not in principal.session_routes:
+            raise NotAuthorized("this session token does not allow this route")
+        return
+    scopes = principal.scopes
+    if not scopes:
+        return
+    segments = route.strip("/").split("/")
+    resource, operation = segments[0], segments[-1]
+    first_id = segments[1] if len(segments) > 2 else None
+    for scope in scopes:
+        if scope.get("resource") not in (resource, "*"):
+            continue
+        actions = scope.get("actions")
+        if actions and operation not in actions:
+            continue
+        ids = scope.get("ids")
+        if ids and first_id not in ids:
+            continue
+        return
+    raise NotAuthorized(f"the token's scopes do not allow {resource}/{operation}")
+
+
+# --- session tokens -----------------------------------------------------------
+
+SESSION_DEFAULT_SECONDS = 3600
+SESSION_MAX_SECONDS = 86_400
+
+
+def session_routes(conversation_id: str, actions: list[Action]) -> list[str]:
+    """The allow-list a conversation session carries: every session action, bound to it."""
+    return sorted(a.path.replace("{conversationId}", conversation_id) for a in actions
+                  if a.session and "{conversationId}" in a.path and a.path.count("{") == 1)
+
+
+def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float) -> tuple[str, str, int]:
+    """(session id, JWT, expiresAt ms). The token carries its routes and lifetime, nothing more."""
+    session_id = secrets.token_hex(12)
+    now = int(time.time())
+    expires = now + int(seconds)
+    token = jwt.encode({"iss": SESSION_ISSUER, "aud": SESSION_AUDIENCE, "sub": account_id, "jti": session_id,
+                        "iat": now, "exp": expires, "routes": routes}, key, algorithm=SESSION_ALGORITHM)
+    return session_id, token, expires * 1000
+
+
+def verify_session(token: str, key: bytes) -> Principal:
+    try:
+        claims = jwt.decode(token, key, algorithms=[SESSION_ALGORITHM], audience=SESSION_AUDIENCE,
+                            issuer=SESSION_ISSUER, options={"require": ["exp", "sub", "aud", "iss", "jti"]})
+    except jwt.ExpiredSignatureError:
+        raise NotAuthenticated("the session token has expired") from None
+    except jwt.PyJWTError:
+        raise NotAuthenticated("the token is not valid") from None
+    routes = claims.get("routes")
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise NotAuthenticated("the token is not valid")
+    return Principal(account_id=claims["sub"], token_id=claims["jti"], session_routes=frozenset(routes))
+
+
+# --- account limits -------------------------------------------------------------
+
+_MONTHLY = {"conversation": "conversations", "message": "messages"}
+_DATABASE = {"dataset": "datasets", "record": "records", "skillset": "skillsets", "ability": "abilities",
+             "file": "files"}
+_TOTAL = {"bot": "bots"}
+
+
+def month_start_ms(now: int | None = None) -> int:
+    """Monthly limits count from the first of the month, UTC."""
+    t = time.gmtime((now or now_ms()) / 1000)
+    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)) * 1000
+
+
+def limit_for(limits: dict | None, noun: str) -> tuple[str, Any, bool] | None:
+    """(the limit's name, its value, whether it counts this month only) or None."""
+    if not limits:
+        return None
+    if noun in _MONTHLY:
+        name = _MONTHLY[noun]
+        value, monthly = limits.get(name), True
+    elif noun in _DATABASE:
+        name = "database." + _DATABASE[noun]
+        value, monthly = (limits.get("database") or {}).get(_DATABASE[noun]), False
+    elif noun in _TOTAL:
+        name = _TOTAL[noun]
+        value, monthly = limits.get(name), False
+    else:
+        return None
+    if value is None:
+        return None
+    return name, value, monthly
+
+
+async def enforce_limit(conn, principal: Principal | None, noun: str, table: str, adding: int = 1) -> None:
+    """429 LIMITS_REACHED when creating `adding` more rows would pass the account's limit."""
+    found = limit_for(principal.limits if principal else None, noun)
+    if found is None:
+        return
+    name, value, monthly = found
+    from .ids import floor_id  # the smallest id of a millisecond: time ranges use the id index
+    if monthly:
+        used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1 AND id >= $2",
+                                   principal.account_id, floor_id(month_start_ms()))
+    else:
+        used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", principal.account_id)
+    if used + adding > value:
+        raise LimitsReached(f"the account's {name} limit ({value:g}) is reached")

@@ -1,0 +1,373 @@
+"""Partner sub-accounts, run-as, scoped tokens, session tokens, limits and rate limits."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+
+from conftest import assert_error, start_app
+
+
+def client(server, token: str, run_as: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"}
+    if run_as:
+        headers["X-RunAs-UserId"] = run_as
+    return httpx.Client(base_url=server.url + "/v1/", headers=headers, timeout=30)
+
+
+def make_child(api, **fields) -> str:
+    response = api.post("partner/user/create", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def child_token(api, child: str, **fields) -> str:
+    response = api.post(f"partner/user/{child}/token/create", json=fields)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"id", "token", "createdAt"}
+    return body["token"]
+
+
+# --- partner users and their tokens --------------------------------------------
+
+def test_partner_users_and_tokens(api, other, server):
+    child = make_child(api, name="Kid", email="kid@example.com", limits={"conversations": 10})
+    fetched = api.get(f"partner/user/{child}/fetch").json()
+    assert (fetched["name"], fetched["email"], fetched["limits"]) == ("Kid", "kid@example.com", {"conversations": 10})
+    assert [u["id"] for u in api.get("partner/user/list").json()["items"]] == [child]
+    assert api.get("partner/user/list", headers={"Accept": "application/jsonl"}).text.count("\n") == 1
+    assert_error(other.get(f"partner/user/{child}/fetch"), 404, "NOT_FOUND")
+
+    secret = child_token(api, child, name="app")
+    tokens = api.get(f"partner/user/{child}/token/list").json()["items"]
+    assert len(tokens) == 1 and tokens[0]["name"] == "app"
+    assert secret not in api.get(f"partner/user/{child}/token/list").text  # shown once, never again
+    token_id = tokens[0]["id"]
+    assert api.post(f"partner/user/{child}/token/{token_id}/update", json={"name": "renamed"}).json() == {"id": token_id}
+    assert api.get(f"partner/user/{child}/token/list").json()["items"][0]["name"] == "renamed"
+    assert_error(other.post(f"partner/user/{child}/token/create", json={}), 404, "NOT_FOUND")
+    assert_error(other.get(f"partner/user/{child}/token/list"), 404, "NOT_FOUND")
+    assert_error(other.post(f"partner/user/{child}/token/{token_id}/delete"), 404, "NOT_FOUND")
+
+    as_child = client(server, secret)
+    bot = as_child.post("bot/create", json={"name": "child's"}).json()["id"]
+    assert_error(api.get(f"bot/{bot}/fetch"), 404, "NOT_FOUND")  # the parent's own account is another
+    assert api.post(f"partner/user/{child}/token/{token_id}/delete").json() == {"id": token_id}
+    assert_error(as_child.get("bot/list"), 401, "NOT_AUTHENTICATED")
+
+
+def test_run_as(api, other, server, make_api):
+    first, second = make_child(api), make_child(api)
+    first_token, second_token = child_token(api, first), child_token(api, second)
+    as_first = client(server, api.token, run_as=first)
+    bot = as_first.post("bot/create", json={"name": "made by parent"}).json()["id"]
+    assert client(server, first_token).get(f"bot/{bot}/fetch").json()["name"] == "made by parent"
+    assert_error(api.get(f"bot/{bot}/fetch"), 404, "NOT_FOUND")
+    # header name is case-insensitive
+    lower = api.get(f"bot/{bot}/fetch", headers={"x-runas-userid": first})
+    assert lower.status_code == 200
+    refused = [
+        client(server, first_token, run_as=second),   # a sibling
+        client(server, first_token, run_as=api.account_id),  # its parent
+        client(server, other.token, run_as=first),    # a stranger
+        client(server, api.token, run_as="01m84tf0w9f3se992gd2fj0kwb"),  # unknown
+        client(server, api.token, run_as=api.account_id),  # itself is not its child
+    ]
+    grandchild = client(server, first_token).post("partner/user/create", json={}).json()["id"]
+    refused.append(client(server, api.token, run_as=grandchild))  # not a direct child
+    for c in refused:
+        assert_error(c.get("bot/list"), 401, "NOT_AUTHORIZED")
+    assert client(server, first_token, run_as=grandchild).get("bot/list").status_code == 200
+
+
+def test_deleting_a_child_deletes_what_it_owns(api, server, database):
+    child = make_child(api)
+    secret = child_token(api, child)
+    as_child = client(server, secret)
+    bot = as_child.post("bot/create", json={}).json()["id"]
+    assert api.post(f"partner/user/{child}/delete").json() == {"id": child}
+    assert_error(as_child.get("bot/list"), 401, "NOT_AUTHENTICATED")
+    assert_error(client(server, api.token, run_as=child).get(f"bot/{bot}/fetch"), 401, "NOT_AUTHORIZED")
+    assert_error(api.get(f"partner/user/{child}/fetch"), 404, "NOT_FOUND")
+
+
+def test_child_limits(api, server):
+    child = make_child(api, limits={"conversations": 2, "messages": 3, "bots": 1, "database": {"datasets": 1}})
+    as_child = client(server, api.token, run_as=child)
+    assert as_child.post("bot/create", json={}).status_code == 200
+    error = assert_error(as_child.post("bot/create", json={}), 429, "LIMITS_REACHED")
+    assert "bots" in error["message"]
+    assert as_child.post("dataset/create", json={}).status_code == 200
+    assert "datasets" in assert_error(as_child.post("dataset/create", json={}), 429, "LIMITS_REACHED")["message"]
+    conversation = as_child.post("conversation/create", json={"messages": [{"type": "user", "text": "a"}] * 2}).json()["id"]
+    assert "messages" in assert_error(as_child.post("conversation/create", json={
+        "messages": [{"type": "user", "text": "a"}] * 2}), 429, "LIMITS_REACHED")["message"]
+    assert as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "3"}).status_code == 200
+    assert_error(as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "4"}),
+                 429, "LIMITS_REACHED")
+    assert as_child.post("conversation/create", json={}).status_code == 200
+    assert "conversations" in assert_error(as_child.post("conversation/create", json={}),
+                                           429, "LIMITS_REACHED")["message"]
+    # raising the limit lets it go on; the parent itself has no limits
+    api.post(f"partner/user/{child}/update", json={"limits": {"bots": 5}})
+    assert as_child.post("bot/create", json={}).status_code == 200
+    assert api.post("bot/create", json={}).status_code == 200
+
+
+# --- scoped tokens ----------------------------------------------------------------
+
+def test_scoped_tokens(api, server):
+    child = make_child(api)
+    as_child = client(server, api.token, run_as=child)
+    bot, other_bot = (as_child.post("bot/create", json={}).json()["id"] for _ in range(2))
+    read_only = client(server, child_token(api, child, scopes=[{"resource": "bot", "actions": ["fetch", "list"]}]))
+    assert read_only.get("bot/list").status_code == 200
+    assert read_only.get(f"bot/{bot}/fetch").status_code == 200
+    assert_error(read_only.post("bot/create", json={}), 401, "NOT_AUTHORIZED")
+    assert_error(read_only.post(f"bot/{bot}/delete"), 401, "NOT_AUTHORIZED")
+    assert_error(read_only.get("dataset/list"), 401, "NOT_AUTHORIZED")
+    one_bot = client(server, child_token(api, child, scopes=[{"resource": "bot", "ids": [bot]}]))
+    assert one_bot.post(f"bot/{bot}/update", json={"name": "ok"}).status_code == 200
+    assert_error(one_bot.get(f"bot/{other_bot}/fetch"), 401, "NOT_AUTHORIZED")
+    assert_error(one_bot.get("bot/list"), 401, "NOT_AUTHORIZED")
+    assert_error(api.post(f"partner/user/{child}/token/create", json={"scopes": [{"actions": ["x"]}]}),
+                 400, "BAD_REQUEST")
+
+
+# --- session tokens ---------------------------------------------------------------
+
+def test_conversation_session(api, server):
+    conversation = api.post("conversation/create", json={"messages": [{"type": "user", "text": "hi"}]}).json()["id"]
+    other_conversation = api.post("conversation/create", json={}).json()["id"]
+    created = api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 60}).json()
+    assert set(created) == {"id", "token", "expiresAt"}
+    assert abs(created["expiresAt"] - (time.time() + 60) * 1000) < 5000
+    widget = client(server, created["token"])
+    assert widget.get(f"conversation/{conversation}/fetch").json()["id"] == conversation
+    assert widget.get(f"conversation/{conversation}/message/list").json()["items"][0]["text"] == "hi"
+    for response in (widget.get(f"conversation/{other_conversation}/fetch"),
+                     widget.get("conversation/list"), widget.get("bot/list"),
+                     widget.post(f"conversation/{conversation}/update", json={"name": "x"}),
+                     widget.post(f"conversation/{conversation}/delete"),
+                     widget.post(f"conversation/{conversation}/session/create", json={}),
+                     client(server, created["token"], run_as=api.account_id).get(f"conversation/{conversation}/fetch")):
+        assert_error(response, 401, "NOT_AUTHORIZED")
+    assert_error(api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 10**9}),
+                 400, "BAD_REQUEST")
+    assert_error(api.post("conversation/01m84tf0w9f3se992gd2fj0kwb/session/create", json={}), 404, "NOT_FOUND")
+
+
+def test_bot_session_creates_the_conversation(api, server, other):
+    bot = api.post("bot/create", json={"name": "helper"}).json()["id"]
+    created = api.post(f"bot/{bot}/session/create", json={
+        "messages": [{"type": "bot", "text": "How can I help?"}], "meta": {"page": "/pricing"}}).json()
+    assert created["id"] == bot and created["messages"] == [{"type": "bot", "text": "How can I help?"}]
+    widget = client(server, created["token"])
+    conversation = widget.get(f"conversation/{created['conversationId']}/fetch").json()
+    assert conversation["botId"] == bot and conversation["meta"] == {"page": "/pricing"}
+    assert_error(other.post(f"bot/{bot}/session/create", json={}), 404, "NOT_FOUND")
+
+
+def test_forged_session_tokens_are_refused(api, server):
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    good = api.post(f"conversation/{conversation}/session/create", json={}).json()["token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    key = server.app.state.botkit.session_key
+    route = f"conversation/{conversation}/fetch"
+
+    def forged(**changes):
+        return {**claims, **changes}
+
+    cases = {
+        "wrong signature": jwt.encode(claims, b"not the server key" * 2, algorithm="HS256"),
+        "another server": jwt.encode(claims, b"x" * 32, algorithm="HS256"),
+        "wrong audience": jwt.encode(forged(aud="someone-else"), key, algorithm="HS256"),
+        "expired": jwt.encode(forged(exp=int(time.time()) - 10), key, algorithm="HS256"),
+        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "tampered payload": good.split(".")[0] + "." + jwt.encode(
+            forged(routes=["/bot/list"]), key, algorithm="HS256").split(".")[1] + "." + good.split(".")[2],
+        "no expiry": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, key, algorithm="HS256"),
+    }
+    for name, token in cases.items():
+        response = client(server, token).get(route)
+        assert response.status_code == 401, name
+        assert response.json()["code"] == "NOT_AUTHENTICATED", name
+    # a valid token for another conversation, or with routes it was not given
+    other_conversation = api.post("conversation/create", json={}).json()["id"]
+    assert_error(client(server, good).get(f"conversation/{other_conversation}/fetch"), 401, "NOT_AUTHORIZED")
+    assert client(server, good).get(route).status_code == 200
+
+
+# --- rate limits --------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def limited(database):
+    srv = start_app(database, rate_limit=5, rate_limit_account=8, rate_limit_messages=2, rate_limit_history=3)
+    clock = Clock()
+    srv.app.state.botkit.limiter.clock = clock
+    yield srv, clock
+    srv.stop()
+
+
+def test_rate_limit_headers_count_down_and_reset(limited, make_api):
+    srv, clock = limited
+    api = make_api()
+    c = client(srv, api.token)
+    remaining = []
+    for _ in range(5):
+        r = c.get("bot/list")
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-limit"] == "5"
+        remaining.append(int(r.headers["x-ratelimit-remaining"]))
+        assert int(r.headers["x-ratelimit-reset"]) % 60 == 0
+    assert remaining == [4, 3, 2, 1, 0]
+    refused = c.get("bot/list")
+    assert_error(refused, 429, "TOO_MANY_REQUESTS")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert_error(c.get("bot/nothing/fetch"), 429, "TOO_MANY_REQUESTS")
+    clock.now += 60
+    assert c.get("bot/list").headers["x-ratelimit-remaining"] == "4"
+
+
+def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
+    srv, clock = limited
+    clock.now += 60
+    api = make_api()
+
+    async def second_token():
+        import asyncpg
+        from botkit.resources.token import issue_token
+        conn = await asyncpg.connect(database)
+        try:
+            return (await issue_token(conn, api.account_id))[1]
+        finally:
+            await conn.close()
+
+    import asyncio
+    first, second = client(srv, api.token), client(srv, asyncio.run(second_token()))
+    assert [first.get("bot/list").status_code for _ in range(6)] == [200] * 5 + [429]  # the token's 5
+    assert [second.get("bot/list").status_code for _ in range(4)] == [200] * 3 + [429]  # the account's 8
+    clock.now += 60
+    conversation = client(srv, api.token).post("conversation/create", json={}).json()["id"]
+    sends = [client(srv, api.token).post(f"conversation/{conversation}/message/create",
+                                          json={"type": "user", "text": "x"}).status_code for _ in range(3)]
+    assert sends == [200, 200, 429]
+
+
+def test_rate_limiter_shares_the_limit_between_processes():
+    from botkit.actions.base import Principal
+    from botkit.transport.ratelimit import Limits, RateLimiter
+    from botkit.actions.base import REGISTRY
+    action = next(a for a in REGISTRY if a.path == "/bot/list")
+    limiter = RateLimiter(Limits(per_token=10, per_account=0, messages=0, history=0, processes=3), clock=lambda: 0.0)
+    who = Principal(account_id="a", token_id="t")
+    allowed = [limiter.hit(who, action)[0] for _ in range(6)]
+    assert allowed == [True] * 4 + [False] * 2  # ceil(10 / 3) per process
+
+
+# --- who may read or change what: a model of ownership -------------------------------
+
+SCOPES = st.one_of(st.none(), st.just([{"resource": "bot", "actions": ["fetch", "list"]}]),
+                   st.just([{"resource": "bot"}]), st.just([{"resource": "dataset"}]))
+
+
+class Ownership(RuleBasedStateMachine):
+    """A parent, two children and a stranger call bot routes as themselves and as each
+    other, with randomly scoped tokens; the oracle knows who owns which bot."""
+
+    def __init__(self):
+        super().__init__()
+        parent, stranger = self.make_api(), self.make_api()
+        self.accounts = {"parent": parent.account_id, "stranger": stranger.account_id}
+        self.children = {"c1": make_child(parent), "c2": make_child(parent)}
+        self.accounts.update(self.children)
+        self.tokens = {"parent": (parent.token, None), "stranger": (stranger.token, None)}
+        for name, child in self.children.items():
+            self.tokens[name] = (child_token(parent, child), None)
+        self.parent_api = parent
+        self.bots: dict[str, str] = {}  # bot id -> owning account id
+
+    def caller(self, data):
+        name = data.draw(st.sampled_from(sorted(self.tokens)))
+        token, scopes = self.tokens[name]
+        run_as = data.draw(st.sampled_from([None, "c1", "c2", "parent", "stranger"]))
+        own = self.accounts.get(name.split(":")[0])
+        acting = own
+        refused = None
+        if run_as is not None:
+            target = self.accounts[run_as]
+            if name.split(":")[0] == "parent" and run_as in self.children:
+                acting = target
+            else:
+                refused = "NOT_AUTHORIZED"
+        return client(self.server, token, self.accounts[run_as] if run_as else None), acting, scopes, refused
+
+    @rule(data=st.data(), scopes=SCOPES, child=st.sampled_from(["c1", "c2"]))
+    def scoped_token(self, data, scopes, child):
+        token = child_token(self.parent_api, self.children[child], scopes=scopes)
+        self.tokens[f"{child}:{len(self.tokens)}"] = (token, scopes)
+
+    def allowed(self, scopes, operation):
+        return not scopes or any(s["resource"] == "bot" and operation in s.get("actions", [operation])
+                                 for s in scopes)
+
+    @rule(data=st.data())
+    def create(self, data):
+        c, acting, scopes, refused = self.caller(data)
+        response = c.post("bot/create", json={})
+        if refused or not self.allowed(scopes, "create"):
+            assert_error(response, 401, "NOT_AUTHORIZED")
+        else:
+            assert response.status_code == 200, response.text
+            self.bots[response.json()["id"]] = acting
+
+    @precondition(lambda self: self.bots)
+    @rule(data=st.data(), operation=st.sampled_from(["fetch", "update", "delete"]))
+    def touch(self, data, operation):
+        c, acting, scopes, refused = self.caller(data)
+        bot = data.draw(st.sampled_from(sorted(self.bots)))
+        if operation == "fetch":
+            response = c.get(f"bot/{bot}/fetch")
+        else:
+            response = c.post(f"bot/{bot}/{operation}", json={"name": "changed"} if operation == "update" else {})
+        if refused or not self.allowed(scopes, operation):
+            assert_error(response, 401, "NOT_AUTHORIZED")
+        elif self.bots[bot] != acting:
+            assert_error(response, 404, "NOT_FOUND")
+        else:
+            assert response.status_code == 200, response.text
+            if operation == "delete":
+                del self.bots[bot]
+
+    @rule(data=st.data())
+    def list(self, data):
+        c, acting, scopes, refused = self.caller(data)
+        response = c.get("bot/list", params={"take": 100})
+        if refused or not self.allowed(scopes, "list"):
+            assert_error(response, 401, "NOT_AUTHORIZED")
+        else:
+            assert {b["id"] for b in response.json()["items"]} == {b for b, o in self.bots.items() if o == acting}
+
+
+def test_nobody_reads_or_changes_what_they_may_not(make_api, server):
+    class Machine(Ownership):
+        pass
+
+    Machine.make_api = staticmethod(make_api)
+    Machine.server = server
+    run_state_machine_as_test(Machine, settings=settings(max_examples=10, stateful_step_count=30, deadline=None))
