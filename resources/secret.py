@@ -27,6 +27,7 @@ class Secret(Item):
     type: str | None = None
     config: dict | None = None
     visibility: str | None = None
+    contact_id: str | None = None
 
 
 class SecretCreate(Body):
@@ -40,12 +41,14 @@ class SecretCreate(Body):
     value: Annotated[str, msgspec.Meta(max_length=16_384)] | None = None
     config: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None = None
     visibility: Visibility | None = None
+    contact_id: Ref | None = None  # a personal secret of this contact (botkit extension)
 
     def __repr__(self) -> str:  # keeps the value out of any log or traceback
         return f"SecretCreate(name={self.name!r}, value=<hidden>)"
 
 
-TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, path="/secret", tag="Secret")
+TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, path="/secret", tag="Secret",
+              refs={"contact_id": ("contacts", "contact")})
 
 
 class SecretVerification(msgspec.Struct):
@@ -54,16 +57,20 @@ class SecretVerification(msgspec.Struct):
 
 
 class VerifySecret(Action):
-    path = "/secret/{secretId}/verify"
     tag = "Secret"
     summary = "Tell whether a secret holds a value"
     body = Body
     response = SecretVerification
 
+    def __init__(self, path: str = "/secret/{secretId}/verify", contact: bool = False) -> None:
+        self.path = path
+        self.contact = contact  # the contact-scoped route: the secret must be that contact's
+        self.sql = ("SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2"
+                    + (" AND contact_id = $3" if contact else ""))
+
     async def run(self, ctx: Context, call: Call) -> SecretVerification:
-        has_value = await ctx.pool.fetchval(
-            "SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2",
-            call.params["secretId"], ctx.account_id)
+        args = [call.params["secretId"], ctx.account_id] + ([call.params["contactId"]] if self.contact else [])
+        has_value = await ctx.pool.fetchval(self.sql, *args)
         if has_value is None:
             raise NotFound("secret not found")
         return SecretVerification(id=call.params["secretId"],
@@ -71,19 +78,26 @@ class VerifySecret(Action):
 
 
 class RevokeSecret(Action):
-    path = "/secret/{secretId}/revoke"
     tag = "Secret"
     summary = "Forget a secret's value (the secret stays, unauthenticated)"
     body = Body
     response = IdResponse
 
+    def __init__(self, path: str = "/secret/{secretId}/revoke", contact: bool = False) -> None:
+        self.path = path
+        self.contact = contact
+        self.sql = ("UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2"
+                    + (" AND contact_id = $4" if contact else "") + " RETURNING id")
+
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        revoked = await ctx.pool.fetchval(
-            "UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
-            call.params["secretId"], ctx.account_id, now_ms())
+        args = [call.params["secretId"], ctx.account_id, now_ms()] + (
+            [call.params["contactId"]] if self.contact else [])
+        revoked = await ctx.pool.fetchval(self.sql, *args)
         if revoked is None:
             raise NotFound("secret not found")
         return IdResponse(id=revoked)
 
 
-register(*crud(TABLE), VerifySecret(), RevokeSecret())
+register(*crud(TABLE), VerifySecret(), RevokeSecret(),
+         VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
+         RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True))

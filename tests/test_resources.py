@@ -239,3 +239,29 @@ def test_dataset_files(api, other):
     other_file = other.post("file/create", json={}).json()["id"]
     assert_error(api.post(f"dataset/{dataset}/file/{other_file}/attach", json={}), 404, "NOT_FOUND")
     assert_error(other.post(f"dataset/{dataset}/file/{other_file}/attach", json={}), 404, "NOT_FOUND")
+
+
+def test_conversation_contact_upsert(api, other):
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    made = api.post(f"conversation/{conversation}/contact/upsert", json={"name": "Ada"}).json()["id"]
+    assert api.get(f"conversation/{conversation}/fetch").json()["contactId"] == made
+    same = api.post(f"conversation/{conversation}/contact/upsert", json={"email": "ada@example.com"}).json()["id"]
+    assert same == made
+    contact = api.get(f"contact/{made}/fetch").json()
+    assert (contact["name"], contact["email"]) == ("Ada", "ada@example.com")
+    known = api.post("contact/ensure", json={"fingerprint": "fp-1"}).json()["id"]
+    assert api.post(f"conversation/{conversation}/contact/upsert", json={"fingerprint": "fp-1"}).json()["id"] == known
+    assert api.get(f"conversation/{conversation}/fetch").json()["contactId"] == known
+    assert_error(other.post(f"conversation/{conversation}/contact/upsert", json={}), 404, "NOT_FOUND")
+
+
+def test_contact_secrets(api):
+    contact = api.post("contact/create", json={}).json()["id"]
+    secret = api.post("secret/create", json={"value": "v"}).json()["id"]
+    assert_error(api.post(f"contact/{contact}/secret/{secret}/verify"), 404, "NOT_FOUND")  # not the contact's
+    assert api.post(f"secret/{secret}/verify").json()["status"] == "authenticated"
+    personal = api.post("secret/create", json={"value": "v", "kind": "personal", "contactId": contact}).json()["id"]
+    assert [s["id"] for s in api.get(f"contact/{contact}/secret/list").json()["items"]] == [personal]
+    assert api.post(f"contact/{contact}/secret/{personal}/verify").json()["status"] == "authenticated"
+    assert api.post(f"contact/{contact}/secret/{personal}/revoke").json() == {"id": personal}
+    assert api.post(f"contact/{contact}/secret/{personal}/verify").json()["status"] == "unauthenticated"
