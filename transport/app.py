@@ -215,8 +215,8 @@ class Dispatcher:
 
             tg.start_soon(watch)
             tg.start_soon(run)
-            
-            
+
+
 def _bearer(value: bytes | None) -> str:
     if not value:
         raise NotAuthenticated("an Authorization header with a token is required")
