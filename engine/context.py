@@ -1,0 +1,129 @@
+"""Context building and token reconciliation: what the model is shown, fitted to its
+input window.
+
+The context is, in this order: the system message (instructions: backstory,
+extension backstory, tool notes; then the retrieved records), the history, the
+latest user message, and the messages of the current turn (tool calls and their
+results, a continuation's partial answer).
+
+When it does not fit the window (as engine/tokens.py counts), it is cut in this
+priority order:
+  1. the oldest history messages go first, one by one, until it fits or the history
+     is empty;
+  2. then the lowest-scoring records, one by one;
+never the instructions, never the latest user message, never the current turn.
+If those alone do not fit, the request fails with 400 (before anything streams)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..actions.errors import BadRequest
+from . import tokens
+from .provider import Passage
+
+RECORDS_HEADER = "Relevant records from the knowledge base (most relevant first):"
+PASSAGE_OVERHEAD = 4  # "[n] " and the separator
+
+
+@dataclass(slots=True)
+class Turn:
+    role: str   # "user" or "assistant"
+    text: str
+
+
+class DoesNotFit(BadRequest):
+    """The parts that are never dropped exceed the window."""
+
+
+@dataclass
+class Fitted:
+    messages: list[dict[str, Any]]
+    passages: list[Passage]           # kept, best first
+    history: list[Turn]               # kept, oldest first
+    dropped_history: int = 0
+    dropped_passages: int = 0
+    cost: int = 0
+
+
+@dataclass
+class Parts:
+    instructions: str
+    passages: list[Passage] = field(default_factory=list)   # any order; ranked here
+    history: list[Turn] = field(default_factory=list)       # oldest first
+    latest: Turn | None = None
+    tail: list[dict[str, Any]] = field(default_factory=list)
+    tools_cost: int = 0
+    match_instruction: str | None = None
+    mismatch_instruction: str | None = None
+
+
+def message_cost(message: dict[str, Any]) -> int:
+    cost = tokens.message_cost(str(message.get("content") or ""))
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function", {})
+        cost += tokens.count(fn.get("name", "")) + tokens.count(fn.get("arguments", "")) + 3
+    return cost
+
+
+def messages_cost(messages: list[dict[str, Any]]) -> int:
+    return sum(message_cost(m) for m in messages)
+
+
+def passage_cost(p: Passage) -> int:
+    return tokens.count(p.text) + PASSAGE_OVERHEAD
+
+
+def _system(parts: Parts, passages: list[Passage]) -> str:
+    blocks = [parts.instructions] if parts.instructions.strip() else []
+    if passages:
+        blocks.append(parts.match_instruction or RECORDS_HEADER)
+        blocks.extend(f"[{i}] {p.text}" for i, p in enumerate(passages, 1))
+    elif parts.mismatch_instruction and not parts.passages:
+        blocks.append(parts.mismatch_instruction)
+    return "\n\n".join(blocks)
+
+
+def fit(window: int, parts: Parts) -> Fitted:
+    ranked = sorted(parts.passages, key=lambda p: -p.score)  # stable: ties keep their order
+    fixed = parts.tools_cost + sum(message_cost(m) for m in parts.tail)
+    if parts.latest is not None:
+        fixed += tokens.message_cost(parts.latest.text)
+    system_fixed = tokens.count(_system(parts, []))
+    header = tokens.count(parts.match_instruction or RECORDS_HEADER) if ranked else 0
+    # a system message exists when there are instructions or records
+    def system_cost(n_passages: int, passage_total: int) -> int:
+        if not system_fixed and not n_passages:
+            return 0
+        return system_fixed + tokens.MESSAGE_OVERHEAD + (header + passage_total if n_passages else 0)
+
+    mandatory = fixed + system_cost(0, 0)
+    if mandatory > window:
+        what = "the latest user message" if parts.latest is not None else "the instructions"
+        raise DoesNotFit(f"{what} and the instructions need {mandatory} tokens, more than the model's "
+                         f"input window of {window} tokens")
+    history_costs = [tokens.message_cost(t.text) for t in parts.history]
+    passage_costs = [passage_cost(p) for p in ranked]
+    h_total = sum(history_costs)
+    p_total = sum(passage_costs)
+    n_p = len(ranked)
+    first = 0  # history[first:] is kept
+    while fixed + system_cost(n_p, p_total) + h_total > window and first < len(history_costs):
+        h_total -= history_costs[first]
+        first += 1
+    while fixed + system_cost(n_p, p_total) + h_total > window and n_p:
+        n_p -= 1
+        p_total -= passage_costs[n_p]
+    kept = ranked[:n_p]
+    history = parts.history[first:]
+    messages: list[dict[str, Any]] = []
+    system = _system(parts, kept)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend({"role": t.role, "content": t.text} for t in history)
+    if parts.latest is not None:
+        messages.append({"role": parts.latest.role, "content": parts.latest.text})
+    messages.extend(parts.tail)
+    return Fitted(messages=messages, passages=kept, history=history, dropped_history=first,
+                  dropped_passages=len(ranked) - n_p, cost=messages_cost(messages) + parts.tools_cost)

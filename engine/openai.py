@@ -1,0 +1,221 @@
+"""Any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp
+server, LM Studio, ...), streamed over httpx.
+
+Every call has a connect and a read timeout (the read timeout bounds the wait for
+each chunk, not the whole answer). Connect errors, 5xx answers and a stream that
+breaks before its first chunk are retried (BOTKIT_MODEL_RETRIES times, with a short
+backoff); after the first token nothing is retried. 429 → MODEL_TOO_MANY_REQUESTS,
+other failures → MODEL_* errors (engine/errors.py). The response is closed in a
+`finally`, so cancelling the iterator (a client that went away) closes the upstream
+connection at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, AsyncIterator
+
+import anyio
+import httpx
+import msgspec
+
+from .errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
+from .models import Registry
+from .provider import Finish, ModelRequest, ToolCall
+
+log = logging.getLogger("botkit.engine")
+
+
+class _Fn(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _Fn | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+
+
+def _client() -> httpx.AsyncClient:
+    """One pooled client per event loop (keep-alive connections to the provider)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+                                   follow_redirects=False)
+        _clients[loop] = client
+    return client
+
+
+def request_body(req: ModelRequest) -> dict[str, Any]:
+    p = req.params
+    body: dict[str, Any] = {"model": req.model.upstream, "messages": req.messages, "stream": True,
+                            "stream_options": {"include_usage": True}, "max_tokens": req.max_tokens}
+    if p.temperature is not None:
+        body["temperature"] = p.temperature
+    if p.frequency_penalty is not None:
+        body["frequency_penalty"] = p.frequency_penalty
+    if p.presence_penalty is not None:
+        body["presence_penalty"] = p.presence_penalty
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if req.tools:
+        body["tools"] = req.tools
+    return body
+
+
+def _upstream_message(raw: bytes) -> str:
+    try:
+        data = msgspec.json.decode(raw)
+        err = data.get("error") if isinstance(data, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
+        if isinstance(msg, str) and msg:
+            return msg[:300]
+    except Exception:
+        pass
+    return raw[:200].decode("utf-8", "replace") or "no detail"
+
+
+async def stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Finish]:
+    info = req.model
+    url = f"{info.base_url}/chat/completions"
+    headers = {"Accept": "text/event-stream"}
+    if info.api_key:
+        headers["Authorization"] = f"Bearer {info.api_key}"
+    content = msgspec.json.encode(request_body(req))
+    timeout = httpx.Timeout(connect=reg.connect_timeout, read=reg.read_timeout, write=reg.connect_timeout,
+                            pool=reg.connect_timeout)
+    client = _client()
+    attempt = 0
+    while True:
+        attempt += 1
+        last = attempt > reg.retries
+        started = False
+        request = client.build_request("POST", url, content=content, timeout=timeout,
+                                       headers={**headers, "Content-Type": "application/json"})
+        response: httpx.Response | None = None
+        try:
+            try:
+                response = await client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if last:
+                    raise ModelUnavailable(f"the model provider cannot be reached ({type(exc).__name__})") from None
+                log.warning("model %s: %s, retrying", info.name, type(exc).__name__)
+                await asyncio.sleep(0.1 * 2 ** (attempt - 1))
+                continue
+            status = response.status_code
+            if status >= 500:
+                if last:
+                    detail = _upstream_message(await _read_some(response))
+                    raise ModelUnavailable(f"the model provider failed ({status}): {detail}")
+                log.warning("model %s: upstream %s, retrying", info.name, status)
+                await response.aclose()
+                await asyncio.sleep(0.1 * 2 ** (attempt - 1))
+                continue
+            if status == 429:
+                detail = _upstream_message(await _read_some(response))
+                raise ModelTooManyRequests(f"the model provider is rate limiting: {detail}")
+            if status >= 400:
+                detail = _upstream_message(await _read_some(response))
+                if status in (400, 404, 413, 422):
+                    raise ModelBadRequest(f"the model provider refused the request ({status}): {detail}")
+                raise ModelError(f"the model provider answered {status}: {detail}")
+            async for item in _events(response, info.name):
+                started = True
+                yield item
+            return
+        except httpx.ReadTimeout:
+            raise ModelTimeout(f"the model did not answer within {reg.read_timeout:g} s") from None
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+            if started or last:
+                raise ModelError(f"the model stream broke off ({type(exc).__name__})") from None
+            log.warning("model %s: %s before the first chunk, retrying", info.name, type(exc).__name__)
+            await asyncio.sleep(0.1 * 2 ** (attempt - 1))
+        except httpx.HTTPError as exc:
+            raise ModelError(f"the model request failed ({type(exc).__name__})") from None
+        finally:
+            if response is not None:
+                # Shielded: under cancellation (the client went away) the upstream
+                # connection must still be closed, and promptly.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    await response.aclose()
+
+
+async def _read_some(response: httpx.Response, limit: int = 4096) -> bytes:
+    out = b""
+    async for chunk in response.aiter_bytes():
+        out += chunk
+        if len(out) >= limit:
+            break
+    return out
+
+
+async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Finish]:
+    calls: dict[int, list[str]] = {}  # index → [id, name, arguments]
+    finish: str | None = None
+    usage: _Usage | None = None
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # blank separators, comments, event: lines
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = _decode_chunk(data)
+        except msgspec.DecodeError:
+            raise ModelError(f"the model sent a chunk that is not a completion chunk: {data[:120]!r}") from None
+        if chunk.error is not None:
+            raise ModelError(f"the model failed mid-stream: {_upstream_message(data.encode())}")
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices or ():
+            delta = choice.delta
+            if delta is not None:
+                if delta.content:
+                    yield delta.content
+                for tc in delta.tool_calls or ():
+                    slot = calls.setdefault(tc.index, ["", "", ""])
+                    if tc.id:
+                        slot[0] = tc.id
+                    if tc.function is not None:
+                        if tc.function.name:
+                            slot[1] += tc.function.name
+                        if tc.function.arguments:
+                            slot[2] += tc.function.arguments
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    if finish is None:
+        raise ModelError("the model stream ended before the model finished")
+    tool_calls = [ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}")
+                  for i, c in sorted(calls.items()) if c[1]]
+    reason = "tool_calls" if tool_calls else ("length" if finish == "length" else "stop")
+    yield Finish(reason=reason, tool_calls=tool_calls,
+                 input_tokens=usage.prompt_tokens if usage else None,
+                 output_tokens=usage.completion_tokens if usage else None)

@@ -1,0 +1,70 @@
+"""Functions and abilities offered to the model as tools, and running the calls.
+
+- A client function with `result.data` is run by the engine: the model gets that
+  data as the call's result, and the engine goes on.
+- A client function without a result (or with `result.channel`) is the client's to
+  run: the engine emits the call as an activity message and ends the completion with
+  `end.reason = "activity"`.
+- A skillset ability (stored or inline `extensions.skillsets`) is offered with its
+  name and description; calling it gives the model the ability's instruction (botkit
+  has no ability runtime yet; see engine/README.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from . import tokens
+
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str                 # the name the model sees (OpenAI: ^[A-Za-z0-9_-]{1,64}$)
+    description: str
+    parameters: dict[str, Any]
+    kind: str                 # "function" or "ability"
+    has_result: bool = False
+    result: Any = None        # a function's fixed result.data
+    instruction: str = ""     # an ability's instruction
+    ability_id: str | None = None
+
+
+def tool_name(raw: str, taken: set[str]) -> str:
+    base = _SAFE.sub("_", raw.strip())[:60] or "tool"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base[:56]}_{n}"
+    taken.add(name)
+    return name
+
+
+def definitions(tools: list[Tool]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {"name": t.name, "description": t.description[:1024],
+                                              "parameters": t.parameters}} for t in tools]
+
+
+def definitions_cost(tools: list[Tool]) -> int:
+    return tokens.count(msgspec.json.encode(definitions(tools)).decode()) if tools else 0
+
+
+def parse_arguments(raw: str) -> Any:
+    try:
+        return msgspec.json.decode(raw or "{}")
+    except msgspec.DecodeError:
+        return raw
+
+
+def run(tool: Tool | None, name: str, arguments: Any) -> Any:
+    """The result the model gets for a call the engine runs itself."""
+    if tool is None:
+        return {"error": f"there is no function named {name!r}"}
+    if tool.kind == "ability":
+        return {"instruction": tool.instruction,
+                "note": "botkit does not run ability instructions itself yet; use the instruction as guidance"}
+    return tool.result

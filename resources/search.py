@@ -1,0 +1,233 @@
+"""Dataset search (`dataset/{datasetId}/search`), in PostgreSQL itself: full-text
+search (english stemming, a stored tsvector kept by the INSERT, so a record is
+searchable as soon as its create returns) and pg_trgm word similarity for typos and
+partial words.
+
+Score, from 0 to 1: 0.75 × the share of the query's words (stemmed, stop words
+left out) that the record contains + 0.25 × pg_trgm word_similarity(query, record).
+A record that contains more of the query's words always outranks one that contains
+fewer (for queries of up to three words; beyond that, nearly always). A query of
+stop words only is scored by word similarity alone. The dataset's searchMinScore,
+searchMaxRecords and searchMaxTokens bound the answer (defaults below)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from ..actions.base import Action, Call, Context, register
+from ..actions.errors import BadRequest, NotFound
+from ..engine import tokens
+from ..engine.provider import Passage
+from .common import Body
+
+DEFAULT_MIN_SCORE = 0.0
+DEFAULT_MAX_RECORDS = 10
+DEFAULT_MAX_TOKENS = 3000
+QUERY_MAX_CHARS = 2000      # a longer query (e.g. a whole user message) is cut here for search
+CANDIDATES = 200            # best full-text candidates scored exactly
+FILTER_MAX_KEYS = 20
+
+Filter = Annotated[dict[str, Any], msgspec.Meta(
+    description="Meta filters: `{key: value}` or `{key: {\"$eq\"|\"$ne\"|\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\": value}}`; "
+                f"all must hold; at most {FILTER_MAX_KEYS} keys")]
+
+
+class SearchBody(Body):
+    search: Annotated[str, msgspec.Meta(max_length=10_000)]
+    filter: Filter | None = None
+
+
+class ScoredRecord(msgspec.Struct, omit_defaults=True):
+    id: str
+    text: str
+    score: float
+    source: str | None = None
+    meta: dict | None = None
+
+
+class SearchResult(msgspec.Struct):
+    id: str
+    records: list[ScoredRecord]
+
+
+_SQL = """
+WITH q AS (
+    SELECT tsvector_to_array(to_tsvector('english', $3)) AS lex,
+           NULLIF(replace(plainto_tsquery('english', $3)::text, ' & ', ' | '), '')::tsquery AS any_word
+), cand AS (
+    (SELECT r.id FROM records r, q
+      WHERE r.dataset_id = $1 AND r.account_id = $2 AND q.any_word IS NOT NULL AND r.search @@ q.any_word {filter}
+      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {candidates})
+    UNION
+    (SELECT r.id FROM records r
+      WHERE r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
+      ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+)
+SELECT * FROM (
+    SELECT r.id, r.text, r.source, r.meta,
+           CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text)::float8
+                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
+                                              SELECT unnest(tsvector_to_array(r.search))))::float8
+                          / cardinality(q.lex)
+                     + 0.25 * word_similarity($3, r.text)::float8
+           END AS score
+      FROM cand JOIN records r USING (id), q
+) s
+WHERE score >= $4
+ORDER BY score DESC, id
+LIMIT $5
+"""
+
+# pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
+_THRESHOLD = "SET LOCAL pg_trgm.word_similarity_threshold = 0.3"
+
+_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _filter_sql(filter: dict[str, Any] | None, first: int) -> tuple[str, list[Any]]:
+    """AND-ed conditions on r.meta, with their arguments numbered from `first`."""
+    if not filter:
+        return "", []
+    if len(filter) > FILTER_MAX_KEYS:
+        raise BadRequest(f"filter: at most {FILTER_MAX_KEYS} keys")
+    sql: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any, cast: str) -> str:
+        args.append(value)
+        return f"${first + len(args) - 1}::{cast}"
+
+    for key, cond in filter.items():
+        if not key or len(key) > 40:
+            raise BadRequest(f"filter: key {key[:60]!r} must be 1 to 40 characters long")
+        op, value = "$eq", cond
+        if isinstance(cond, dict):
+            if len(cond) != 1 or next(iter(cond)) not in ("$eq", "$ne", *_OPS):
+                raise BadRequest(f"filter.{key}: use one of $eq, $ne, $gt, $gte, $lt, $lte")
+            op, value = next(iter(cond.items()))
+        if op in ("$eq", "$ne"):
+            if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 500):
+                raise BadRequest(f"filter.{key}: compare with a string (up to 500 characters), number or boolean")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+                raise BadRequest(f"filter.{key}: the number is too large")
+            if isinstance(value, str) and "\x00" in value:
+                raise BadRequest(f"filter.{key}: NUL characters are not allowed")
+            test = f"r.meta @> {arg({key: value}, 'jsonb')}"
+            sql.append(f"AND {test}" if op == "$eq" else f"AND NOT ({test})")
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise BadRequest(f"filter.{key}: {op} compares with a number")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise BadRequest(f"filter.{key}: the number is too large") from None
+            if not math.isfinite(number):
+                raise BadRequest(f"filter.{key}: the number is too large")
+            k = arg(key, "text")
+            sql.append(f"AND (CASE WHEN jsonb_typeof(r.meta -> {k}) = 'number' "
+                       f"THEN (r.meta ->> {k})::float8 {_OPS[op]} {arg(number, 'float8')} ELSE false END)")
+    return " ".join(sql), args
+
+
+def clean_query(text: str) -> str:
+    return text.replace("\x00", " ")[:QUERY_MAX_CHARS]
+
+
+async def search_records(conn, account_id: str, dataset_id: str, query: str, *,
+                         min_score: float | None = None, max_records: float | None = None,
+                         max_tokens: float | None = None, filter: dict[str, Any] | None = None,
+                         ) -> list[ScoredRecord]:
+    """The best records of one dataset for `query`, best first, within the bounds."""
+    query = clean_query(query)
+    if not query.strip():
+        return []
+    limit = int(max_records) if max_records is not None else DEFAULT_MAX_RECORDS
+    if limit <= 0:
+        return []
+    limit = min(limit, 1000)
+    budget = int(max_tokens) if max_tokens is not None else DEFAULT_MAX_TOKENS
+    floor = float(min_score) if min_score is not None else DEFAULT_MIN_SCORE
+    where, extra = _filter_sql(filter, 6)
+    sql = _SQL.format(filter=where, candidates=CANDIDATES)
+    async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction
+        await conn.execute(_THRESHOLD)
+        rows = await conn.fetch(sql, dataset_id, account_id, query, floor, limit, *extra)
+    out: list[ScoredRecord] = []
+    used = 0
+    for r in rows:
+        cost = tokens.count(r["text"])
+        if out and used + cost > budget:
+            break
+        if not out and cost > budget:  # the best record alone is over the budget: shortened
+            out.append(ScoredRecord(id=r["id"], text=tokens.truncate(r["text"], budget), score=round(float(r["score"]), 6),
+                                    source=r["source"], meta=r["meta"]))
+            break
+        used += cost
+        out.append(ScoredRecord(id=r["id"], text=r["text"], score=round(float(r["score"]), 6),
+                                source=r["source"], meta=r["meta"]))
+    return out
+
+
+_DATASET = ("SELECT search_min_score, search_max_records, search_max_tokens, match_instruction, "
+            "mismatch_instruction FROM datasets WHERE id = $1 AND account_id = $2")
+
+
+async def dataset_passages(conn, account_id: str, dataset_id: str, query: str) -> tuple[list[Passage], Any]:
+    """Records for the context (with the dataset row, for its instructions)."""
+    ds = await conn.fetchrow(_DATASET, dataset_id, account_id)
+    if ds is None:
+        return [], None
+    found = await search_records(conn, account_id, dataset_id, query, min_score=ds["search_min_score"],
+                                 max_records=ds["search_max_records"], max_tokens=ds["search_max_tokens"])
+    return [Passage(text=r.text, score=r.score, id=r.id, source=r.source, meta=r.meta) for r in found], ds
+
+
+_WORD = re.compile(r"\w+")
+_STOP = frozenset("a an and are as at be but by for from has have how i if in into is it its me my no not of on "
+                  "or our so than that the their them then there these they this to was we were what when where "
+                  "which who why will with you your".split())
+
+
+def rank_inline(query: str, texts: list[tuple[str, dict | None]], limit: int = DEFAULT_MAX_RECORDS) -> list[Passage]:
+    """Inline `extensions.datasets` records, scored in Python the same way in spirit:
+    0.75 × the share of the query's words a record contains + 0.25 × word overlap."""
+    words = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
+    if not words:
+        return []
+    out = []
+    for text, meta in texts:
+        have = set(_WORD.findall(text.lower()))
+        hit = len(words & have)
+        if not hit:
+            continue
+        score = 0.75 * hit / len(words) + 0.25 * hit / max(1, len(words | have))
+        out.append(Passage(text=text, score=round(score, 6), meta=meta))
+    out.sort(key=lambda p: -p.score)
+    return out[:limit]
+
+
+class SearchDataset(Action):
+    path = "/dataset/{datasetId}/search"
+    tag = "Dataset"
+    summary = "Search a dataset's records (full text + trigram similarity), best first, with scores"
+    body = SearchBody
+    response = SearchResult
+
+    async def run(self, ctx: Context, call: Call) -> SearchResult:
+        dataset_id = call.params["datasetId"]
+        body: SearchBody = call.body
+        async with ctx.pool.connection() as conn:
+            ds = await conn.fetchrow(_DATASET, dataset_id, ctx.account_id)
+            if ds is None:
+                raise NotFound("dataset not found")
+            records = await search_records(conn, ctx.account_id, dataset_id, body.search,
+                                           min_score=ds["search_min_score"], max_records=ds["search_max_records"],
+                                           max_tokens=ds["search_max_tokens"], filter=body.filter)
+        return SearchResult(id=dataset_id, records=records)
+
+
+register(SearchDataset())

@@ -1,0 +1,183 @@
+"""A fake OpenAI-compatible Chat Completions server for the engine tests: real HTTP
+on 127.0.0.1 (uvicorn in a thread), streaming SSE `chat.completion.chunk`s.
+
+Each request takes the next scripted `Reply` (or the default one): its tokens, the
+pause between chunks, tool calls, the finish reason, a status (429, 500 ...), a
+pause before the headers (a slow provider), a connection that breaks after N
+chunks, an error chunk. The server records every request body and whether each
+stream was finished or abandoned by the client (and when)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+
+
+@dataclass
+class Reply:
+    tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    finish: str = "stop"
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments JSON)
+    status: int = 200
+    delay: float = 0.0            # seconds between chunks
+    headers_delay: float = 0.0    # seconds before the response starts
+    stall_after: int | None = None  # after N token chunks, wait `stall` seconds
+    stall: float = 0.0
+    break_after: int | None = None  # after N token chunks, the connection breaks
+    error_after: int | None = None  # after N token chunks, an SSE error chunk
+    usage: tuple[int, int] | None = (11, 7)
+    body: bytes = b'{"error": {"message": "scripted failure"}}'
+
+
+@dataclass
+class Seen:
+    body: dict
+    started: float
+    ended: float | None = None
+    finished: bool = False   # the whole reply was sent
+    abandoned: bool = False  # the client went away first
+
+
+class Broken(Exception):
+    pass
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.replies: collections.deque[Reply] = collections.deque()
+        self.default = Reply()
+        self.seen: list[Seen] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="off", log_level="critical", interface="asgi3",
+                                                    access_log=False, http="h11"))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
+                                       daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the fake OpenAI server did not start"
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def push(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def reset(self) -> None:
+        self.replies.clear()
+        self.seen.clear()
+        self.default = Reply()
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [s.body for s in self.seen]
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] != "/v1/chat/completions":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        body = json.loads(raw)
+        seen = Seen(body=body, started=time.monotonic())
+        self.seen.append(seen)
+        reply = self.replies.popleft() if self.replies else self.default
+        if reply.headers_delay:
+            await asyncio.sleep(reply.headers_delay)
+        if reply.status != 200:
+            await send({"type": "http.response.start", "status": reply.status,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": reply.body})
+            seen.ended, seen.finished = time.monotonic(), True
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self._stream(reply, send, disconnected, body.get("model", "fake"))
+            seen.finished = True
+        except (Broken, OSError):
+            seen.abandoned = disconnected.is_set()
+            if not disconnected.is_set():
+                raise  # the scripted break: uvicorn drops the connection mid-body
+        finally:
+            seen.ended = time.monotonic()
+            watcher.cancel()
+
+    async def _stream(self, reply: Reply, send, disconnected: asyncio.Event, model: str) -> None:
+        async def chunk(payload: dict | str) -> None:
+            if disconnected.is_set():
+                raise Broken("client went away")
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True})
+
+        async def pause(seconds: float) -> None:
+            if seconds:
+                try:
+                    await asyncio.wait_for(disconnected.wait(), seconds)
+                except asyncio.TimeoutError:
+                    return
+                raise Broken("client went away")
+
+        def delta(d: dict, finish: str | None = None) -> dict:
+            return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                    "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+        await chunk(delta({"role": "assistant", "content": ""}))
+        for i, token in enumerate(reply.tokens):
+            if reply.break_after is not None and i == reply.break_after:
+                raise RuntimeError("scripted connection break")
+            if reply.error_after is not None and i == reply.error_after:
+                await chunk({"error": {"message": "scripted mid-stream failure", "type": "server_error"}})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if reply.stall_after is not None and i == reply.stall_after:
+                await pause(reply.stall)
+            await pause(reply.delay)
+            await chunk(delta({"content": token}))
+        for i, (name, args) in enumerate(reply.tool_calls):
+            # split the arguments over two chunks, as real providers do
+            half = len(args) // 2
+            await chunk(delta({"tool_calls": [{"index": i, "id": f"call_{i}_{name}", "type": "function",
+                                               "function": {"name": name, "arguments": args[:half]}}]}))
+            await chunk(delta({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
+        await chunk(delta({}, "tool_calls" if reply.tool_calls else reply.finish))
+        if reply.usage is not None:
+            await chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [],
+                         "usage": {"prompt_tokens": reply.usage[0], "completion_tokens": reply.usage[1],
+                                   "total_tokens": sum(reply.usage)}})
+        await chunk("[DONE]")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

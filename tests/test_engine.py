@@ -1,0 +1,536 @@
+"""The conversation engine over real HTTP: completions against a fake OpenAI-compatible
+server (tests/fake_openai.py) and against the embedded retrieval responder; event
+order, stored messages, usage rows, failures, retries, timeouts, cancellation,
+continuations, functions, model strings, reconciliation, send/receive, usage routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import asyncpg
+import pytest
+
+from botkit.config import Settings
+from botkit.engine import models as engine_models
+from botkit.engine.models import ModelInfo, Registry
+
+from conftest import assert_error
+from fake_openai import FakeOpenAI, Reply
+
+
+@pytest.fixture(scope="module")
+def fake():
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+def registry_for(fake: FakeOpenAI, **kw) -> Registry:
+    def model(name, window, out):
+        return ModelInfo(name=name, provider="openai-compatible", family="fake", max_tokens=window,
+                         max_input_tokens=window - out, max_output_tokens=out, upstream="upstream-" + name,
+                         base_url=fake.base_url, api_key="sk-test")
+    models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
+    return Registry(models=models, default="fake-model", configured=True, connect_timeout=2,
+                    read_timeout=kw.get("read_timeout", 1.5), retries=2)
+
+
+@pytest.fixture
+def models(fake):
+    """The fake provider as the configured models, for one test."""
+    fake.reset()
+    previous = engine_models.use(registry_for(fake))
+    yield fake
+    engine_models.use(previous)
+    fake.reset()
+
+
+@pytest.fixture
+def embedded():
+    """No provider configured: the embedded retrieval responder is the one model."""
+    previous = engine_models.use(engine_models.from_settings(Settings(database_url="x", models="",
+                                                                      model_base_url=None)))
+    yield
+    engine_models.use(previous)
+
+
+def events(response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/jsonl")
+    body = response.content
+    assert body.endswith(b"\n") and b"\n\n" not in body
+    return [json.loads(line) for line in body.decode().split("\n")[:-1]]
+
+
+def jsonl(api, path: str, body: dict):
+    return events(api.post(path, json=body, headers={"Accept": "application/jsonl"}))
+
+
+def messages_of(api, conversation: str) -> list[dict]:
+    return api.get(f"conversation/{conversation}/message/list", params={"order": "asc", "take": 100}).json()["items"]
+
+
+def usage_rows(api) -> list[dict]:
+    return api.get("usage/list", params={"take": 100}).json()["items"]
+
+
+def tokens_of(evs: list[dict]) -> str:
+    return "".join(e["data"]["token"] for e in evs if e["type"] == "token")
+
+
+# --- streaming against the fake provider --------------------------------------------
+
+def test_stream_event_order_stored_messages_and_usage(api, models):
+    bot = api.post("bot/create", json={"model": "fake-model", "backstory": "You are terse."}).json()["id"]
+    conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "Say hello"})
+    types = [e["type"] for e in evs]
+    assert types == ["token"] * 4 + ["usage", "result"], types
+    assert tokens_of(evs) == "Hello, world!"
+    result = evs[-1]["data"]
+    assert result["text"] == "Hello, world!" and result["end"] == {"reason": "stop"}
+    assert result["usage"] == {"token": 18}  # the provider's own numbers (11 + 7)
+    assert evs[-2]["data"] == {"model": "fake-model", "inputTokensUsed": 11, "outputTokensUsed": 7}
+
+    sent = models.bodies[-1]
+    assert sent["model"] == "upstream-fake-model" and sent["stream"] is True
+    assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
+    assert sent["messages"][-1] == {"role": "user", "content": "Say hello"}
+
+    stored = messages_of(api, conversation)
+    assert [(m["type"], m["text"]) for m in stored] == [("user", "Say hello"), ("bot", "Hello, world!")]
+    assert result["id"] == stored[-1]["id"]
+    rows = usage_rows(api)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["type"] == "token" and row["count"] == 18
+    assert row["conversationId"] == conversation and row["botId"] == bot and row["messageId"] == result["id"]
+    assert row["meta"] == {"model": "fake-model", "inputTokens": 11, "outputTokens": 7}
+    assert api.get(f"conversation/{conversation}/usage/fetch").json() == {"tokens": 18, "messages": 2}
+    assert api.get(f"bot/{bot}/usage/fetch").json() == {"tokens": 18, "conversations": 1, "messages": 2}
+    assert api.get(f"bot/{bot}/usage/fetch", params={"from": "2999-01-01T00:00:00Z"}).json()["tokens"] == 0
+    account = api.get("usage/fetch").json()
+    assert account["tokens"] == 18 and account["conversations"] == 1 and account["messages"] == 2
+    assert set(account["database"]) == {"datasets", "records", "skillsets", "abilities", "files", "users"}
+    series = api.get("usage/series/fetch").json()
+    assert sum(p["total"] for p in series["tokens"]) == 18
+
+    # the second turn sees the first
+    models.push(Reply(tokens=["Again"]))
+    second = api.post(f"conversation/{conversation}/complete", json={"text": "Once more"}).json()
+    assert second["text"] == "Again" and second["end"] == {"reason": "stop"} and second["id"]
+    assert [m["role"] for m in models.bodies[-1]["messages"]] == ["system", "user", "assistant", "user"]
+
+
+def test_json_answer_and_provider_without_usage(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(tokens=["Hi", " there"], usage=None))
+    answer = api.post(f"conversation/{conversation}/complete", json={"text": "hi"})
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert set(data) == {"id", "text", "usage", "end"}
+    assert data["text"] == "Hi there" and data["end"]["reason"] == "stop"
+    assert data["usage"]["token"] > 0  # estimated when the provider reports none
+
+
+def test_failure_mid_stream_is_an_error_line_and_stores_no_bot_message(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(tokens=["a", "b", "c", "d"], break_after=2))
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "break please"})
+    assert [e["type"] for e in evs] == ["token", "token", "error"]
+    assert evs[-1]["data"]["code"] == "MODEL_ERROR"
+    models.push(Reply(tokens=["a", "b", "c"], error_after=1))
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "fail please"})
+    assert [e["type"] for e in evs] == ["token", "error"]
+    assert "mid-stream" in evs[-1]["data"]["message"]
+    assert [m["type"] for m in messages_of(api, conversation)] == ["user", "user"]  # no bot message
+    assert usage_rows(api) == []
+
+
+def test_429_and_errors_before_the_first_token_are_http_errors(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    for accept in ("application/json", "application/jsonl"):
+        models.push(Reply(status=429, body=b'{"error": {"message": "slow down"}}'))
+        body = assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"},
+                                     headers={"Accept": accept}), 429, "MODEL_TOO_MANY_REQUESTS")
+        assert "slow down" in body["message"]
+    models.push(Reply(status=400, body=b'{"error": {"message": "context too long"}}'))
+    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 400, "MODEL_BAD_REQUEST")
+    assert len(models.seen) == 3  # 429 and 400 are not retried
+
+
+def test_5xx_is_retried_then_reported(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(status=500), Reply(status=503), Reply(tokens=["ok"]))
+    assert api.post(f"conversation/{conversation}/complete", json={"text": "x"}).json()["text"] == "ok"
+    assert len(models.seen) == 3
+    models.reset()
+    models.push(Reply(status=502), Reply(status=502), Reply(status=502), Reply(tokens=["never"]))
+    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}),
+                 503, "MODEL_SERVICE_UNAVAILABLE")
+    assert len(models.seen) == 3  # 1 + BOTKIT_MODEL_RETRIES (2)
+
+
+def test_unreachable_provider(api, models, fake):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there
+    reg = registry_for(fake)
+    reg.models["fake-model"] = engine_models.replace(reg.models["fake-model"], base_url=f"http://127.0.0.1:{port}/v1")
+    engine_models.use(reg)
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}),
+                 503, "MODEL_SERVICE_UNAVAILABLE")
+    assert len(messages_of(api, conversation)) == 1  # the user message; no bot message
+
+
+def test_read_timeouts(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(headers_delay=3))  # read timeout is 1.5 s in these tests
+    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 504, "MODEL_TIMEOUT")
+    models.push(Reply(tokens=["a", "b", "c"], stall_after=1, stall=3))
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "x"})
+    assert [e["type"] for e in evs] == ["token", "error"] and evs[-1]["data"]["code"] == "MODEL_TIMEOUT"
+
+
+def test_client_disconnect_cancels_the_upstream_request(api, models, server):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(tokens=[f"t{i} " for i in range(400)], delay=0.02))
+    body = json.dumps({"text": "long answer please"}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall((f"POST /v1/conversation/{conversation}/complete HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        received = b""
+        while received.count(b'"token"') < 3:
+            received += sock.recv(65536)
+        assert b"200 OK" in received
+    closed_at = time.monotonic()
+    deadline = closed_at + 5
+    while models.seen[-1].ended is None:
+        assert time.monotonic() < deadline, "the upstream stream kept running after the client left"
+        time.sleep(0.01)
+    seen = models.seen[-1]
+    assert seen.abandoned and not seen.finished
+    assert seen.ended - closed_at < 1.5  # within a second (a generous bound for loaded machines)
+    time.sleep(0.2)
+    assert [m["type"] for m in messages_of(api, conversation)] == ["user"]  # nothing half-written
+    assert usage_rows(api) == []
+
+
+def test_continuations_stream_seamlessly(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(tokens=["The quick", " brown"], finish="length", usage=(10, 2)),
+                Reply(tokens=[" fox", " jumps."], usage=(14, 2)))
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "a sentence"})
+    assert tokens_of(evs) == "The quick brown fox jumps."
+    assert evs[-1]["data"]["text"] == "The quick brown fox jumps." and evs[-1]["data"]["end"]["reason"] == "stop"
+    assert evs[-2]["data"]["inputTokensUsed"] == 24 and evs[-2]["data"]["outputTokensUsed"] == 4
+    cont = models.bodies[-1]["messages"]
+    assert cont[-2] == {"role": "assistant", "content": "The quick brown"} and cont[-1]["role"] == "user"
+    assert messages_of(api, conversation)[-1]["text"] == "The quick brown fox jumps."
+
+    # the limit: continuations=1 and the model stops for length twice → end.reason "length"
+    models.push(Reply(tokens=["a"], finish="length"), Reply(tokens=["b"], finish="length"),
+                Reply(tokens=["never"]))
+    answer = api.post(f"conversation/{conversation}/complete",
+                      json={"text": "again", "limits": {"continuations": 1}}).json()
+    assert answer["text"] == "ab" and answer["end"]["reason"] == "length"
+    models.replies.clear()
+    models.push(Reply(tokens=["a"], finish="length"), Reply(tokens=["never"]))
+    answer = api.post(f"conversation/{conversation}/complete",
+                      json={"text": "again", "limits": {"continuations": 0}}).json()
+    assert answer["text"] == "a" and answer["end"]["reason"] == "length"
+
+
+WEATHER = {"name": "getWeather", "description": "The weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_function_with_result_is_answered_and_stored_as_activity(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    models.push(Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Paris"}')]),
+                Reply(tokens=["It is", " 20 degrees."]))
+    evs = jsonl(api, f"conversation/{conversation}/complete", {
+        "text": "Weather in Paris?", "functions": [{**WEATHER, "result": {"data": {"temp": 20}}}]})
+    assert [e["type"] for e in evs] == ["message", "token", "token", "usage", "result"]
+    activity = evs[0]["data"]
+    assert activity["type"] == "activity"
+    assert activity["meta"]["activity"] == {"type": "response", "function": {
+        "name": "getWeather", "arguments": {"city": "Paris"}, "result": {"temp": 20}}}
+    assert evs[-1]["data"]["text"] == "It is 20 degrees."
+    first, second = models.bodies[-2:]
+    assert first["tools"][0]["function"]["name"] == "getWeather"
+    assert first["tools"][0]["function"]["parameters"]["required"] == ["city"]
+    assert second["messages"][-2]["tool_calls"][0]["function"] == {"name": "getWeather",
+                                                                   "arguments": '{"city": "Paris"}'}
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_0_getWeather",
+                                      "content": '{"temp":20}'}
+    assert [m["type"] for m in messages_of(api, conversation)] == ["user", "activity", "bot"]
+
+
+def test_function_without_result_ends_with_activity(api, models):
+    models.push(Reply(tokens=["Let me check."], tool_calls=[("getWeather", '{"city": "Rome"}')]))
+    answer = api.post("conversation/complete", json={
+        "model": "fake-model", "messages": [{"type": "user", "text": "Rome?"}], "functions": [WEATHER]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["end"]["reason"] == "activity" and answer.json()["text"] == "Let me check."
+    evs = (models.push(Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Rome"}')])),
+           jsonl(api, "conversation/complete", {"model": "fake-model", "functions": [WEATHER],
+                                                "messages": [{"type": "user", "text": "Rome?"}]}))[1]
+    request = [e for e in evs if e["type"] == "message"]
+    assert request[0]["data"]["meta"]["activity"] == {"type": "request", "function": {
+        "name": "getWeather", "arguments": {"city": "Rome"}}}
+    assert evs[-1]["data"]["end"]["reason"] == "activity"
+
+
+def test_iterations_and_calls_are_bounded(api, models):
+    looping = Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Oslo"}')])
+    models.default = looping
+    fn = {**WEATHER, "result": {"data": "cold"}}
+    answer = api.post("conversation/complete", json={
+        "model": "fake-model", "messages": [{"type": "user", "text": "loop"}], "functions": [fn],
+        "limits": {"iterations": 3}}).json()
+    assert answer["end"]["reason"] == "iteration" and len(models.seen) == 3
+    models.seen.clear()
+    answer = api.post("conversation/complete", json={
+        "model": "fake-model", "messages": [{"type": "user", "text": "loop"}], "functions": [fn],
+        "limits": {"iterations": 10, "calls": 2}}).json()
+    assert answer["end"]["reason"] == "iteration" and len(models.seen) == 3  # 2 calls answered, the 3rd refused
+
+
+def test_abilities_are_offered_as_tools(api, models):
+    skillset = api.post("skillset/create", json={}).json()["id"]
+    api.post(f"skillset/{skillset}/ability/create", json={
+        "name": "Look up order", "description": "Finds an order", "instruction": "GET /orders/{id}"})
+    bot = api.post("bot/create", json={"model": "fake-model", "skillsetId": skillset}).json()["id"]
+    conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
+    models.push(Reply(tokens=[], tool_calls=[("Look_up_order", "{}")]), Reply(tokens=["Found it."]))
+    answer = api.post(f"conversation/{conversation}/complete", json={"text": "where is my order?"}).json()
+    assert answer["text"] == "Found it."
+    tools = models.bodies[0]["tools"]
+    assert tools[0]["function"]["name"] == "Look_up_order"
+    assert tools[0]["function"]["description"] == "Finds an order"
+    assert "GET /orders/{id}" in models.bodies[1]["messages"][-1]["content"]
+
+
+def test_model_strings(api, models):
+    conversation = api.post("conversation/create", json={
+        "model": "fake-model/temperature=0.5/maxTokens=20/seed=7/frequencyPenalty=-1"}).json()["id"]
+    api.post(f"conversation/{conversation}/complete", json={"text": "x"})
+    sent = models.bodies[-1]
+    assert sent["temperature"] == 0.5 and sent["max_tokens"] == 20 and sent["seed"] == 7
+    assert sent["frequency_penalty"] == -1.0
+    for junk in ("fake-model/bogus=1", "fake-model/temperature=9", "fake-model/maxTokens=abc",
+                 "fake-model/temperature=1/temperature=1", "no-such-model"):
+        conv = api.post("conversation/create", json={"model": junk}).json()["id"]
+        assert_error(api.post(f"conversation/{conv}/complete", json={"text": "x"}), 400, "BAD_REQUEST")
+        assert messages_of(api, conv) == []  # refused before anything is stored
+    assert_error(api.post("conversation/complete", json={"model": "a b", "messages": []}), 400, "BAD_REQUEST")
+    # interactionMaxMessages: only that many messages of history
+    conversation = api.post("conversation/create", json={
+        "model": "fake-model/interactionMaxMessages=3",
+        "messages": [{"type": "user" if i % 2 == 0 else "bot", "text": f"m{i}"} for i in range(10)]}).json()["id"]
+    api.post(f"conversation/{conversation}/complete", json={"text": "latest"})
+    assert [m["content"] for m in models.bodies[-1]["messages"]] == ["m8", "m9", "latest"]
+
+
+def test_reconciliation_drops_oldest_history_and_keeps_the_latest_message(api, models):
+    history = [{"type": "user" if i % 2 == 0 else "bot", "text": f"message number {i} " + "word " * 20}
+               for i in range(40)]
+    conversation = api.post("conversation/create", json={
+        "model": "fake-small", "backstory": "Be brief.", "messages": history}).json()["id"]
+    answer = api.post(f"conversation/{conversation}/complete", json={"text": "the latest question"})
+    assert answer.status_code == 200, answer.text
+    sent = models.bodies[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert sent[-1] == {"role": "user", "content": "the latest question"}
+    kept = [m["content"] for m in sent[1:-1]]
+    assert 0 < len(kept) < 40
+    assert kept == [h["text"] for h in history[-len(kept):]]  # the newest survive, in order
+    # a latest message that cannot fit on its own is a 400, and is not stored
+    before = len(messages_of(api, conversation))
+    body = assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "word " * 400}),
+                        400, "BAD_REQUEST")
+    assert "window" in body["message"]
+    assert len(messages_of(api, conversation)) == before
+
+
+def test_send_then_receive(api, models):
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    sent = api.post(f"conversation/{conversation}/send", json={
+        "text": "hello", "entities": [{"type": "name", "begin": 0, "end": 5, "text": "hello"}]})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["entities"][0]["type"] == "name" and sent.json()["id"]
+    models.push(Reply(tokens=["Hi!"]))
+    received = api.post(f"conversation/{conversation}/receive", json={})
+    assert received.status_code == 200, received.text
+    data = received.json()
+    assert set(data) == {"id", "text", "usage"} and data["text"] == "Hi!"
+    assert [m["type"] for m in messages_of(api, conversation)] == ["user", "bot"]
+    assert models.bodies[-1]["messages"][-1] == {"role": "user", "content": "hello"}
+    models.push(Reply(tokens=["Again"]))
+    evs = jsonl(api, f"conversation/{conversation}/receive", {})
+    assert evs[-1]["type"] == "result" and evs[-1]["data"]["text"] == "Again"
+    assert_error(api.post(f"conversation/{conversation}/send", json={}), 400, "BAD_REQUEST")
+
+
+def test_stateless_complete_stores_usage_only(api, models):
+    bot = api.post("bot/create", json={"model": "fake-model", "backstory": "Bot story."}).json()["id"]
+    models.push(Reply(tokens=["Fine."]))
+    answer = api.post("conversation/complete", json={
+        "botId": bot, "messages": [{"type": "user", "text": "hi"}, {"type": "bot", "text": "hello"},
+                                   {"type": "user", "text": "how are you?"}],
+        "extensions": {"backstory": "Extra story."}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"text": "Fine.", "usage": {"token": 18}, "end": {"reason": "stop"}}
+    sent = models.bodies[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "Bot story.\n\nExtra story."}
+    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "user"]
+    assert api.get("conversation/list").json()["items"] == []
+    rows = usage_rows(api)
+    assert len(rows) == 1 and rows[0]["botId"] == bot and "conversationId" not in rows[0]
+
+
+def test_other_accounts_and_missing_things_are_404(api, other, models):
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    for path in ("complete", "send", "receive"):
+        assert_error(other.post(f"conversation/{conversation}/{path}", json={"text": "x"}), 404, "NOT_FOUND")
+    assert_error(other.get(f"conversation/{conversation}/usage/fetch"), 404, "NOT_FOUND")
+    bot = api.post("bot/create", json={}).json()["id"]
+    assert_error(other.get(f"bot/{bot}/usage/fetch"), 404, "NOT_FOUND")
+    assert_error(other.post("conversation/complete", json={"botId": bot, "messages": []}), 404, "NOT_FOUND")
+    dataset = api.post("dataset/create", json={}).json()["id"]
+    assert_error(other.post("conversation/complete", json={"datasetId": dataset, "messages": []}),
+                 404, "NOT_FOUND")
+    assert_error(other.post(f"dataset/{dataset}/search", json={"search": "x"}), 404, "NOT_FOUND")
+    assert_error(api.get(f"bot/{bot}/usage/fetch", params={"from": "yesterday"}), 400, "BAD_REQUEST")
+    assert models.seen == []
+
+
+def test_bad_functions_are_400(api, models):
+    for fn in ({**WEATHER, "name": "has space"}, {**WEATHER, "name": "1abc"},
+               {**WEATHER, "result": {"other": 1}}, {**WEATHER, "parameters": {"type": "array", "properties": {}}}):
+        assert_error(api.post("conversation/complete", json={
+            "messages": [{"type": "user", "text": "x"}], "functions": [fn]}), 400, "BAD_REQUEST")
+    assert_error(api.post("conversation/complete", json={
+        "messages": [{"type": "user", "text": "x"}], "functions": [WEATHER, WEATHER]}), 400, "BAD_REQUEST")
+    assert_error(api.post("conversation/complete", json={
+        "messages": [{"type": "user", "text": "x"}], "limits": {"iterations": 0}}), 400, "BAD_REQUEST")
+
+
+def test_platform_model_list(api, models, embedded_off=None):
+    listed = api.get("platform/model/list").json()
+    names = [m["name"] for m in listed["items"]]
+    assert names == ["fake-small", "fake-model"]  # desc by id
+    small = listed["items"][0]
+    assert small["provider"] == "openai-compatible" and small["family"] == "fake"
+    assert (small["maxTokens"], small["maxInputTokens"], small["maxOutputTokens"]) == (400, 300, 100)
+    assert small["id"] == "fake-small" and "createdAt" in small and "updatedAt" in small
+    page = api.get("platform/model/list", params={"take": 1, "order": "asc"}).json()
+    assert [m["name"] for m in page["items"]] == ["fake-model"] and page["cursor"] == "fake-model"
+    rest = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-model"}).json()
+    assert [m["name"] for m in rest["items"]] == ["fake-small"] and "cursor" not in rest
+    lines = events(api.get("platform/model/list", headers={"Accept": "application/jsonl"}))
+    assert [e["data"]["name"] for e in lines] == ["fake-small", "fake-model"]
+    assert_error(api.get("platform/model/list", params={"take": "0"}), 400, "BAD_REQUEST")
+
+
+# --- the embedded retrieval responder ------------------------------------------------
+
+def test_embedded_retrieval_responder(api, embedded):
+    listed = api.get("platform/model/list").json()["items"]
+    assert [(m["name"], m["provider"], m["family"]) for m in listed] == [
+        ("botkit-retrieval-responder", "botkit", "retrieval")]
+    dataset = api.post("dataset/create", json={}).json()["id"]
+    for text in ("Our office opens at 9 am on weekdays.", "Refunds are possible within 30 days.",
+                 "The cafeteria serves lunch at noon."):
+        api.post(f"dataset/{dataset}/record/create", json={"text": text})
+    bot = api.post("bot/create", json={"datasetId": dataset, "model": "gpt-4o"}).json()["id"]
+    conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "When are refunds possible?"})
+    types = [e["type"] for e in evs]
+    assert types[0] == "message" and evs[0]["data"]["type"] == "context"
+    assert "Refunds are possible within 30 days." in evs[0]["data"]["text"]
+    assert types[-2:] == ["usage", "result"] and set(types[1:-2]) == {"token"}
+    text = evs[-1]["data"]["text"]
+    assert text == tokens_of(evs)
+    assert "Refunds are possible within 30 days." in text
+    assert text.index("Refunds") < text.index("retrieval responder")
+    assert "not a generative model" in text and '"gpt-4o"' in text
+    assert evs[-2]["data"]["model"] == "botkit-retrieval-responder"
+    assert messages_of(api, conversation)[-1]["text"] == text
+
+    nothing = api.post(f"conversation/{conversation}/complete", json={"text": "zebra migration patterns"}).json()
+    assert "found nothing" in nothing["text"] and "not a generative model" in nothing["text"]
+    stateless = api.post("conversation/complete", json={"messages": [{"type": "user", "text": "hello"}],
+                                                        "extensions": {"datasets": [{"records": [
+                                                            {"text": "hello and welcome to the shop"}]}]}})
+    assert "hello and welcome to the shop" in stateless.json()["text"]
+
+
+# --- search -------------------------------------------------------------------------
+
+def test_dataset_search_ranks_and_honours_the_dataset_limits(api):
+    dataset = api.post("dataset/create", json={}).json()["id"]
+    texts = ["Pricing plans start at ten dollars a month.", "Our office is in Berlin.",
+             "Enterprise pricing is custom.", "Support answers within a day.",
+             "The weather is nice today."]
+    ids = [api.post(f"dataset/{dataset}/record/create", json={"text": t, "meta": {"n": i, "kind": "a" if i % 2 else "b"}}
+                    ).json()["id"] for i, t in enumerate(texts)]
+    found = api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"})
+    assert found.status_code == 200, found.text
+    data = found.json()
+    assert data["id"] == dataset
+    got = [r["id"] for r in data["records"]]
+    assert got[:2] == [ids[0], ids[2]]  # both words, then one word
+    assert all(set(r) >= {"id", "text", "score"} for r in data["records"])
+    scores = [r["score"] for r in data["records"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert ids[1] not in got and ids[4] not in got  # no query word: not above, not at all here
+    # searchable as soon as create returns
+    new = api.post(f"dataset/{dataset}/record/create", json={"text": "Pricing plans for students."}).json()["id"]
+    assert new in [r["id"] for r in api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}
+                                            ).json()["records"]]
+    # filters on meta
+    filtered = api.post(f"dataset/{dataset}/search", json={"search": "pricing", "filter": {"n": {"$gte": 1}}}).json()
+    assert [r["id"] for r in filtered["records"]] == [ids[2]]
+    filtered = api.post(f"dataset/{dataset}/search", json={"search": "pricing", "filter": {"kind": "b"}}).json()
+    assert {r["id"] for r in filtered["records"]} == {ids[0], ids[2]}
+    filtered = api.post(f"dataset/{dataset}/search", json={"search": "pricing", "filter": {"kind": {"$ne": "b"}}})
+    assert [r["id"] for r in filtered.json()["records"]] == [new]  # $ne: records without the key match
+    assert_error(api.post(f"dataset/{dataset}/search", json={"search": "x", "filter": {"n": {"$regex": "a"}}}),
+                 400, "BAD_REQUEST")
+    # the dataset's limits
+    api.post(f"dataset/{dataset}/update", json={"searchMaxRecords": 1})
+    assert len(api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}).json()["records"]) == 1
+    api.post(f"dataset/{dataset}/update", json={"searchMaxRecords": 10, "searchMinScore": 0.7})
+    strong = api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}).json()["records"]
+    assert strong and all(r["score"] >= 0.7 for r in strong) and ids[2] not in [r["id"] for r in strong]
+    api.post(f"dataset/{dataset}/update", json={"searchMinScore": 0, "searchMaxTokens": 12})
+    budget = api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}).json()["records"]
+    assert len(budget) == 1
+    assert api.post(f"dataset/{dataset}/search", json={"search": ""}).json()["records"] == []
+    assert_error(api.post(f"dataset/{dataset}/search", json={}), 400, "BAD_REQUEST")
+
+
+def test_tokens_used(api, models, database):
+    from botkit.resources.usage import tokens_used
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    start = int(time.time() * 1000) - 1000
+    api.post(f"conversation/{conversation}/complete", json={"text": "x"})
+    api.post(f"conversation/{conversation}/complete", json={"text": "y"})
+
+    async def check():
+        conn = await asyncpg.connect(database)
+        try:
+            return (await tokens_used(conn, api.account_id, start),
+                    await tokens_used(conn, api.account_id, start + 3_600_000))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) == (36, 0)
