@@ -13,6 +13,7 @@ import time
 import asyncpg
 import pytest
 
+import botkit.resources  # noqa: F401  (registers every action)
 from botkit.config import Settings
 from botkit.engine import models as engine_models
 from botkit.engine.models import ModelInfo, Registry
@@ -534,3 +535,40 @@ def test_tokens_used(api, models, database):
             await conn.close()
 
     assert asyncio.run(check()) == (36, 0)
+
+
+# --- accounts: session tokens and partner limits ------------------------------------
+
+def test_session_token_may_complete_its_own_conversation(api, models, server):
+    import httpx
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    other_conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    token = api.post(f"conversation/{conversation}/session/create", json={}).json()["token"]
+    with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {token}"}) as widget:
+        models.push(Reply(tokens=["Hi"]))
+        answer = widget.post(f"conversation/{conversation}/complete", json={"text": "hi"})
+        assert answer.status_code == 200 and answer.json()["text"] == "Hi", answer.text
+        assert_error(widget.post(f"conversation/{other_conversation}/complete", json={"text": "x"}),
+                     401, "NOT_AUTHORIZED")
+        assert_error(widget.post("conversation/complete", json={"messages": []}), 401, "NOT_AUTHORIZED")
+
+
+def test_partner_limits_on_messages_and_tokens(api, models, server):
+    import httpx
+    child = api.post("partner/user/create", json={"limits": {"tokens": 30, "messages": 100}}).json()["id"]
+    with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {api.token}",
+                                                             "X-RunAs-UserId": child}) as as_child:
+        conversation = as_child.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+        assert as_child.post(f"conversation/{conversation}/complete", json={"text": "1"}).status_code == 200  # 18
+        assert as_child.post(f"conversation/{conversation}/complete", json={"text": "2"}).status_code == 200  # 36
+        body = assert_error(as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}),
+                            429, "LIMITS_REACHED")
+        assert "tokens" in body["message"]
+        assert_error(as_child.post("conversation/complete", json={"messages": [{"type": "user", "text": "x"}]}),
+                     429, "LIMITS_REACHED")
+        api.post(f"partner/user/{child}/update", json={"limits": {"messages": 5}})
+        # 4 messages stored; complete would add 2 more
+        body = assert_error(as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}),
+                            429, "LIMITS_REACHED")
+        assert "messages" in body["message"]
+        assert len(as_child.get(f"conversation/{conversation}/message/list").json()["items"]) == 4
