@@ -48,7 +48,12 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         "required": ["message", "code"],
     }
     paths: dict[str, dict] = {}
+    op_ids: set[str] = set()
     for action in actions:
+        op_id = operation_id(action.path)
+        if op_id in op_ids:  # e.g. /conversation/complete and /conversation/{conversationId}/complete
+            op_id = operation_id(re.sub(r"{(\w+)}", r"\1", action.path))
+        op_ids.add(op_id)
         params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
                   for name in re.findall(r"{(\w+)}", action.path)]
         for p in action.query_params:
@@ -67,8 +72,8 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
                 "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
                 "required": ["type", "data"]}}
         op: dict[str, Any] = {
-            "operationId": operation_id(action.path),
-            "summary": action.summary or operation_id(action.path),
+            "operationId": op_id,
+            "summary": action.summary or op_id,
             "tags": [action.tag] if action.tag else [],
             "parameters": params,
             "responses": {"200": ok, **_error_responses(action)},
