@@ -89,8 +89,6 @@ async def complete(job: Job) -> AsyncIterator[str | Message | Outcome]:
     tool_defs = definitions(job.tools)
     by_name = {t.name: t for t in job.tools}
     pending: list[Message] = []
-    if job.emit_context and parts.passages:
-        pass  # emitted once the first call has fitted (it names the records kept)
     text: list[str] = []
     stored: list[Message] = []
     input_tokens = output_tokens = 0
@@ -106,6 +104,8 @@ async def complete(job: Job) -> AsyncIterator[str | Message | Outcome]:
                 raise
             reason = "length"  # the turn grew past the window: stop honestly
             break
+        # the context message names the records the first call kept; it is emitted with
+        # the first model output, so that a model failing before it is an HTTP error
         if first_call and job.emit_context and fitted.passages:
             pending.append(Message("context", "\n\n".join(p.text for p in fitted.passages), {
                 "records": [{"id": p.id, "score": round(p.score, 4)} if p.id else {"score": round(p.score, 4)}

@@ -41,6 +41,8 @@ from .usage import record_usage, tokens_used
 # message/list, only one more route fits. conversation/{id}/complete is that route
 # (it does send + receive in one call); send, receive and usage/fetch join it once
 # the token limit is raised or the claim made compact.
+MEMORIES_MAX = 20         # the conversation contact's newest memories join the context
+MEMORY_SCORE = 0.5        # ... as records of this score (reconciliation drops lower scores first)
 HISTORY_DEFAULT = 100     # messages of history loaded (interactionMaxMessages overrides)
 ABILITIES_MAX = 50
 
@@ -352,6 +354,11 @@ async def _build(ctx: Context, conn, config: Config, messages: list[tuple[str, s
         passages += found
         if ds is not None:
             match, mismatch = ds["match_instruction"], ds["mismatch_instruction"]
+    if config.contact_id:
+        rows = await conn.fetch("SELECT id, text FROM memories WHERE contact_id = $1 AND account_id = $2 "
+                                "ORDER BY id DESC LIMIT $3", config.contact_id, ctx.account_id, MEMORIES_MAX)
+        passages += [Passage(text=f"(remembered about this contact) {r['text']}", score=MEMORY_SCORE,
+                             meta={"memoryId": r["id"]}) for r in rows]
     if extensions and extensions.datasets and query:
         inline = [(r.text, r.meta) for d in extensions.datasets for r in d.records]
         passages += rank_inline(query, inline)
@@ -367,6 +374,17 @@ async def _build(ctx: Context, conn, config: Config, messages: list[tuple[str, s
 
 # --- running it -------------------------------------------------------------------
 
+def _storable(meta: dict) -> dict:
+    """jsonb refuses NUL characters (a model may write them in tool arguments)."""
+    raw = msgspec.json.encode(meta)
+    if b"\\u0000" in raw:
+        try:
+            meta = msgspec.json.decode(raw.replace(b"\\u0000", b""))
+        except msgspec.DecodeError:  # an escaped backslash before "u0000": drop the details
+            meta = {"activity": {"type": "response"}}
+    return meta
+
+
 async def _store(ctx: Context, config: Config, outcome: Outcome) -> str | None:
     """The finished completion: activity messages, the bot message, the usage row."""
     async with ctx.pool.connection() as conn:
@@ -374,7 +392,8 @@ async def _store(ctx: Context, config: Config, outcome: Outcome) -> str | None:
             message_id = None
             if config.conversation_id is not None:
                 now = now_ms()
-                rows = [(new_id(), "activity", m.text.replace("\x00", ""), m.meta or {}) for m in outcome.messages]
+                rows = [(new_id(), "activity", m.text.replace("\x00", ""), _storable(m.meta or {}))
+                        for m in outcome.messages]
                 if outcome.text or not rows:
                     rows.append((new_id(), "bot", outcome.text.replace("\x00", ""),
                                  {"model": outcome.model, "end": {"reason": outcome.reason}}))

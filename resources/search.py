@@ -133,6 +133,13 @@ def _filter_sql(filter: dict[str, Any] | None, first: int) -> tuple[str, list[An
     return " ".join(sql), args
 
 
+def _bounded(value: float | None, default: int, most: int) -> int:
+    """A dataset setting as a count: unset → the default; at most `most` (also for inf)."""
+    if value is None or math.isnan(value):
+        return default
+    return int(min(value, most))
+
+
 def clean_query(text: str) -> str:
     return text.replace("\x00", " ")[:QUERY_MAX_CHARS]
 
@@ -145,12 +152,11 @@ async def search_records(conn, account_id: str, dataset_id: str, query: str, *,
     query = clean_query(query)
     if not query.strip():
         return []
-    limit = int(max_records) if max_records is not None else DEFAULT_MAX_RECORDS
+    limit = _bounded(max_records, DEFAULT_MAX_RECORDS, 1000)
     if limit <= 0:
         return []
-    limit = min(limit, 1000)
-    budget = int(max_tokens) if max_tokens is not None else DEFAULT_MAX_TOKENS
-    floor = float(min_score) if min_score is not None else DEFAULT_MIN_SCORE
+    budget = _bounded(max_tokens, DEFAULT_MAX_TOKENS, 10_000_000)
+    floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
     where, extra = _filter_sql(filter, 6)
     sql = _SQL.format(filter=where, candidates=CANDIDATES)
     async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction

@@ -572,3 +572,19 @@ def test_partner_limits_on_messages_and_tokens(api, models, server):
                             429, "LIMITS_REACHED")
         assert "messages" in body["message"]
         assert len(as_child.get(f"conversation/{conversation}/message/list").json()["items"]) == 4
+
+
+def test_context_has_records_and_contact_memories(api, models):
+    dataset = api.post("dataset/create", json={"matchInstruction": "Use these records:"}).json()["id"]
+    api.post(f"dataset/{dataset}/record/create", json={"text": "Shipping takes three days."})
+    api.post(f"dataset/{dataset}/record/create", json={"text": "Gift cards never expire."})
+    contact = api.post("contact/create", json={"name": "Ann"}).json()["id"]
+    api.post("memory/create", json={"text": "Ann prefers email.", "contactId": contact})
+    bot = api.post("bot/create", json={"model": "fake-model", "backstory": "Help.", "datasetId": dataset}).json()["id"]
+    conversation = api.post("conversation/create", json={"botId": bot, "contactId": contact}).json()["id"]
+    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "how long does shipping take?"})
+    assert evs[0]["type"] == "message" and evs[0]["data"]["type"] == "context"
+    assert evs[0]["data"]["text"].startswith("Shipping takes three days.")
+    system = models.bodies[-1]["messages"][0]["content"]
+    assert system.startswith("Help.\n\nUse these records:\n\n[1] Shipping takes three days.")
+    assert "Ann prefers email." in system and "Gift cards" not in system
