@@ -205,20 +205,70 @@ class ReceiveResult(msgspec.Struct):
 
 
 # --- JSONL events ---------------------------------------------------------------
+# The structs document the stream in the spec (an action's `events`); the token line,
+# the hot path, is written by hand and is byte-for-byte what TokenEvent encodes to.
 
 _ENCODE = msgspec.json.encode
 
 
-class _UsageEvent(msgspec.Struct, rename="camel"):
+class TokenData(msgspec.Struct):
+    token: str
+
+
+class TokenEvent(msgspec.Struct, tag_field="type", tag="token"):
+    data: TokenData
+
+
+class MessageData(msgspec.Struct, omit_defaults=True):
+    type: str
+    text: str
+    meta: dict | None = None
+
+
+class MessageEvent(msgspec.Struct, tag_field="type", tag="message"):
+    """A message the engine adds: `context` (the records used) or `activity` (a call)."""
+    data: MessageData
+
+
+class UsageData(msgspec.Struct, rename="camel"):
     model: str
     input_tokens_used: int
     output_tokens_used: int
 
 
-class _MessageEvent(msgspec.Struct, omit_defaults=True):
-    type: str
-    text: str
-    meta: dict | None = None
+class UsageEvent(msgspec.Struct, tag_field="type", tag="usage"):
+    data: UsageData
+
+
+class ErrorData(msgspec.Struct):
+    message: str
+    code: str
+
+
+class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
+    """A failure after the stream started (the stream ends after it)."""
+    data: ErrorData
+
+
+class CompleteResultEvent(msgspec.Struct, tag_field="type", tag="result"):
+    data: CompleteResult
+
+
+class ConversationCompleteResultEvent(msgspec.Struct, tag_field="type", tag="result"):
+    data: ConversationCompleteResult
+
+
+class ReceiveResultEvent(msgspec.Struct, tag_field="type", tag="result"):
+    data: ReceiveResult
+
+
+class SendResultEvent(msgspec.Struct, tag_field="type", tag="result"):
+    data: SendResult
+
+
+CompleteEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | CompleteResultEvent
+ConversationCompleteEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | ConversationCompleteResultEvent
+ReceiveEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | ReceiveResultEvent
 
 
 def _token_line(token: str) -> bytes:
@@ -226,11 +276,11 @@ def _token_line(token: str) -> bytes:
 
 
 def _message_line(m: EngineMessage) -> bytes:
-    return b'{"type":"message","data":' + _ENCODE(_MessageEvent(m.type, m.text, m.meta)) + b"}\n"
+    return _ENCODE(MessageEvent(MessageData(m.type, m.text, m.meta))) + b"\n"
 
 
 def _usage_line(o: Outcome) -> bytes:
-    return b'{"type":"usage","data":' + _ENCODE(_UsageEvent(o.model, o.input_tokens, o.output_tokens)) + b"}\n"
+    return _ENCODE(UsageEvent(UsageData(o.model, o.input_tokens, o.output_tokens))) + b"\n"
 
 
 def _result_line(result: Any) -> bytes:
@@ -537,6 +587,7 @@ class CompleteConversation(Action):
                "(JSON, or `Accept: application/jsonl` for token, message, usage and result events)")
     body = CompleteBody
     response = CompleteResult
+    events = CompleteEvents
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: CompleteBody = call.body
@@ -573,6 +624,7 @@ class CompleteInConversation(Action):
                "finished (JSON, or `Accept: application/jsonl` for events)")
     body = ConversationCompleteBody
     response = ConversationCompleteResult
+    events = ConversationCompleteEvents
     session = True
 
     async def run(self, ctx: Context, call: Call) -> Any:
@@ -596,6 +648,7 @@ class SendMessage(Action):
     summary = "Add the user's message to the conversation (conversation/{id}/receive answers it)"
     body = SendBody
     response = SendResult
+    events = SendResultEvent
     # session = True as soon as session tokens may carry more routes (see SESSION_NOTE)
 
     async def run(self, ctx: Context, call: Call) -> Any:
@@ -619,6 +672,7 @@ class ReceiveMessage(Action):
                "(JSON, or `Accept: application/jsonl` for events)")
     body = ReceiveBody
     response = ReceiveResult
+    events = ReceiveEvents
     # session = True as soon as session tokens may carry more routes (see SESSION_NOTE)
 
     async def run(self, ctx: Context, call: Call) -> Any:

@@ -36,7 +36,7 @@ def _error_responses(action: Action) -> dict[str, Any]:
 def build_spec(actions: list[Action]) -> dict[str, Any]:
     types: list[type] = []
     for action in actions:
-        for t in (action.body, action.response, action.item):
+        for t in (action.body, action.response, action.item, getattr(action, "events", None)):
             if t is not None and t not in types:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -71,6 +71,10 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
                 "type": "object",
                 "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
                 "required": ["type", "data"]}}
+        events = getattr(action, "events", None)  # a struct or union of tagged structs: a JSONL stream
+        if events is not None:
+            ok["content"]["application/jsonl"] = {"schema": {
+                **schema_of[events], "description": "With `Accept: application/jsonl`: one event per line"}}
         op: dict[str, Any] = {
             "operationId": op_id,
             "summary": action.summary or op_id,

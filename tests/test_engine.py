@@ -588,3 +588,20 @@ def test_context_has_records_and_contact_memories(api, models):
     system = models.bodies[-1]["messages"][0]["content"]
     assert system.startswith("Help.\n\nUse these records:\n\n[1] Shipping takes three days.")
     assert "Ann prefers email." in system and "Gift cards" not in system
+
+
+def test_the_spec_documents_the_completion_streams(anon):
+    from botkit.resources.completion import TokenData, TokenEvent, _token_line
+    import msgspec
+    assert _token_line('a "q"\n') == msgspec.json.encode(TokenEvent(TokenData('a "q"\n'))) + b"\n"
+    spec = anon.get("spec.json").json()
+    for path in ("/conversation/complete", "/conversation/{conversationId}/complete",
+                 "/conversation/{conversationId}/receive"):
+        content = spec["paths"][path]["post"]["responses"]["200"]["content"]
+        mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
+        assert set(mapping) == {"token", "message", "usage", "error", "result"}, path
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values() if isinstance(op, dict)
+           and "operationId" in op]
+    assert len(ids) == len(set(ids))
+    usage = spec["components"]["schemas"]["UsageData"]["properties"]
+    assert set(usage) == {"model", "inputTokensUsed", "outputTokensUsed"}
