@@ -46,7 +46,7 @@ class ModelInfo:
 
 RETRIEVAL = ModelInfo(
     name=RETRIEVAL_MODEL, provider="botkit", family="retrieval", max_tokens=16384,
-    max_input_tokens=16384, max_output_tokens=4096,
+    max_input_tokens=12288, max_output_tokens=4096,
     description=("Built in, no network and no weights: not a generative model. It answers with the "
                  "dataset records that best match the user's message, and says so when nothing matches."))
 

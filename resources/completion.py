@@ -396,6 +396,8 @@ async def _build(ctx: Context, conn, config: Config, messages: list[tuple[str, s
     tools = _function_tools(functions, taken)
     tools += await _ability_tools(conn, ctx.account_id, config.skillset_id, extensions, taken)
     extra_instructions, context_passages, history, latest, after = _split(messages)
+    if latest is None and not history and not after:
+        raise BadRequest("there is no user or bot message to answer")
     query = clean_query(latest.text) if latest is not None else ""
     passages: list[Passage] = list(context_passages)
     match = mismatch = None

@@ -605,3 +605,12 @@ def test_the_spec_documents_the_completion_streams(anon):
     assert len(ids) == len(set(ids))
     usage = spec["components"]["schemas"]["UsageData"]["properties"]
     assert set(usage) == {"model", "inputTokensUsed", "outputTokensUsed"}
+
+
+def test_nothing_to_answer_is_a_400(api, models):
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    assert_error(api.post(f"conversation/{conversation}/receive", json={}), 400, "BAD_REQUEST")
+    assert_error(api.post(f"conversation/{conversation}/complete", json={}), 400, "BAD_REQUEST")
+    assert_error(api.post("conversation/complete", json={"messages": [{"type": "backstory", "text": "x"}]}),
+                 400, "BAD_REQUEST")
+    assert models.seen == []
