@@ -22,7 +22,7 @@ import msgspec
 
 from .errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
 from .models import Registry
-from .provider import Finish, ModelRequest, ToolCall
+from .provider import Finish, ModelRequest, Reasoning, ToolCall
 
 log = logging.getLogger("botkit.engine")
 
@@ -40,6 +40,7 @@ class _ToolDelta(msgspec.Struct):
 
 class _Delta(msgspec.Struct):
     content: str | None = None
+    reasoning_content: str | None = None  # DeepSeek, vLLM reasoning parsers, ...
     tool_calls: list[_ToolDelta] | None = None
 
 
@@ -103,7 +104,7 @@ def _upstream_message(raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace") or "no detail"
 
 
-async def stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Finish]:
+async def stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Reasoning | Finish]:
     info = req.model
     url = f"{info.base_url}/chat/completions"
     headers = {"Accept": "text/event-stream"}
@@ -177,7 +178,7 @@ async def _read_some(response: httpx.Response, limit: int = 4096) -> bytes:
     return out
 
 
-async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Finish]:
+async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Reasoning | Finish]:
     calls: dict[int, list[str]] = {}  # index → [id, name, arguments]
     finish: str | None = None
     usage: _Usage | None = None
@@ -198,6 +199,8 @@ async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Fi
         for choice in chunk.choices or ():
             delta = choice.delta
             if delta is not None:
+                if delta.reasoning_content:
+                    yield Reasoning(delta.reasoning_content)
                 if delta.content:
                     yield delta.content
                 for tc in delta.tool_calls or ():

@@ -1,7 +1,7 @@
 """What every model provider is given and what it streams back.
 
 A provider's `stream(request)` is an async iterator of `str` (a text token, as the
-model produced it) ending with one `Finish`."""
+model produced it) and `Reasoning` pieces, ending with one `Finish`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ class ToolCall:
     id: str
     name: str
     arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(slots=True)
+class Reasoning:
+    """A piece of the model's reasoning (`delta.reasoning_content`), not part of the answer."""
+    text: str
 
 
 @dataclass(slots=True)

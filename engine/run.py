@@ -2,8 +2,9 @@
 calls (bounded by limits.iterations and limits.calls), continue when it stops for
 length (limits.continuations), and report what happened.
 
-`complete(job)` is an async iterator of events: `str` (a token), `Message` (an
-activity or context message the engine adds) and, last, one `Outcome`. It raises
+`complete(job)` is an async iterator of events: `str` (a token), `Reasoning` (a
+reasoning token), `Message` (an activity or context message the engine adds) and,
+last, one `Outcome`. It raises
 ApiError on failure; anything raised before its first event is a request error."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgspec
 from . import openai, retrieval, tokens
 from .context import DoesNotFit, Parts, fit
 from .models import ModelInfo, Params, Registry
-from .provider import Finish, ModelRequest, Passage
+from .provider import Finish, ModelRequest, Passage, Reasoning
 from .tools import Tool, definitions, definitions_cost, parse_arguments, run as run_tool
 
 DEFAULT_ITERATIONS = 6
@@ -62,7 +63,7 @@ class Outcome:
     messages: list[Message]   # the activity messages to store with the bot message
 
 
-def provider_stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Finish]:
+def provider_stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Reasoning | Finish]:
     if req.model.embedded:
         return retrieval.stream(req)
     return openai.stream(req, reg)
@@ -83,7 +84,7 @@ def _max_tokens(job: Job) -> int:
     return max(1, out)
 
 
-async def complete(job: Job) -> AsyncIterator[str | Message | Outcome]:
+async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcome]:
     parts = job.parts
     window = job.model.max_input_tokens
     tool_defs = definitions(job.tools)
@@ -124,6 +125,8 @@ async def complete(job: Job) -> AsyncIterator[str | Message | Outcome]:
                 pending.clear()
             if type(item) is str:
                 said.append(item)
+                yield item
+            elif type(item) is Reasoning:
                 yield item
             else:
                 finish = item

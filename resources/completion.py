@@ -27,7 +27,7 @@ from ..actions.ids import new_id
 from ..actions.standard import now_ms
 from ..engine import models as engine_models
 from ..engine.context import Parts, Turn
-from ..engine.provider import Passage
+from ..engine.provider import Passage, Reasoning
 from ..engine.run import Job, Limits as EngineLimits, Message as EngineMessage, Outcome, complete, prepare
 from ..engine.tools import Tool, tool_name
 from .bot import ModelName
@@ -219,6 +219,11 @@ class TokenEvent(msgspec.Struct, tag_field="type", tag="token"):
     data: TokenData
 
 
+class ReasoningTokenEvent(msgspec.Struct, tag_field="type", tag="reasoningToken"):
+    """The model's reasoning, as it streams (not part of the answer's text)."""
+    data: TokenData
+
+
 class MessageData(msgspec.Struct, omit_defaults=True):
     type: str
     text: str
@@ -266,13 +271,17 @@ class SendResultEvent(msgspec.Struct, tag_field="type", tag="result"):
     data: SendResult
 
 
-CompleteEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | CompleteResultEvent
-ConversationCompleteEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | ConversationCompleteResultEvent
-ReceiveEvents = TokenEvent | MessageEvent | UsageEvent | ErrorEvent | ReceiveResultEvent
+CompleteEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | CompleteResultEvent
+ConversationCompleteEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | ConversationCompleteResultEvent
+ReceiveEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | ReceiveResultEvent
 
 
 def _token_line(token: str) -> bytes:
     return b'{"type":"token","data":{"token":' + _ENCODE(token) + b"}}\n"
+
+
+def _reasoning_line(token: str) -> bytes:
+    return b'{"type":"reasoningToken","data":{"token":' + _ENCODE(token) + b"}}\n"
 
 
 def _message_line(m: EngineMessage) -> bytes:
@@ -486,6 +495,8 @@ async def _lines(ctx: Context, config: Config, job: Job, kind: str) -> AsyncIter
     async for event in complete(job):
         if type(event) is str:
             yield _token_line(event)
+        elif type(event) is Reasoning:
+            yield _reasoning_line(event.text)
         elif isinstance(event, EngineMessage):
             yield _message_line(event)
         else:

@@ -23,6 +23,7 @@ import uvicorn
 @dataclass
 class Reply:
     tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    reasoning: list[str] = field(default_factory=list)  # streamed first, as delta.reasoning_content
     finish: str = "stop"
     tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments JSON)
     status: int = 200
@@ -157,6 +158,8 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
 
         await chunk(delta({"role": "assistant", "content": ""}))
+        for piece in reply.reasoning:
+            await chunk(delta({"reasoning_content": piece}))
         for i, token in enumerate(reply.tokens):
             if reply.break_after is not None and i == reply.break_after:
                 raise RuntimeError("scripted connection break")

@@ -599,7 +599,7 @@ def test_the_spec_documents_the_completion_streams(anon):
                  "/conversation/{conversationId}/receive"):
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
-        assert set(mapping) == {"token", "message", "usage", "error", "result"}, path
+        assert set(mapping) == {"token", "reasoningToken", "message", "usage", "error", "result"}, path
     ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values() if isinstance(op, dict)
            and "operationId" in op]
     assert len(ids) == len(set(ids))
@@ -614,3 +614,35 @@ def test_nothing_to_answer_is_a_400(api, models):
     assert_error(api.post("conversation/complete", json={"messages": [{"type": "backstory", "text": "x"}]}),
                  400, "BAD_REQUEST")
     assert models.seen == []
+
+
+def test_reasoning_streams_as_reasoning_tokens_and_stays_out_of_the_text(api, models):
+    models.push(Reply(reasoning=["Thinking", " hard."], tokens=["42"]))
+    evs = jsonl(api, "conversation/complete", {"model": "fake-model", "messages": [{"type": "user", "text": "?"}]})
+    assert [e["type"] for e in evs] == ["reasoningToken", "reasoningToken", "token", "usage", "result"]
+    assert evs[0]["data"] == {"token": "Thinking"} and evs[-1]["data"]["text"] == "42"
+
+
+def test_sse_parsing_is_lenient_where_providers_differ():
+    import httpx
+    from botkit.engine.openai import _events
+    from botkit.engine.provider import Finish
+
+    raw = (b": keep-alive\r\n\r\n"
+           b'data:{"choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
+           b"event: message\n"
+           b'data: {"choices":[{"delta":{"content":"b"},"finish_reason":null}]}\n\n'
+           b'data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n')
+
+    async def run(body: bytes):
+        response = httpx.Response(200, content=body)
+        return [item async for item in _events(response, "m")]
+
+    items = asyncio.run(run(raw))  # no [DONE]: the finish reason is enough
+    assert items[:2] == ["a", "b"]
+    assert items[2] == Finish(reason="length", input_tokens=3, output_tokens=2)
+    from botkit.engine.errors import ModelError
+    with pytest.raises(ModelError):  # ended without a finish reason: broken off
+        asyncio.run(run(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'))
+    with pytest.raises(ModelError):
+        asyncio.run(run(b"data: not json\n\n"))
