@@ -147,7 +147,9 @@ def test_failure_mid_stream_is_an_error_line_and_stores_no_bot_message(api, mode
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "fail please"})
     assert [e["type"] for e in evs] == ["token", "error"]
     assert "mid-stream" in evs[-1]["data"]["message"]
-    assert [m["type"] for m in messages_of(api, conversation)] == ["user", "user"]  # no bot message
+    models.push(Reply(tokens=["a", "b", "c"], break_after=1))  # without JSONL: an HTTP error
+    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "json please"}), 502, "MODEL_ERROR")
+    assert [m["type"] for m in messages_of(api, conversation)] == ["user"] * 3  # no bot message
     assert usage_rows(api) == []
 
 
@@ -217,7 +219,7 @@ def test_client_disconnect_cancels_the_upstream_request(api, models, server):
         time.sleep(0.01)
     seen = models.seen[-1]
     assert seen.abandoned and not seen.finished
-    assert seen.ended - closed_at < 1.5  # within a second (a generous bound for loaded machines)
+    assert seen.ended - closed_at < 2.0  # within a second (a generous bound for loaded machines)
     time.sleep(0.2)
     assert [m["type"] for m in messages_of(api, conversation)] == ["user"]  # nothing half-written
     assert usage_rows(api) == []
