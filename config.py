@@ -45,6 +45,11 @@ class Settings:
     rate_limit_history: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_HISTORY", 100))
     processes: int = field(default_factory=lambda: _int("BOTKIT_PROCESSES", 0))  # 0: WORKERS
     session_secret: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SESSION_SECRET") or None)
+    # Embeddings for dataset search (pgvector), from an OpenAI-compatible /embeddings
+    # endpoint; unset: search is full-text + trigram only (engine/embeddings.py).
+    embeddings_model: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_MODEL") or None)
+    embeddings_base_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None)
+    embeddings_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_API_KEY") or None)
 
 
 def settings() -> Settings:
