@@ -122,7 +122,7 @@ class Registry:
     read_timeout: float = 60.0
     retries: int = 2
     configured: bool = False  # a provider is configured (else the embedded responder only)
-    extra: dict[str, Any] = field(default_factory=dict)
+    embeddings: Any = None    # engine.embeddings.EmbeddingsInfo when configured
 
     def resolve(self, model: str | None) -> tuple[ModelInfo, Params, str]:
         """(the model to call, its params, the name the request asked for)."""
@@ -193,7 +193,16 @@ def from_settings(s) -> Registry:
     default = getattr(s, "model_default", None) or next(iter(models))
     if default not in models:
         raise ValueError(f"BOTKIT_MODEL_DEFAULT {default!r} is not one of BOTKIT_MODELS")
-    return Registry(models=models, default=default, configured=configured,
+    embeddings = None
+    if getattr(s, "embeddings_model", None):
+        from .embeddings import EmbeddingsInfo
+        url = (getattr(s, "embeddings_base_url", None) or base_url or "").rstrip("/")
+        if not url:
+            raise ValueError("BOTKIT_EMBEDDINGS_MODEL is set but neither BOTKIT_EMBEDDINGS_BASE_URL "
+                             "nor BOTKIT_MODEL_BASE_URL")
+        embeddings = EmbeddingsInfo(model=s.embeddings_model, base_url=url,
+                                    api_key=getattr(s, "embeddings_api_key", None) or getattr(s, "model_api_key", None))
+    return Registry(models=models, default=default, configured=configured, embeddings=embeddings,
                     connect_timeout=float(getattr(s, "model_connect_timeout", 5.0)),
                     read_timeout=float(getattr(s, "model_read_timeout", 60.0)),
                     retries=int(getattr(s, "model_retries", 2)))

@@ -8,21 +8,30 @@ left out) that the record contains + 0.25 × pg_trgm word_similarity(query, reco
 A record that contains more of the query's words always outranks one that contains
 fewer (for queries of up to three words; beyond that, nearly always). A query of
 stop words only is scored by word similarity alone. The dataset's searchMinScore,
-searchMaxRecords and searchMaxTokens bound the answer (defaults below)."""
+searchMaxRecords and searchMaxTokens bound the answer (defaults below).
+
+With an embeddings endpoint configured (engine/embeddings.py) and pgvector present,
+the nearest records by cosine distance join the candidates and the score becomes
+0.5 × the lexical score above + 0.5 × cosine similarity."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import BadRequest, NotFound
-from ..engine import tokens
+from ..actions.errors import ApiError, BadRequest, NotFound
+from ..engine import models as engine_models, tokens
+from ..engine.embeddings import embed, vector_literal
 from ..engine.provider import Passage
 from .common import Body
+
+log = logging.getLogger("botkit.engine")
 
 DEFAULT_MIN_SCORE = 0.0
 DEFAULT_MAX_RECORDS = 10
@@ -54,6 +63,13 @@ class SearchResult(msgspec.Struct):
     records: list[ScoredRecord]
 
 
+_LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text)::float8
+                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
+                                              SELECT unnest(tsvector_to_array(r.search))))::float8
+                          / cardinality(q.lex)
+                     + 0.25 * word_similarity($3, r.text)::float8
+           END"""
+
 _SQL = """
 WITH q AS (
     SELECT tsvector_to_array(to_tsvector('english', $3)) AS lex,
@@ -66,21 +82,77 @@ WITH q AS (
     (SELECT r.id FROM records r
       WHERE r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
       ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+    {vector_candidates}
 )
 SELECT * FROM (
-    SELECT r.id, r.text, r.source, r.meta,
-           CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text)::float8
-                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
-                                              SELECT unnest(tsvector_to_array(r.search))))::float8
-                          / cardinality(q.lex)
-                     + 0.25 * word_similarity($3, r.text)::float8
-           END AS score
-      FROM cand JOIN records r USING (id), q
+    SELECT r.id, r.text, r.source, r.meta, {score} AS score
+      FROM cand JOIN records r USING (id) {vector_join}, q
 ) s
 WHERE score >= $4
 ORDER BY score DESC, id
 LIMIT $5
 """
+
+# With embeddings ($6 the model, $7 the query's vector): the nearest records join the
+# candidates, and the score is half lexical, half cosine similarity.
+_VECTOR_CANDIDATES = """UNION
+    (SELECT e.record_id FROM record_embeddings e JOIN records r ON r.id = e.record_id
+      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = $6 {filter}
+      ORDER BY e.embedding <=> $7::vector LIMIT 50)"""
+_VECTOR_JOIN = "LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $6"
+_VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding <=> $7::vector)), 0)"
+
+
+def _sql(filter_sql: str, vector: bool) -> str:
+    return _SQL.format(
+        filter=filter_sql, candidates=CANDIDATES,
+        vector_candidates=_VECTOR_CANDIDATES.format(filter=filter_sql) if vector else "",
+        vector_join=_VECTOR_JOIN if vector else "", score=_VECTOR_SCORE if vector else _LEXICAL)
+
+
+_MISSING = """
+SELECT r.id, r.text, md5(r.text) AS md5 FROM records r
+  LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $3 AND e.text_md5 = md5(r.text)
+ WHERE r.dataset_id = $1 AND r.account_id = $2 AND e.record_id IS NULL
+ ORDER BY r.id DESC LIMIT $4
+"""
+_UPSERT = """
+INSERT INTO record_embeddings (record_id, account_id, dataset_id, model, text_md5, embedding)
+SELECT $1, $2, $3, $4, $5, $6::vector WHERE EXISTS (SELECT 1 FROM records WHERE id = $1)
+ON CONFLICT (record_id) DO UPDATE
+   SET model = EXCLUDED.model, text_md5 = EXCLUDED.text_md5, embedding = EXCLUDED.embedding
+"""
+BACKFILL = 256  # records embedded per search, at most (the newest first)
+_embeddings_table: bool | None = None
+
+
+async def _query_vector(conn, account_id: str, dataset_id: str, query: str) -> tuple[str, str] | None:
+    """(model, the query's vector) when embeddings are configured and stored; embeds
+    the dataset's records that have none (or a stale one) on the way."""
+    global _embeddings_table
+    reg = engine_models.registry()
+    info = reg.embeddings
+    if info is None:
+        return None
+    if _embeddings_table is None:
+        _embeddings_table = bool(await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL"))
+    if not _embeddings_table:
+        return None
+    missing = await conn.fetch(_MISSING, dataset_id, account_id, info.model, BACKFILL)
+    try:
+        vectors = await embed(info, [query] + [r["text"] for r in missing], connect_timeout=reg.connect_timeout,
+                              read_timeout=reg.read_timeout, retries=reg.retries)
+    except ApiError as exc:
+        log.warning("dataset search without embeddings: %s", exc.message)
+        return None
+    if missing:
+        try:
+            await conn.executemany(_UPSERT, [(r["id"], account_id, dataset_id, info.model, r["md5"],
+                                              vector_literal(v)) for r, v in zip(missing, vectors[1:])])
+        except asyncpg.PostgresError as exc:  # e.g. a record deleted meanwhile
+            log.warning("storing record embeddings failed: %s", exc)
+    return info.model, vector_literal(vectors[0])
+
 
 # pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
 _THRESHOLD = "SET LOCAL pg_trgm.word_similarity_threshold = 0.3"
@@ -157,11 +229,13 @@ async def search_records(conn, account_id: str, dataset_id: str, query: str, *,
         return []
     budget = _bounded(max_tokens, DEFAULT_MAX_TOKENS, 10_000_000)
     floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
-    where, extra = _filter_sql(filter, 6)
-    sql = _SQL.format(filter=where, candidates=CANDIDATES)
+    vector = await _query_vector(conn, account_id, dataset_id, query)
+    base: list[Any] = [dataset_id, account_id, query, floor, limit, *(vector or ())]
+    where, extra = _filter_sql(filter, len(base) + 1)
+    sql = _sql(where, vector is not None)
     async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction
         await conn.execute(_THRESHOLD)
-        rows = await conn.fetch(sql, dataset_id, account_id, query, floor, limit, *extra)
+        rows = await conn.fetch(sql, *base, *extra)
     out: list[ScoredRecord] = []
     used = 0
     for r in rows:

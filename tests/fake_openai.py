@@ -14,7 +14,10 @@ import collections
 import json
 import socket
 import threading
+import math
+import re
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -50,11 +53,27 @@ class Broken(Exception):
     pass
 
 
+SYNONYMS = {"automobile": "car", "vehicle": "car", "cars": "car", "auto": "car"}
+
+
+def fake_embedding(text: str, dims: int = 64) -> list[float]:
+    """Bag of words hashed into `dims` numbers, synonyms folded: texts that share
+    (synonymous) words are near, others far. Deterministic."""
+    v = [0.0] * dims
+    for word in re.findall(r"[a-z]+", text.lower()):
+        word = SYNONYMS.get(word, word)
+        v[zlib.crc32(word.encode()) % dims] += 1.0
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.replies: collections.deque[Reply] = collections.deque()
         self.default = Reply()
         self.seen: list[Seen] = []
+        self.embedded: list[str] = []  # every text /embeddings was asked for
+        self.embeddings_status = 200
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -86,6 +105,8 @@ class FakeOpenAI:
     def reset(self) -> None:
         self.replies.clear()
         self.seen.clear()
+        self.embedded.clear()
+        self.embeddings_status = 200
         self.default = Reply()
 
     @property
@@ -101,6 +122,15 @@ class FakeOpenAI:
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if scope["path"] == "/v1/embeddings":
+            body = json.loads(raw)
+            self.embedded.extend(body["input"])
+            answer = {"object": "list", "model": body["model"], "data": [
+                {"object": "embedding", "index": i, "embedding": fake_embedding(t)} for i, t in enumerate(body["input"])]}
+            await send({"type": "http.response.start", "status": self.embeddings_status,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+            return
         if scope["path"] != "/v1/chat/completions":
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b"{}"})
