@@ -33,6 +33,11 @@ async def init_connection(conn: asyncpg.Connection) -> None:
                                   decoder=orjson.loads)
 
 
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(InternalError("the database did not answer in time"))
+
+
 def translate(exc: asyncpg.PostgresError) -> Exception:
     """Database errors that bad input can cause, as the API errors they are."""
     if exc.sqlstate == "BK400":  # raised by our own SQL functions (botkit_meta_limit)
@@ -87,22 +92,19 @@ class Pool:
             return self._idle.pop()
         if self._closing:
             raise InternalError("the database pool is closed")
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)  # release() pops it; done (cancelled, expired) ones it skips
+        timer = loop.call_later(self.acquire_timeout, _expire, waiter)
         try:
-            return await asyncio.wait_for(waiter, self.acquire_timeout)
-        except asyncio.TimeoutError:
-            raise InternalError("the database did not answer in time") from None
+            return await waiter
         except BaseException:
-            # Cancelled after a connection was handed over: give it to the next one.
+            # Cancelled just after a connection was handed over: pass it on.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())
             raise
         finally:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass
+            timer.cancel()
 
     def release(self, conn: asyncpg.Connection, *, healthy: bool = True) -> None:
         if not healthy or conn.is_closed() or conn.is_in_transaction():

@@ -78,12 +78,16 @@ class Dispatcher:
         return self._spec
 
     async def __call__(self, scope, receive, send) -> None:
+        """As a mounted ASGI app (the path below the mount point)."""
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
+        await self.dispatch(scope, receive, send, path)
+
+    async def dispatch(self, scope, receive, send, path: str) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])  # last value wins; the headers we read are single
         request_id = _request_id(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
-        root = scope.get("root_path", "")
-        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
         streaming = False
         extra: list[tuple[bytes, bytes]] = []  # rate-limit headers, once the caller is known
         try:
@@ -251,7 +255,7 @@ async def load_session_key(pool: Pool, settings: Settings) -> bytes:
     return await pool.fetchval("SELECT value FROM server_keys WHERE name = 'session'")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> "App":
     from .. import resources  # noqa: F401  (registers every resource's actions)
 
     settings = settings or load_settings()
@@ -286,12 +290,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return Response(_ENCODE({"message": "method not allowed", "code": "METHOD_NOT_ALLOWED"}),
                         405, media_type="application/json")
 
-    app = Starlette(
+    shell = Starlette(
         routes=[Route("/healthz", health, methods=["GET"]),
                 Mount("/v1", app=dispatcher),
                 Mount("/api/v1", app=dispatcher)],
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    app.state.botkit = state
-    return app
+    shell.state.botkit = state
+    return App(shell, dispatcher)
+
+
+class App:
+    """The API's requests go straight to the dispatcher (it handles its own errors);
+    everything else (lifespan, /healthz, unknown paths) goes through Starlette. This
+    skips three middleware layers and a regex walk on every API request."""
+
+    def __init__(self, shell: Starlette, dispatcher: Dispatcher) -> None:
+        self.shell = shell
+        self.dispatcher = dispatcher
+        self.state = shell.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/v1/"):
+                return await self.dispatcher.dispatch(scope, receive, send, path[3:])
+            if path.startswith("/api/v1/"):
+                return await self.dispatcher.dispatch(scope, receive, send, path[7:])
+        await self.shell(scope, receive, send)
