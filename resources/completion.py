@@ -36,11 +36,6 @@ from .conversation import Entity, MessageType
 from .search import clean_query, dataset_passages, rank_inline
 from .usage import record_usage, tokens_used
 
-# SESSION_NOTE: a conversation session token (actions/auth.py) lists its routes in the
-# JWT, and transport refuses bearer tokens over 512 characters: with fetch and
-# message/list, only one more route fits. conversation/{id}/complete is that route
-# (it does send + receive in one call); send, receive and usage/fetch join it once
-# the token limit is raised or the claim made compact.
 MEMORIES_MAX = 20         # the conversation contact's newest memories join the context
 MEMORY_SCORE = 0.5        # ... as records of this score (reconciliation drops lower scores first)
 HISTORY_DEFAULT = 100     # messages of history loaded (interactionMaxMessages overrides)
@@ -662,7 +657,7 @@ class SendMessage(Action):
     body = SendBody
     response = SendResult
     events = SendResultEvent
-    # session = True as soon as session tokens may carry more routes (see SESSION_NOTE)
+    session = True
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: SendBody = call.body
@@ -686,7 +681,7 @@ class ReceiveMessage(Action):
     body = ReceiveBody
     response = ReceiveResult
     events = ReceiveEvents
-    # session = True as soon as session tokens may carry more routes (see SESSION_NOTE)
+    session = True
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: ReceiveBody = call.body

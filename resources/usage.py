@@ -222,7 +222,7 @@ class FetchConversationUsage(Action):
     summary = "A conversation's usage: tokens and messages (optionally in a time range)"
     response = ConversationUsage
     query_params = RANGE_PARAMS
-    # session = True once session tokens may carry more routes (resources/completion.py SESSION_NOTE)
+    session = True
 
     async def run(self, ctx: Context, call: Call) -> ConversationUsage:
         lo, hi = _time_range(call.query)

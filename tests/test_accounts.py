@@ -149,6 +149,9 @@ def test_conversation_session(api, server):
     assert set(created) == {"id", "token", "expiresAt"}
     assert abs(created["expiresAt"] - (time.time() + 60) * 1000) < 5000
     widget = client(server, created["token"])
+    routes = jwt.decode(created["token"], options={"verify_signature": False})["routes"]
+    assert {r.rsplit("/", 1)[1] for r in routes} == {"fetch", "list", "complete", "send", "receive"}
+    assert all(r.startswith(f"/conversation/{conversation}/") for r in routes)
     assert widget.get(f"conversation/{conversation}/fetch").json()["id"] == conversation
     assert widget.get(f"conversation/{conversation}/message/list").json()["items"][0]["text"] == "hi"
     for response in (widget.get(f"conversation/{other_conversation}/fetch"),

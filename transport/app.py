@@ -229,7 +229,8 @@ def _bearer(value: bytes | None) -> str:
     except Exception:  # pragma: no cover - latin-1 decodes any bytes
         raise NotAuthenticated("the Authorization header is malformed") from None
     token = token.strip()
-    if scheme.lower() not in ("bearer", "token") or not token or len(token) > 512:
+    # session tokens carry their route allow-list, so they are longer than API tokens
+    if scheme.lower() not in ("bearer", "token") or not token or len(token) > 4096:
         raise NotAuthenticated("use 'Authorization: Bearer <token>'")
     return token
 
