@@ -23,11 +23,80 @@ _TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at,
 _CHILD_SQL = "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2"
 
 
-async def authenticate(pool, secret: str, session_key: bytes | None) -> Principal:
+class TokenCache:
+    """Recently seen API tokens, so most requests skip the token query.
+
+    An entry lives `seconds` at most; PostgreSQL tells every process when a token
+    or an account changes (triggers NOTIFY botkit_auth, store/listen.py evicts), and
+    while that channel is down the cache is off. A token's own expiry is checked on
+    every use."""
+
+    def __init__(self, seconds: float, clock=time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.enabled = False  # until the invalidation channel listens
+        self._entries: dict[bytes, tuple[Principal, int | None, float]] = {}
+        self._by_token: dict[str, bytes] = {}
+        self._by_account: dict[str, set[bytes]] = {}
+
+    def get(self, digest: bytes) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        principal, expires_at, until = entry
+        if until < self.clock() or (expires_at is not None and expires_at <= time.time() * 1000):
+            self._drop(digest)
+            return None
+        return principal
+
+    def put(self, digest: bytes, principal: Principal, expires_at: int | None) -> None:
+        if not self.enabled or self.seconds <= 0:
+            return
+        if len(self._entries) >= 100_000:  # bounded: start over rather than grow
+            self.clear()
+        self._entries[digest] = (principal, expires_at, self.clock() + self.seconds)
+        self._by_token[principal.token_id] = digest
+        self._by_account.setdefault(principal.account_id, set()).add(digest)
+
+    def _drop(self, digest: bytes) -> None:
+        entry = self._entries.pop(digest, None)
+        if entry is not None:
+            principal = entry[0]
+            self._by_token.pop(principal.token_id, None)
+            digests = self._by_account.get(principal.account_id)
+            if digests is not None:
+                digests.discard(digest)
+                if not digests:
+                    del self._by_account[principal.account_id]
+
+    def evict(self, message: str) -> None:
+        """`token:<id>` or `account:<id>`, as the database announces changes."""
+        kind, _, ident = message.partition(":")
+        if kind == "token":
+            digest = self._by_token.get(ident)
+            if digest is not None:
+                self._drop(digest)
+        elif kind == "account":
+            for digest in list(self._by_account.get(ident, ())):
+                self._drop(digest)
+        else:
+            self.clear()
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_token.clear()
+        self._by_account.clear()
+
+
+async def authenticate(pool, secret: str, session_key: bytes | None, cache: TokenCache | None = None) -> Principal:
     """An API token (looked up by digest) or a session JWT (verified by signature)."""
     if not secret.startswith(API_TOKEN_PREFIX) and secret.count(".") == 2 and session_key:
         return verify_session(secret, session_key)
     digest = hash_secret(secret)
+    if cache is not None:
+        principal = cache.get(digest)
+        if principal is not None:
+            return principal
     row = await pool.fetchrow(_TOKEN_SQL, digest)
     # The lookup is by digest; compare_digest keeps the final check constant-time.
     if row is None or not hmac.compare_digest(row["secret_hash"], digest):
@@ -37,8 +106,11 @@ async def authenticate(pool, secret: str, session_key: bytes | None) -> Principa
     expires_at = row["expires_at"]
     if expires_at is not None and expires_at <= time.time() * 1000:
         raise NotAuthenticated("the token has expired")
-    return Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"],
-                     limits=row["limits"])
+    principal = Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"],
+                          limits=row["limits"])
+    if cache is not None:
+        cache.put(digest, principal, expires_at)
+    return principal
 
 
 async def run_as(pool, principal: Principal, child_id: str) -> Principal:

@@ -374,3 +374,56 @@ def test_nobody_reads_or_changes_what_they_may_not(make_api, server):
     Machine.make_api = staticmethod(make_api)
     Machine.server = server
     run_state_machine_as_test(Machine, settings=settings(max_examples=10, stateful_step_count=30, deadline=None))
+
+
+def test_cached_tokens_are_forgotten_when_changed_elsewhere(api, make_api, database):
+    """A token revoked or an account limited outside this process (CLI, SQL, another
+    API process) stops working / applies within moments: the database announces it."""
+    import asyncio
+
+    import asyncpg
+
+    user = make_api()
+    assert user.get("bot/list").status_code == 200  # now cached
+
+    async def sql(statement, *args):
+        conn = await asyncpg.connect(database)
+        try:
+            await conn.execute(statement, *args)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql("UPDATE accounts SET limits = '{\"bots\": 0}' WHERE id = $1", user.account_id))
+    deadline = time.monotonic() + 3
+    while user.post("bot/create", json={}).status_code != 429:
+        assert time.monotonic() < deadline, "the account's new limits were not applied"
+        time.sleep(0.05)
+    asyncio.run(sql("UPDATE tokens SET revoked_at = 1 WHERE account_id = $1", user.account_id))
+    deadline = time.monotonic() + 3
+    while user.get("bot/list").status_code != 401:
+        assert time.monotonic() < deadline, "a revoked token kept working"
+        time.sleep(0.05)
+    assert_error(user.get("bot/list"), 401, "NOT_AUTHENTICATED")
+
+
+def test_token_cache_expiry_and_eviction():
+    from botkit.actions.auth import TokenCache
+    from botkit.actions.base import Principal
+    now = [0.0]
+    cache = TokenCache(10, clock=lambda: now[0])
+    who = Principal(account_id="a", token_id="t")
+    cache.put(b"d", who, None)
+    assert cache.get(b"d") is None  # off until the invalidation channel listens
+    cache.enabled = True
+    cache.put(b"d", who, None)
+    assert cache.get(b"d") is who
+    now[0] = 11
+    assert cache.get(b"d") is None
+    cache.put(b"d", who, None)
+    cache.evict("account:a")
+    assert cache.get(b"d") is None
+    cache.put(b"d", who, None)
+    cache.evict("token:t")
+    assert cache.get(b"d") is None
+    cache.put(b"d", who, int(time.time() * 1000) - 1)  # the token itself expired
+    assert cache.get(b"d") is None

@@ -5,10 +5,11 @@ one token lookup and one action."""
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import os
 import secrets
 import time
-import uuid
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
@@ -20,11 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..actions import base as actions_base
-from ..actions.auth import authenticate, authorize, run_as
+from ..actions.auth import TokenCache, authenticate, authorize, run_as
 from ..actions.base import Call, Context, Stream, decode
 from ..actions.errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed,
                               NotAuthenticated, NotFound, TooManyRequests)
 from ..config import Settings, settings as load_settings
+from ..store.listen import Listener
 from ..store.pool import Pool
 from .ratelimit import Limits, RateLimiter
 from .routes import RouteTable
@@ -52,6 +54,12 @@ def _error_body(exc: ApiError, request_id: str) -> bytes:
     return _ENCODE(body)
 
 
+# Generated request ids: a random per-process prefix and a counter (unique without a
+# syscall per request), 32 hex digits like a UUID.
+_REQUEST_PREFIX = os.urandom(8).hex()
+_request_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
 def _request_id(value: bytes | None) -> str:
     if value:
         try:
@@ -60,7 +68,7 @@ def _request_id(value: bytes | None) -> str:
             text = ""
         if 0 < len(text) <= 128 and text.isprintable():
             return text
-    return uuid.uuid4().hex
+    return f"{_REQUEST_PREFIX}{next(_request_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class Dispatcher:
@@ -106,7 +114,7 @@ class Dispatcher:
             if not action.public:
                 state = self.state
                 principal = await authenticate(state.pool, _bearer(headers.get(b"authorization")),
-                                               state.session_key)
+                                               state.session_key, state.token_cache)
                 child = headers.get(b"x-runas-userid")
                 if child is not None:
                     principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
@@ -125,6 +133,10 @@ class Dispatcher:
                         jsonl=JSONL in headers.get(b"accept", b""))
             ctx = Context(principal=principal, pool=self.state.pool, request_id=request_id, services=self.state)
             result = await action.run(ctx, call)
+            if action.method == "POST" and path.startswith("/partner/"):
+                # partner routes change tokens and accounts: this process forgets its
+                # cached tokens now (others hear it from the database in milliseconds)
+                self.state.token_cache.clear()
             if isinstance(result, Stream):
                 streaming = True
                 await self._stream(scope, receive, send, result, request_id, started, extra)
@@ -240,6 +252,8 @@ class AppState:
         self.settings = settings
         self.pool: Pool | None = None
         self.session_key: bytes | None = None
+        self.token_cache = TokenCache(settings.auth_cache_seconds)
+        self.listener: Listener | None = None
         self.limiter = RateLimiter(Limits(
             per_token=settings.rate_limit, per_account=settings.rate_limit_account,
             messages=settings.rate_limit_messages, history=settings.rate_limit_history,
@@ -269,9 +283,23 @@ def create_app(settings: Settings | None = None) -> "App":
             raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
         state.pool = await Pool(settings.database_url, settings.pool_size).open()
         state.session_key = await load_session_key(state.pool, settings)
+        cache = state.token_cache
+        if settings.auth_cache_seconds > 0:
+            def up() -> None:
+                cache.clear()  # what changed while nobody listened is unknown
+                cache.enabled = True
+
+            def down() -> None:
+                cache.enabled = False
+                cache.clear()
+
+            state.listener = Listener(settings.database_url, "botkit_auth", cache.evict, up, down)
+            await state.listener.start()
         try:
             yield
         finally:
+            if state.listener is not None:
+                await state.listener.stop()
             await state.pool.close()
 
     async def health(request: Request) -> Response:
