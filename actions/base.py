@@ -122,3 +122,7 @@ def decode(data: bytes | str | Any, type_: type) -> Any:
         raise BadRequest(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:  # invalid UTF-8 inside a JSON string
+        raise BadRequest("the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None

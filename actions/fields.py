@@ -5,7 +5,7 @@ in the JSON Schema it generates."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -20,7 +20,7 @@ Alias = Annotated[str, msgspec.Meta(max_length=256)]
 Description = Annotated[str, msgspec.Meta(max_length=4096)]
 LongText = Annotated[str, msgspec.Meta(max_length=100_000)]
 Ref = Annotated[str, msgspec.Meta(max_length=64, description="The id of a resource in the same account")]
-Visibility = Annotated[str, msgspec.Meta(pattern="^(private|protected|public)$")]
+Visibility = Literal["private", "protected", "public"]
 Timestamp = Annotated[int, msgspec.Meta(ge=0, description="Epoch milliseconds")]
 
 MetaDict = Annotated[dict[str, Any], msgspec.Meta(

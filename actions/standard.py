@@ -161,7 +161,7 @@ def parse_list_query(pairs: list[tuple[str, str]], filters: tuple[str, ...] = ()
                 raise BadRequest("order: must be 'asc' or 'desc'")
             q.desc = value == "desc"
         elif key == "take":
-            if not value.isdigit() or not 1 <= int(value) <= TAKE_MAX:
+            if not (value.isascii() and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= TAKE_MAX):
                 raise BadRequest(f"take: must be an integer from 1 to {TAKE_MAX}")
             q.take = int(value)
         elif key in wire_filters:
@@ -246,9 +246,13 @@ class ListAction(Action):
     async def run(self, ctx: Context, call: Call) -> Any:
         q = parse_list_query(call.query, self.table.filters)
         if call.jsonl:
+            # The first batch is read before the 200 goes out, so a bad request is
+            # still a 4xx answer rather than an error line in a 200 stream.
             async with ctx.pool.connection() as conn:
                 await require_parent(conn, self.list_parent, ctx, call)
-            return Stream(self.stream(ctx, call, q))
+                sql, args = self.query(ctx, call, q, q.cursor, STREAM_BATCH)
+                first = await conn.fetch(sql, *args)
+            return Stream(self.stream(ctx, call, q, first))
         sql, args = self.query(ctx, call, q, q.cursor, q.take + 1)
         async with ctx.pool.connection() as conn:
             await require_parent(conn, self.list_parent, ctx, call)
@@ -263,18 +267,16 @@ class ListAction(Action):
         """The SQL and arguments of one keyset page; lists over a join override this."""
         return _list_args(self.table, self.list_parent, ctx, call, q, cursor, limit)
 
-    async def stream(self, ctx: Context, call: Call, q: ListQuery) -> AsyncIterator[bytes]:
-        cursor = q.cursor
+    async def stream(self, ctx: Context, call: Call, q: ListQuery, rows: list) -> AsyncIterator[bytes]:
         make = self.table.row_to_item
         while True:
-            sql, args = self.query(ctx, call, q, cursor, STREAM_BATCH)
-            rows = await ctx.pool.fetch(sql, *args)
             if not rows:
                 return
             yield b"".join(b'{"type":"item","data":' + _ENCODE(make(r)) + b"}\n" for r in rows)
             if len(rows) < STREAM_BATCH:
                 return
-            cursor = rows[-1]["id"]
+            sql, args = self.query(ctx, call, q, rows[-1]["id"], STREAM_BATCH)
+            rows = await ctx.pool.fetch(sql, *args)
 
 
 class ExportAction(ListAction):

@@ -14,7 +14,9 @@ from ..actions.standard import Table, crud, now_ms
 from .common import Body, Item
 from .rating import vote_actions
 
-ModelName = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*$",
+# `(?![\s\S])` is "end of input" in both Python and ECMA regexes; `$` would also
+# match before a final newline in Python.
+ModelName = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])",
                                         examples=["gpt-4o", "gpt-4o/temperature=0.2"])]
 
 

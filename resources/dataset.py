@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -78,7 +78,7 @@ RECORDS = Table(name="records", noun="record", item=Record, create=RecordCreate,
 # --- files attached to a dataset ---------------------------------------------
 
 class FileAttach(Body):
-    type: Annotated[str, msgspec.Meta(pattern="^source$")] = "source"
+    type: Literal["source"] = "source"
 
 
 class FileDetach(Body):

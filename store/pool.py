@@ -18,7 +18,6 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import msgspec
-import orjson
 
 from ..actions.errors import BadRequest, Conflict, InternalError, NotFound
 
@@ -26,11 +25,12 @@ log = logging.getLogger("botkit.store")
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb/json as Python values; orjson is the fastest codec on both sides.
+    # jsonb/json as Python values, through msgspec both ways: it encodes structs, and
+    # it decodes integers of any size (jsonb keeps them; orjson would refuse them).
     for name in ("jsonb", "json"):
         await conn.set_type_codec(name, schema="pg_catalog", format="text",
                                   encoder=lambda v: msgspec.json.encode(v).decode(),
-                                  decoder=orjson.loads)
+                                  decoder=msgspec.json.decode)
 
 
 def _expire(waiter: asyncio.Future) -> None:

@@ -1,6 +1,5 @@
-"""The ASGI app: Starlette holds the lifespan and the top-level routes; the
-dispatcher under /v1 and /api/v1 is plain ASGI, so a request costs one dict walk,
-one token lookup and one action."""
+"""The ASGI app: Starlette runs the lifespan; every request goes to the dispatcher,
+plain ASGI, so an API request costs one dict walk, one token check and one action."""
 
 from __future__ import annotations
 
@@ -16,9 +15,6 @@ from urllib.parse import parse_qsl
 import anyio
 import msgspec
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
 
 from ..actions import base as actions_base
 from ..actions.auth import TokenCache, authenticate, authorize, run_as
@@ -85,13 +81,8 @@ class Dispatcher:
             self._spec = _ENCODE(build_spec(actions_base.REGISTRY))
         return self._spec
 
-    async def __call__(self, scope, receive, send) -> None:
-        """As a mounted ASGI app (the path below the mount point)."""
-        root = scope.get("root_path", "")
-        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
-        await self.dispatch(scope, receive, send, path)
-
-    async def dispatch(self, scope, receive, send, path: str) -> None:
+    async def dispatch(self, scope, receive, send, path: str, api: bool = True) -> None:
+        """Answer one HTTP request; `path` is below /v1 (or, with api=False, the whole path)."""
         started = time.perf_counter()
         headers = dict(scope["headers"])  # last value wins; the headers we read are single
         request_id = _request_id(headers.get(b"x-request-id"))
@@ -99,6 +90,9 @@ class Dispatcher:
         streaming = False
         extra: list[tuple[bytes, bytes]] = []  # rate-limit headers, once the caller is known
         try:
+            if not api:
+                await self._outside_api(send, scope["method"], path, request_id, started)
+                return
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
                     raise MethodNotAllowed("use GET")
@@ -156,6 +150,21 @@ class Dispatcher:
                              request_id, started, extra)
         finally:
             request_id_var.reset(token)
+
+    async def _outside_api(self, send, method: str, path: str, request_id: str, started: float) -> None:
+        """/healthz for load balancers (checks the database); any other path is 404."""
+        if path != "/healthz":
+            raise NotFound(f"no route {path[:200]}")
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed("/healthz takes GET")
+        try:
+            with anyio.fail_after(2):
+                await self.state.pool.fetchval("SELECT 1")
+        except Exception as exc:  # the database is down or slow: not healthy
+            body = {"message": f"database unavailable: {type(exc).__name__}", "code": "SERVICE_UNAVAILABLE"}
+            await self._send(send, 503, _ENCODE(body), request_id, started)
+            return
+        await self._send(send, 200, b'{"status":"ok"}', request_id, started)
 
     async def _read_body(self, receive, headers) -> bytes:
         limit = self.state.settings.max_body_bytes
@@ -302,38 +311,16 @@ def create_app(settings: Settings | None = None) -> "App":
                 await state.listener.stop()
             await state.pool.close()
 
-    async def health(request: Request) -> Response:
-        try:
-            with anyio.fail_after(2):
-                await state.pool.fetchval("SELECT 1")
-        except Exception as exc:  # the database is down or slow: not healthy
-            return Response(_ENCODE({"message": f"database unavailable: {type(exc).__name__}",
-                                     "code": "SERVICE_UNAVAILABLE"}), 503, media_type="application/json")
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    async def not_found(request: Request, exc) -> Response:
-        return Response(_ENCODE({"message": f"no route {request.url.path[:200]}", "code": "NOT_FOUND"}),
-                        404, media_type="application/json")
-
-    async def not_allowed(request: Request, exc) -> Response:
-        return Response(_ENCODE({"message": "method not allowed", "code": "METHOD_NOT_ALLOWED"}),
-                        405, media_type="application/json")
-
-    shell = Starlette(
-        routes=[Route("/healthz", health, methods=["GET"]),
-                Mount("/v1", app=dispatcher),
-                Mount("/api/v1", app=dispatcher)],
-        exception_handlers={404: not_found, 405: not_allowed},
-        lifespan=lifespan,
-    )
+    # Starlette runs the lifespan; App sends every request to the dispatcher.
+    shell = Starlette(lifespan=lifespan)
     shell.state.botkit = state
     return App(shell, dispatcher)
 
 
 class App:
-    """The API's requests go straight to the dispatcher (it handles its own errors);
-    everything else (lifespan, /healthz, unknown paths) goes through Starlette. This
-    skips three middleware layers and a regex walk on every API request."""
+    """Every HTTP request goes straight to the dispatcher (it handles its own errors,
+    so every answer has the {message, code} shape and an X-Request-Id); Starlette
+    runs the lifespan. This skips three middleware layers and a regex walk per request."""
 
     def __init__(self, shell: Starlette, dispatcher: Dispatcher) -> None:
         self.shell = shell
@@ -347,4 +334,5 @@ class App:
                 return await self.dispatcher.dispatch(scope, receive, send, path[3:])
             if path.startswith("/api/v1/"):
                 return await self.dispatcher.dispatch(scope, receive, send, path[7:])
+            return await self.dispatcher.dispatch(scope, receive, send, path, api=False)
         await self.shell(scope, receive, send)

@@ -28,10 +28,12 @@ class RouteTable:
         node = self.root
         values = []
         for segment in path.strip("/").split("/"):
+            if not segment:  # "a//b": no route has an empty segment
+                return None
             child = node.get(segment)
             if child is None:
                 child = node.get(_PARAM)
-                if child is None or not segment or len(segment) > _MAX_SEGMENT:
+                if child is None or len(segment) > _MAX_SEGMENT:
                     return None
                 values.append(segment)
             node = child
