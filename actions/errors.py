@@ -70,6 +70,33 @@ class InternalError(ApiError):
     code = "INTERNAL_SERVER_ERROR"
 
 
+# Scoped errors of the upstream model provider (the reference's MODEL_* codes).
+
+class ModelTooManyRequests(TooManyRequests):
+    code = "MODEL_TOO_MANY_REQUESTS"
+
+
+class ModelBadRequest(BadRequest):
+    code = "MODEL_BAD_REQUEST"
+
+
+class ModelUnavailable(ApiError):
+    """The provider could not be reached, or answered 5xx (after the retries)."""
+    status = 503
+    code = "MODEL_SERVICE_UNAVAILABLE"
+
+
+class ModelTimeout(ApiError):
+    status = 504
+    code = "MODEL_TIMEOUT"
+
+
+class ModelError(ApiError):
+    """The provider answered with something that is not a usable completion."""
+    status = 502
+    code = "MODEL_ERROR"
+
+
 # Every (status, code) pair the API can answer with; the spec documents these.
 ALL = (BadRequest, NotAuthenticated, NotAuthorized, NotFound, MethodNotAllowed,
        Conflict, ContentTooLarge, TooManyRequests, LimitsReached, InternalError)
