@@ -130,7 +130,7 @@ async def run_as(pool, principal: Principal, child_id: str) -> Principal:
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:
     """Session tokens: only their listed routes. API tokens with scopes: only what a
     scope allows. A scope is {"resource": "bot", "actions": ["fetch", ...], "ids": [...]}:
-    resource is the route's first segment, actions its last, ids the route's first id."""
+    resource is the route's first segment, actions its last, ids its first path parameter."""
     if principal.session_routes is not None:
         if route not in principal.session_routes:
             raise NotAuthorized("this session token does not allow this route")
@@ -138,9 +138,10 @@ def authorize(principal: Principal, action: Action, route: str, params: dict[str
     scopes = principal.scopes
     if not scopes:
         return
-    segments = route.strip("/").split("/")
-    resource, operation = segments[0], segments[-1]
-    first_id = segments[1] if len(segments) > 2 else None
+    template = action.path
+    resource, operation = template[1:template.index("/", 1)], template[template.rindex("/") + 1:]
+    first = template.find("{")  # the route's first id: its first path parameter, if any
+    first_id = params[template[first + 1:template.index("}", first)]] if first >= 0 else None
     for scope in scopes:
         if scope.get("resource") not in (resource, "*"):
             continue
