@@ -25,5 +25,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Measured speed against the stack's limit and a FastAPI peer (bench/README.md); < 10 min.
+# Installs the `bench` extra (when pyproject.toml is newer than its stamp) and wrk.
+bench: $(STAMP)
+	@test $(VENV)/.bench-installed -nt pyproject.toml || { \
+	  $(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]' && touch $(VENV)/.bench-installed; }
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "bench: wrk is missing; run as root or install wrk" >&2; exit 1; }; \
+	  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .data build *.egg-info

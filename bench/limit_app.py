@@ -5,7 +5,7 @@ describes). No validation beyond what the SQL needs, no middleware, no logging:
 the ceiling of this stack on this machine, not an alternative server.
 
 The SQL below is copied from what botkit's standard actions build for the `bots`
-table (actions/standard.py) and the token lookup (actions/base.py); bench/run.py
+table (actions/standard.py) and the token lookup (actions/auth.py); bench/run.py
 compares the copies with the framework's at start and warns when they drift.
 
 Run: DATABASE_URL=... PORT=... python bench/limit_app.py"""
@@ -27,8 +27,8 @@ from starlette.routing import Route
 from botkit.actions.ids import new_id
 from botkit.store.pool import Pool
 
-TOKEN_SQL = ("SELECT id, account_id, secret_hash, scopes, expires_at, revoked_at "
-             "FROM tokens WHERE secret_hash = $1")
+TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+             "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
 
 COLUMNS = ("id", "created_at", "updated_at", "meta", "alias", "name", "description", "model", "backstory",
            "dataset_id", "skillset_id", "privacy", "moderation", "blueprint_id", "visibility")

@@ -24,8 +24,8 @@ from pydantic.alias_generators import to_camel
 
 from botkit.actions.ids import new_id  # the same id scheme as botkit
 
-TOKEN_SQL = ("SELECT id, account_id, secret_hash, scopes, expires_at, revoked_at "
-             "FROM tokens WHERE secret_hash = $1")
+TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+             "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
 FETCH_SQL = ("SELECT id, created_at, updated_at, meta, alias, name, description, model, backstory, "
              "dataset_id, skillset_id, privacy, moderation, blueprint_id, visibility "
              "FROM bots WHERE id = $1 AND account_id = $2")
