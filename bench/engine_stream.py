@@ -228,7 +228,7 @@ def measure(servers: dict | None = None, token: str | None = None, dsn: str | No
                                              started + TIME_LIMIT_S))
         p50 = statistics.median
         return {
-            "upstream": f"{FAST_TOKENS} tokens, {FAST_PACE_MS:g} ms apart (bare asyncio SSE server)",
+            "upstream": f"{FAST_TOKENS} tokens, {FAST_PACE_MS:g} ms apart (bare asyncio SSE server, keep-alive)",
             "streams_each_way": len(direct_ttft),
             "tokens_per_stream": min(tokens_seen) if tokens_seen else 0,
             "direct_ttft_ms_p50": p50(direct_ttft), "botkit_ttft_ms_p50": p50(botkit_ttft),

@@ -23,24 +23,26 @@ def chunk(content: str | None, finish: str | None = None, usage: dict | None = N
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tokens: int, pace: float) -> None:
+    """Keep-alive, as real providers are: one request after another on a connection."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        if length:
-            await reader.readexactly(length)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
-        for i in range(tokens):
-            writer.write(chunk(f"t{i} "))
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if length:
+                await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n")
+            for i in range(tokens):
+                writer.write(chunk(f"t{i} "))
+                await writer.drain()
+                await asyncio.sleep(pace)
+            writer.write(chunk(None, "stop", {"prompt_tokens": 10, "completion_tokens": tokens}))
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(b"data: [DONE]\n\n"), b"data: [DONE]\n\n"))
             await writer.drain()
-            await asyncio.sleep(pace)
-        writer.write(chunk(None, "stop", {"prompt_tokens": 10, "completion_tokens": tokens}))
-        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(b"data: [DONE]\n\n"), b"data: [DONE]\n\n"))
-        await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         pass
     finally:
         writer.close()
