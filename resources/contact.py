@@ -31,7 +31,8 @@ class Contact(Item):
     verified_at: int | None = None
 
 
-class ContactCreate(Body):
+class ContactUpsert(Body):
+    """What conversation/{id}/contact/upsert may set; create adds the rest."""
     name: Name | None = None
     description: Description | None = None
     meta: MetaDict | None = None
@@ -39,6 +40,9 @@ class ContactCreate(Body):
     email: Short | None = None
     phone: Short | None = None
     nick: Short | None = None
+
+
+class ContactCreate(ContactUpsert, kw_only=True):
     preferences: Description | None = None
     verified_at: Timestamp | None = None
 
@@ -72,16 +76,6 @@ class EnsureContact(CreateAction):
         values = self.values(ctx, call)
         found = await ctx.pool.fetchval(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
         return IdResponse(id=found)
-
-
-class ContactUpsert(Body):
-    name: Name | None = None
-    description: Description | None = None
-    meta: MetaDict | None = None
-    fingerprint: Fingerprint | None = None
-    email: Short | None = None
-    phone: Short | None = None
-    nick: Short | None = None
 
 
 _UPSERT_FIELDS = ("name", "description", "meta", "email", "phone", "nick")
