@@ -42,7 +42,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
             writer.write(chunk(None, "stop", {"prompt_tokens": 10, "completion_tokens": tokens}))
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(b"data: [DONE]\n\n"), b"data: [DONE]\n\n"))
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+    except (ConnectionError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         pass
     finally:
         writer.close()
