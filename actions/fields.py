@@ -22,6 +22,8 @@ LongText = Annotated[str, msgspec.Meta(max_length=100_000)]
 Ref = Annotated[str, msgspec.Meta(max_length=64, description="The id of a resource in the same account")]
 Visibility = Literal["private", "protected", "public"]
 Timestamp = Annotated[int, msgspec.Meta(ge=0, description="Epoch milliseconds")]
+# A non-negative number stored as a double: at most 2**53, so an integer reads back as sent.
+Amount = Annotated[float, msgspec.Meta(ge=0, le=2**53)]
 
 MetaDict = Annotated[dict[str, Any], msgspec.Meta(
     description=(f"Meta data: at most {META_MAX_KEYS} keys, keys up to {META_MAX_KEY_LENGTH} "

@@ -8,12 +8,12 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, register
 from ..actions.errors import BadRequest, NotFound
-from ..actions.fields import Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
+from ..actions.fields import Amount, Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
 from ..actions.standard import ListAction, Parent, Table, crud, now_ms
 from .common import Body, Item
 from .file import TABLE as FILES
 
-Score = Annotated[float, msgspec.Meta(ge=0)]
+Score = Amount
 Short = Annotated[str, msgspec.Meta(max_length=4096)]
 
 

@@ -9,12 +9,12 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, register
 from ..actions.errors import NotFound
-from ..actions.fields import Alias, Description, IdResponse, MetaDict, Name, Timestamp, check_meta
+from ..actions.fields import Amount, Alias, Description, IdResponse, MetaDict, Name, Timestamp, check_meta
 from ..actions.standard import LIST_PARAMS, ListAction, Parent, Table, crud, now_ms
 from .common import Body, Item
 from .token import Scope, issue_token
 
-Count = Annotated[float, msgspec.Meta(ge=0)]
+Count = Amount
 
 
 class DatabaseLimits(msgspec.Struct, rename="camel", omit_defaults=True):

@@ -7,11 +7,11 @@ from typing import Annotated
 import msgspec
 
 from ..actions.base import register
-from ..actions.fields import Description, MetaDict, Name, Ref
+from ..actions.fields import Amount, Description, MetaDict, Name, Ref
 from ..actions.standard import Table, crud
 from .common import Body, Item
 
-Positive = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Amount
 
 
 class Task(Item):
