@@ -6,9 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.base import register
-from ..actions.fields import Amount, Description, MetaDict, Name, Ref
-from ..actions.standard import Table, crud
+from ..actions.base import Action, Call, Context, register
+from ..actions.errors import NotFound
+from ..actions.fields import Amount, Description, IdResponse, MetaDict, Name, Ref
+from ..actions.standard import Table, crud, now_ms
 from .common import Body, Item
 
 Positive = Amount
@@ -48,4 +49,21 @@ TABLE = Table(name="tasks", noun="task", item=Task, create=TaskCreate, path="/ta
               refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
               filters=("bot_id", "contact_id", "status"))
 
-register(*crud(TABLE, export=True))
+class CancelTask(Action):
+    """Marks the task canceled (its executions come with the task runner)."""
+    path = "/task/{taskId}/cancel"
+    tag = "Task"
+    summary = "Cancel a task"
+    body = Body
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        canceled = await ctx.pool.fetchval(
+            "UPDATE tasks SET status = 'canceled', updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
+            call.params["taskId"], ctx.account_id, now_ms())
+        if canceled is None:
+            raise NotFound("task not found")
+        return IdResponse(id=canceled)
+
+
+register(*crud(TABLE, export=True), CancelTask())

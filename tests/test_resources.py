@@ -265,3 +265,11 @@ def test_contact_secrets(api):
     assert api.post(f"contact/{contact}/secret/{personal}/verify").json()["status"] == "authenticated"
     assert api.post(f"contact/{contact}/secret/{personal}/revoke").json() == {"id": personal}
     assert api.post(f"contact/{contact}/secret/{personal}/verify").json()["status"] == "unauthenticated"
+
+
+def test_task_cancel(api, other):
+    task = api.post("task/create", json={}).json()["id"]
+    assert_error(other.post(f"task/{task}/cancel"), 404, "NOT_FOUND")
+    assert api.post(f"task/{task}/cancel").json() == {"id": task}
+    assert api.get(f"task/{task}/fetch").json()["status"] == "canceled"
+    assert [t["id"] for t in api.get("task/list", params={"status": "canceled"}).json()["items"]] == [task]
