@@ -17,7 +17,7 @@ import msgspec
 from . import openai, retrieval, tokens
 from .context import DoesNotFit, Parts, fit
 from .models import ModelInfo, Params, Registry
-from .provider import Finish, ModelRequest, Passage, Reasoning
+from .provider import Finish, ModelRequest, Reasoning
 from .tools import Tool, definitions, definitions_cost, parse_arguments, run as run_tool
 
 DEFAULT_ITERATIONS = 6

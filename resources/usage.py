@@ -5,7 +5,6 @@ limits read."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import msgspec
 

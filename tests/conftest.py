@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg

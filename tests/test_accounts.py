@@ -8,7 +8,7 @@ import httpx
 import jwt
 import pytest
 from hypothesis import settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from conftest import assert_error, start_app
 
@@ -64,7 +64,7 @@ def test_partner_users_and_tokens(api, other, server):
 
 def test_run_as(api, other, server, make_api):
     first, second = make_child(api), make_child(api)
-    first_token, second_token = child_token(api, first), child_token(api, second)
+    first_token = child_token(api, first)
     as_first = client(server, api.token, run_as=first)
     bot = as_first.post("bot/create", json={"name": "made by parent"}).json()["id"]
     assert client(server, first_token).get(f"bot/{bot}/fetch").json()["name"] == "made by parent"

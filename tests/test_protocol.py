@@ -9,7 +9,6 @@ import time
 
 import asyncpg
 import httpx
-import pytest
 
 from botkit.actions.base import REGISTRY, Stream
 from conftest import assert_error
