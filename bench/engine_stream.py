@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from procs import free_port, rss_kb
+
 ROOT = Path(__file__).resolve().parent.parent
 BOTKIT = ROOT / ".venv" / "bin" / "botkit"
 
@@ -35,22 +37,6 @@ SLOW_TOKENS, SLOW_PACE_MS = 20, 200.0    # 4 s each: the concurrent streams over
 SEQUENTIAL = 30                          # streams each way
 CONCURRENT = 1000
 TIME_LIMIT_S = 90                        # the whole benchmark, at most
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class _Proc:
@@ -183,7 +169,7 @@ def measure(servers: dict | None = None, token: str | None = None, dsn: str | No
     work = work or ROOT / ".data" / "bench"
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    fast_port, slow_port, api_port = _free_port(), _free_port(), _free_port()
+    fast_port, slow_port, api_port = free_port(), free_port(), free_port()
     procs: list[_Proc] = []
     try:
         fast = _Proc([sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", str(fast_port),
@@ -223,7 +209,7 @@ def measure(servers: dict | None = None, token: str | None = None, dsn: str | No
                 botkit_gaps.extend(g)
                 tokens_seen.append(n)
         pid = api.proc.pid
-        concurrent = asyncio.run(_concurrent(complete, token, CONCURRENT, lambda: _rss_kb(pid),
+        concurrent = asyncio.run(_concurrent(complete, token, CONCURRENT, lambda: rss_kb(pid),
                                              started + TIME_LIMIT_S))
         p50 = statistics.median
         return {

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import engine_stream  # noqa: E402
+from procs import free_port, rss_kb  # noqa: E402
 import seed as seeding  # noqa: E402
 from botkit.store.embedded import EmbeddedPostgres  # noqa: E402
 
@@ -70,11 +70,6 @@ def _terminate(signum, frame):
 
 # --- processes ------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def process_tree(pid: int) -> list[int]:
     """pid and all its descendants (uvicorn's workers, when there are several)."""
@@ -93,16 +88,6 @@ def process_tree(pid: int) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, ()))
     return out
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 CLK = os.sysconf("SC_CLK_TCK")
