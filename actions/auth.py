@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
-from .errors import LimitsReached, NotAuthenticated, NotAuthorized
+from ..errors import LimitsReached, NotAuthenticated, NotAuthorized
 
 SESSION_AUDIENCE = "botkit-session"
 SESSION_ISSUER = "botkit"

@@ -113,7 +113,7 @@ def now_ms() -> int:
 
 def decode(data: bytes | str | Any, type_: type) -> Any:
     """JSON bytes (or already-decoded values) into a struct; errors name the field."""
-    from .errors import BadRequest
+    from ..errors import BadRequest
     try:
         if isinstance(data, (bytes, str)):
             return msgspec.json.decode(data, type=type_)

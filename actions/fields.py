@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 META_MAX_KEYS = 50
 META_MAX_KEY_LENGTH = 40

@@ -16,7 +16,7 @@ import msgspec
 
 from .auth import enforce_limit
 from .base import Action, Call, Context, Param, Stream, now_ms
-from .errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from .fields import META_MAX_KEYS, MetaDict, IdResponse, check_meta
 from .ids import is_id, new_id
 

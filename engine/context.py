@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.errors import BadRequest
+from ..errors import BadRequest
 from . import tokens
 from .provider import Passage
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from ..actions.errors import ModelError, ModelUnavailable
+from ..errors import ModelError, ModelUnavailable
 
 log = logging.getLogger("botkit.engine")
 MAX_CHARS = 8000  # per text sent (about the 8k-token input of common embedding models)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..actions.errors import BadRequest
+from ..errors import BadRequest
 
 RETRIEVAL_MODEL = "botkit-retrieval-responder"
 

@@ -20,7 +20,7 @@ import anyio
 import httpx
 import msgspec
 
-from ..actions.errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
+from ..errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
 from .models import Registry
 from .provider import Finish, ModelRequest, Reasoning, ToolCall
 

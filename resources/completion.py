@@ -21,7 +21,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, register
-from ..actions.errors import BadRequest, LimitsReached, NotFound
+from ..errors import BadRequest, LimitsReached, NotFound
 from ..actions.fields import Description, LongText, MetaDict, Name, Ref, check_meta
 from ..actions.ids import new_id
 from ..actions.standard import now_ms

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import Description, IdResponse, MetaDict, Name, Timestamp, check_meta
 from ..actions.ids import new_id
 from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, now_ms

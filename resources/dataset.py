@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from ..actions.fields import Amount, Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
 from ..actions.standard import ListAction, Parent, Table, crud, now_ms
 from .common import Body, Item

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import Amount, Alias, Description, IdResponse, MetaDict, Name, Timestamp, check_meta
 from ..actions.standard import LIST_PARAMS, ListAction, Parent, Table, crud, now_ms
 from .common import Body, Item

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, register
-from ..actions.errors import BadRequest
+from ..errors import BadRequest
 from ..actions.standard import LIST_PARAMS, TAKE_DEFAULT, TAKE_MAX, _META_FILTER
 from ..engine import models as engine_models
 from .common import Item

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ..actions.base import Action, Call, Context
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import Description, IdResponse
 from ..actions.ids import new_id
 from ..actions.standard import Parent, Table, ListAction, now_ms

@@ -25,7 +25,7 @@ import asyncpg
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import ApiError, BadRequest, NotFound
+from ..errors import ApiError, BadRequest, NotFound
 from ..engine import models as engine_models, tokens
 from ..engine.embeddings import embed, vector_literal
 from ..engine.provider import Passage

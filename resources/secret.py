@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import Alias, Description, IdResponse, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Table, crud, now_ms
 from .common import Body, Item

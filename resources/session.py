@@ -9,7 +9,7 @@ import msgspec
 
 from ..actions.auth import SESSION_DEFAULT_SECONDS, SESSION_MAX_SECONDS, enforce_limit, issue_session, session_routes
 from ..actions.base import REGISTRY, Action, Call, Context, register
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import MetaDict, check_meta
 from ..actions.ids import new_id
 from ..actions.standard import now_ms

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ..actions.base import Action, Call, Context, register
-from ..actions.errors import NotFound
+from ..errors import NotFound
 from ..actions.fields import Amount, Description, IdResponse, MetaDict, Name, Ref
 from ..actions.standard import Table, crud, now_ms
 from .common import Body, Item

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from ..actions.base import Action, Call, Context, Param, now_ms, register
-from ..actions.errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from ..actions.fields import MetaDict
 from ..actions.ids import new_id
 from ..actions.standard import ListAction, Table

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ..actions import errors
+from .. import errors
 from ..actions.base import Action
 
 REF = "#/components/schemas/{name}"

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import asyncpg
 import msgspec
 
-from ..actions.errors import BadRequest, Conflict, InternalError, NotFound
+from ..errors import BadRequest, Conflict, InternalError, NotFound
 
 log = logging.getLogger("botkit.store")
 

@@ -643,7 +643,7 @@ def test_sse_parsing_is_lenient_where_providers_differ():
     items = asyncio.run(run(raw))  # no [DONE]: the finish reason is enough
     assert items[:2] == ["a", "b"]
     assert items[2] == Finish(reason="length", input_tokens=3, output_tokens=2)
-    from botkit.actions.errors import ModelError
+    from botkit.errors import ModelError
     with pytest.raises(ModelError):  # ended without a finish reason: broken off
         asyncio.run(run(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'))
     with pytest.raises(ModelError):

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from hypothesis import given, strategies as st
 
-from botkit.actions.errors import BadRequest
+from botkit.errors import BadRequest
 from botkit.config import Settings
 from botkit.engine import context, models, retrieval, tokens
 from botkit.engine.context import DoesNotFit, Parts, Turn, fit, messages_cost

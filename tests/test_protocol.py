@@ -226,7 +226,7 @@ def test_stream_is_cancelled_on_disconnect():
 
 
 def test_error_after_the_first_byte_is_an_error_line():
-    from botkit.actions.errors import BadRequest
+    from botkit.errors import BadRequest
     from botkit.transport.app import Dispatcher
 
     async def failing():

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from ..actions import base as actions_base
 from ..actions.auth import TokenCache, authenticate, authorize, run_as
 from ..actions.base import Call, Context, Stream, decode
-from ..actions.errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed,
+from ..errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed,
                               NotAuthenticated, NotFound, TooManyRequests)
 from ..config import Settings, settings as load_settings
 from ..store.listen import Listener

@@ -1,5 +1,6 @@
-"""The one error hierarchy. Every failure an action can report is one of these;
-transport turns them into `{"message", "code"}` with the status they carry."""
+"""The one error hierarchy, the bottom layer: actions, store and engine raise these,
+and transport turns them into `{"message", "code"}` with the status they carry
+(the one mapping, in transport/app.py)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ class NotAuthenticated(ApiError):
 class NotAuthorized(ApiError):
     status = 401  # the reference's status for NOT_AUTHORIZED
     code = "NOT_AUTHORIZED"
-
-
-class NoSubscription(ApiError):
-    status = 402
-    code = "NO_SUBSCRIPTION"
 
 
 class NotFound(ApiError):
