@@ -1,4 +1,5 @@
-"""The `botkit` command: `botkit serve` (what `make run` calls) and `botkit migrate`."""
+"""The `botkit` command: `botkit serve` (what `make run` calls), `botkit migrate`,
+`botkit routes`, and the operator commands (tokens, partner users)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,14 @@ async def ensure_admin(dsn: str, data_dir: Path) -> str | None:
     return secret
 
 
+def app():
+    """The ASGI app of `botkit serve` (uvicorn's factory): every route, configured
+    from the environment."""
+    from .resources import ROUTES
+    from .transport.app import create_app
+    return create_app(load_settings(), ROUTES)
+
+
 def _exit_on_signal(signum, frame) -> None:
     raise SystemExit(0)
 
@@ -99,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
         # handler that kills the process before `finally` (and atexit) could run.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         log.info("serving on http://%s:%s/v1 (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
-        uvicorn.run("botkit.transport.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("botkit.cli:app", factory=True, host=host, port=port, workers=workers,
                     loop="uvloop", http="httptools", access_log=False, log_config=log_config(),
                     lifespan="on", timeout_graceful_shutdown=10)
     finally:
@@ -253,6 +262,23 @@ def partner_user_create(args: argparse.Namespace) -> int:
     return _with_db(work)
 
 
+def routes_table() -> str:
+    """Every route served: method, path, action class and where it is declared."""
+    import os
+
+    from .resources import ROUTES
+    root = os.path.dirname(os.path.abspath(__file__))
+    rows = [(a.method, a.path, type(a).__name__,
+             f"{os.path.relpath(a.declared_at[0], root)}:{a.declared_at[1]}") for a in ROUTES]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{m:<{widths[0]}}  {p:<{widths[1]}}  {c:<{widths[2]}}  {where}" for m, p, c, where in rows)
+
+
+def routes_cmd(args: argparse.Namespace) -> int:
+    print(routes_table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="botkit", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -263,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL")
     p.set_defaults(func=migrate_cmd)
+    p = sub.add_parser("routes", help="print every route: method, path, action class, file:line")
+    p.set_defaults(func=routes_cmd)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create", help="create a token; prints `id<TAB>secret` (the secret is shown once)")

@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def default_data_dir() -> Path:
+    """`.data` in the folder botkit runs from (`make run`: the checkout), never inside
+    the installed package."""
+    return Path.cwd() / ".data"
 
 
 def _int(name: str, default: int) -> int:
@@ -17,8 +22,7 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
-    data_dir: Path = field(default_factory=lambda: Path(
-        os.environ.get("BOTKIT_DATA_DIR") or PROJECT_DIR / ".data").resolve())
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("BOTKIT_DATA_DIR") or default_data_dir()).resolve())
     host: str = field(default_factory=lambda: os.environ.get("HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: _int("PORT", 8000))
     workers: int = field(default_factory=lambda: _int("WORKERS", 1))

@@ -11,8 +11,9 @@ from typing import Any
 
 import jwt
 
-from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
 from ..errors import LimitsReached, NotAuthenticated, NotAuthorized
+from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
+from .ids import floor_id
 
 SESSION_AUDIENCE = "botkit-session"
 SESSION_ISSUER = "botkit"
@@ -124,7 +125,7 @@ async def run_as(pool, principal: Principal, child_id: str) -> Principal:
     if row is None:
         raise NotAuthorized("not allowed to act as this user")
     return Principal(account_id=child_id, token_id=principal.token_id, scopes=principal.scopes,
-                     limits=row["limits"], acting_for=principal.account_id)
+                     limits=row["limits"])
 
 
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:
@@ -231,8 +232,7 @@ async def enforce_limit(conn, principal: Principal | None, noun: str, table: str
     if found is None:
         return
     name, value, monthly = found
-    from .ids import floor_id  # the smallest id of a millisecond: time ranges use the id index
-    if monthly:
+    if monthly:  # floor_id: the smallest id of a millisecond, so the range uses the id index
         used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1 AND id >= $2",
                                    principal.account_id, floor_id(month_start_ms()))
     else:

@@ -1,15 +1,26 @@
-"""The action framework: what an action is, the request context it runs in, and the
-registry that transport's route table and the spec are both built from."""
+"""The action framework: what an action (one route) is, the request context it runs
+in, and decoding a request's body and query string into their msgspec structs.
+
+Resource modules export their actions as lists; resources/__init__.py puts them in
+one ordered route list, which transport and the spec builder are both handed."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, ClassVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 import msgspec
 
+from ..errors import BadRequest
+from .query import gather
+
+if TYPE_CHECKING:  # types only: actions never reach into the store or engine at import
+    from ..engine.models import Registry
+    from ..store.pool import Pool
 
 API_TOKEN_PREFIX = "bk_"
 
@@ -22,16 +33,28 @@ class Principal:
     scopes: Any = None                      # list of scope dicts, None = everything
     limits: Any = None                      # the acting account's limits (dict) or None
     session_routes: frozenset | None = None  # set for session tokens: the only routes allowed
-    acting_for: str | None = None           # X-RunAs-UserId: the token's own account
+
+
+class Services(Protocol):
+    """What the app lends its actions besides the pool (transport/app.py provides it)."""
+    models: Registry
+
+    def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
+        """(session id, token, expiresAt ms): a session token for one conversation."""
+        ...
+
+    def forget_credentials(self) -> None:
+        """This process drops what it cached about tokens and accounts."""
+        ...
 
 
 @dataclass(slots=True)
 class Context:
-    """What an action may use: the caller, the database pool, the request id."""
+    """What an action may use: the caller, the database pool, the app's services."""
     principal: Principal | None
-    pool: Any  # store.pool.Pool
+    pool: Pool
     request_id: str
-    services: Any = None  # the app's shared state: settings, session key, ... (transport.app.AppState)
+    services: Services
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -42,20 +65,11 @@ class Context:
 
 @dataclass(slots=True)
 class Call:
-    """One call of an action: path parameters, query pairs, decoded body."""
+    """One call of an action: path parameters, the decoded query and body."""
     params: dict[str, str]
-    query: list[tuple[str, str]]
-    body: Any = None
+    query: Any = None   # an instance of the action's `query` struct (None when it has none)
+    body: Any = None    # an instance of the action's `body` struct
     jsonl: bool = False  # the client asked for application/jsonl
-
-
-@dataclass(slots=True)
-class Param:
-    """A query parameter, for the spec (validation is the action's job)."""
-    name: str
-    schema: dict
-    description: str = ""
-    style: str | None = None
 
 
 class Stream:
@@ -66,24 +80,54 @@ class Stream:
         self.chunks = chunks
 
 
+_FRAMEWORK = os.path.dirname(os.path.abspath(__file__))
+
+
+def _declared_at(action: Action) -> tuple[str, int]:
+    """The file and line that made the action: the first frame that is neither in
+    actions/ nor one of the action's own `__init__`s."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and (
+            os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _FRAMEWORK
+            or (frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is action)):
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno
+
+
 class Action:
-    """One route. Subclasses set the class attributes and implement `run`."""
-    method: ClassVar[str] = "POST"
-    path: ClassVar[str]               # under /v1, e.g. "/bot/{botId}/fetch"
-    summary: ClassVar[str] = ""
-    tag: ClassVar[str] = ""
-    body: ClassVar[type | None] = None      # msgspec Struct of the JSON body
-    response: ClassVar[type | None] = None  # msgspec Struct of the JSON answer
-    item: ClassVar[type | None] = None      # set on lists: the JSONL `item` data
-    query_params: ClassVar[tuple[Param, ...]] = ()
-    public: ClassVar[bool] = False          # served without a token
+    """One route. A subclass sets what is fixed for it as class attributes and
+    implements `run`; the flags that vary per route are given where it is made."""
+    method: str = "POST"
+    path: str = ""                     # under /v1, e.g. "/bot/{botId}/fetch"
+    summary: str = ""
+    tag: str = ""
+    body: type | None = None           # msgspec Struct of the JSON body
+    query: type | None = None          # msgspec Struct of the query string
+    response: type | None = None       # msgspec Struct of the JSON answer
+    item: type | None = None           # lists: the JSONL `item` data
+    events: Any = None                 # streams: a tagged struct (or union) per JSONL line
+    public: bool = False               # served without a token
     # A conversation-bound session token (widgets) may call this action for its own
     # conversation: the route's {conversationId} must be the session's conversation.
-    session: ClassVar[bool] = False
+    session: bool = False
+    budget: str | None = None          # "messages" or "history": a rate-limit budget besides the general one
+    changes_credentials: bool = False  # changes tokens or accounts: the token cache forgets at once
 
-    @property
-    def resource(self) -> str:
-        return self.path.strip("/").rsplit("/", 1)[0]
+    def __init__(self, path: str | None = None, *, summary: str | None = None, session: bool | None = None,
+                 budget: str | None = None, changes_credentials: bool | None = None) -> None:
+        if path is not None:
+            self.path = path
+        if not self.path.startswith("/"):
+            raise ValueError(f"{type(self).__name__}: a route path starts with / (got {self.path!r})")
+        if summary is not None:
+            self.summary = summary
+        if session is not None:
+            self.session = session
+        if budget is not None:
+            self.budget = budget
+        if changes_credentials is not None:
+            self.changes_credentials = changes_credentials
+        self.declared_at = _declared_at(self)
 
     @property
     def operation(self) -> str:
@@ -91,16 +135,6 @@ class Action:
 
     async def run(self, ctx: Context, call: Call) -> Any:
         raise NotImplementedError
-
-
-REGISTRY: list[Action] = []
-
-
-def register(*actions: Action) -> None:
-    for action in actions:
-        if any(a.path == action.path for a in REGISTRY):
-            raise RuntimeError(f"route registered twice: {action.path}")
-        REGISTRY.append(action)
 
 
 def hash_secret(secret: str) -> bytes:
@@ -113,7 +147,6 @@ def now_ms() -> int:
 
 def decode(data: bytes | str | Any, type_: type) -> Any:
     """JSON bytes (or already-decoded values) into a struct; errors name the field."""
-    from ..errors import BadRequest
     try:
         if isinstance(data, (bytes, str)):
             return msgspec.json.decode(data, type=type_)
@@ -126,3 +159,16 @@ def decode(data: bytes | str | Any, type_: type) -> Any:
         raise BadRequest("the request body is not valid UTF-8") from None
     except RecursionError:
         raise BadRequest("the request body is nested too deeply") from None
+
+
+def decode_query(pairs: list[tuple[str, str]], type_: type) -> Any:
+    """Query pairs into the action's query struct (strings converted: strict=False).
+
+    `meta.<key>=value` and `meta[key]=value` are taken out first into one `meta`
+    object (the dot form is what the official SDKs send). The last of repeated keys
+    wins; keys the struct does not name are ignored."""
+    values = gather(pairs, "meta" in type_.__struct_fields__)
+    try:
+        return msgspec.convert(values, type=type_, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid query: {exc}") from None

@@ -1,15 +1,16 @@
-"""Field types shared by the resource structs: bounded strings, meta, ids.
+"""What every resource struct shares: the Item and Body bases, bounded strings,
+meta and its limits, ids.
 
 The bounds are the API's promises; the spec states them because msgspec puts them
-in the JSON Schema it generates."""
+in the JSON Schema it generates. Meta limits are checked by the structs themselves
+(`__post_init__`; msgspec reports the ValueError as a validation error at the
+field's path), so every body with a `meta` enforces them and nothing else must."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 import msgspec
-
-from ..errors import BadRequest
 
 META_MAX_KEYS = 50
 META_MAX_KEY_LENGTH = 40
@@ -39,19 +40,60 @@ _encode = msgspec.json.encode
 
 
 def check_meta(meta: dict[str, Any], where: str = "meta", *, merge: bool = False) -> None:
-    """Raise BadRequest naming the offending key. With merge, null values (deletions) pass."""
+    """Raise ValueError naming the offending key. With merge, null values (deletions) pass."""
     if len(meta) > META_MAX_KEYS:
-        raise BadRequest(f"{where}: at most {META_MAX_KEYS} keys are allowed, got {len(meta)}")
+        raise ValueError(f"{where}: at most {META_MAX_KEYS} keys are allowed, got {len(meta)}")
     for key, value in meta.items():
         if not key or len(key) > META_MAX_KEY_LENGTH:
-            raise BadRequest(f"{where}: key {key[:60]!r} must be 1 to {META_MAX_KEY_LENGTH} characters long")
+            raise ValueError(f"{where}: key {key[:60]!r} must be 1 to {META_MAX_KEY_LENGTH} characters long")
         if isinstance(value, str):
             if len(value) > META_MAX_VALUE_LENGTH:
-                raise BadRequest(f"{where}.{key}: string values are at most {META_MAX_VALUE_LENGTH} characters")
-        elif value is None or isinstance(value, (bool, int, float)):
-            continue
-        elif len(_encode(value)) > META_MAX_VALUE_LENGTH:
-            raise BadRequest(f"{where}.{key}: values are at most {META_MAX_VALUE_LENGTH} characters as JSON")
+                raise ValueError(f"{where}.{key}: string values are at most {META_MAX_VALUE_LENGTH} characters")
+        elif value is not None and not isinstance(value, (bool, int, float)) \
+                and len(_encode(value)) > META_MAX_VALUE_LENGTH:
+            raise ValueError(f"{where}.{key}: values are at most {META_MAX_VALUE_LENGTH} characters as JSON")
+
+
+class Item(msgspec.Struct, rename="camel", omit_defaults=True):
+    """A stored resource as the wire shows it. Attribute names are column names;
+    absent (NULL) optional fields are omitted."""
+    id: str
+    created_at: int
+    updated_at: int
+
+
+class Body(msgspec.Struct, rename="camel", kw_only=True):
+    """A request body: unknown fields are ignored; wrong types are a 400 naming the
+    field; a `meta` object is held to the meta limits."""
+
+    def __post_init__(self) -> None:
+        meta = getattr(self, "meta", None)
+        if isinstance(meta, dict):
+            check_meta(meta)
+
+
+class UpdateBody(Body):
+    """An update body (actions/standard.py derives one per table): `meta` replaces,
+    `{"meta": {"$update": {...}}}` or a top-level `$update` merges (RFC 7386)."""
+    merge: MetaDict | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="$update")
+
+    def __post_init__(self) -> None:
+        meta = getattr(self, "meta", msgspec.UNSET)
+        if isinstance(meta, dict) and "$update" in meta:
+            if len(meta) != 1:
+                raise ValueError('meta: "$update" cannot be combined with other keys')
+            if not isinstance(meta["$update"], dict):
+                raise ValueError("meta.$update: must be an object")
+            if self.merge is not msgspec.UNSET:
+                raise ValueError('"$update" and "meta" cannot both be sent')
+            self.merge = meta["$update"]
+            self.meta = msgspec.UNSET
+        elif meta is not msgspec.UNSET and self.merge is not msgspec.UNSET:
+            raise ValueError('"$update" and "meta" cannot both be sent')
+        elif isinstance(meta, dict):
+            check_meta(meta)
+        if isinstance(self.merge, dict):
+            check_meta(self.merge, "$update", merge=True)
 
 
 class IdResponse(msgspec.Struct):

@@ -3,34 +3,27 @@
 A resource module describes its table (`Table`): the struct it answers with (whose
 attribute names are the column names; the wire names are their camelCase), the
 create struct (the update struct is derived from it), its parent for nested
-resources and the ids it refers to. The SQL below is built from those column lists
-once, at import time, and is always parameterised."""
+resources and the ids it refers to. It then makes each route with its literal path:
+`crud(TABLE, list="/bot/list", fetch="/bot/{botId}/fetch", ...)`, where any route
+may instead be an action of its own (an override) or be left out. The SQL below is
+built from the column lists once, and is always parameterised."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
+from ..errors import NotFound
 from .auth import enforce_limit
-from .base import Action, Call, Context, Param, Stream, now_ms
-from ..errors import BadRequest, NotFound
-from .fields import META_MAX_KEYS, MetaDict, IdResponse, check_meta
-from .ids import is_id, new_id
+from .base import Action, Call, Context, Stream, now_ms
+from .fields import META_MAX_KEYS, IdResponse, UpdateBody
+from .ids import new_id
+from .query import ListQuery, PageQuery, camel, list_query
+from .stream import item_lines
 
-TAKE_DEFAULT = 25
-TAKE_MAX = 100
 STREAM_BATCH = 500  # rows per keyset batch of a JSONL stream: memory stays constant
-
-_ENCODE = msgspec.json.encode
-_META_FILTER = re.compile(r"^meta(?:\.([^\[\].]+)|\[([^\[\]]+)\])$")
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 @dataclass(frozen=True)
@@ -49,30 +42,39 @@ class Table:
     noun: str                       # "bot"; the id parameter is noun + "Id"
     item: type                      # response struct; attribute names = column names
     create: type                    # create body struct
-    path: str                       # route prefix under /v1, "/bot" or "/dataset/{datasetId}/record"
     tag: str
     parent: Parent | None = None
     refs: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (table, noun)
     filters: tuple[str, ...] = ()   # extra equality filters on list (column names)
     defaults: dict[str, Callable[[], Any]] = field(default_factory=dict)  # column -> factory
     owner: str = "account_id"       # the column naming the owning account (partner users: parent_id)
+    # Rows owned through their parent: the caller owns the parent, not the row (a
+    # child account's tokens belong to the child; its parent manages them).
+    through_parent: bool = False
+    updatable: tuple[str, ...] | None = None  # the create fields update may change (default: all)
+    meta_filter: bool = True        # lists filter by meta (the table has a GIN index on meta)
 
     def __post_init__(self) -> None:
         self.columns = tuple(self.item.__struct_fields__)
         self.select = ", ".join(self.columns)
         self.id_param = self.noun + "Id"
-        self.update = update_struct(self.create, self.noun, set(self.defaults))
-        self.writable = tuple(f for f in self.create.__struct_fields__)
-        owner = [f"{self.owner} = $2"]
-        if self.parent:
-            owner.append(f"{self.parent.column} = $3")
-        where = " AND ".join(["id = $1", *owner])
+        self.writable = tuple(self.create.__struct_fields__)
+        self.update = update_struct(self.create, self.noun, set(self.defaults), self.updatable)
+        self.query = list_query(self.noun, self.filters, self.meta_filter)
+        # $1 the row's id, $2 the caller's account, $3 the parent's id
+        if self.parent is None:
+            where = f"id = $1 AND {self.owner} = $2"
+        elif self.through_parent:
+            p = self.parent
+            where = (f"id = $1 AND {p.column} = $3 AND EXISTS "
+                     f"(SELECT 1 FROM {p.table} WHERE id = $3 AND {p.owner} = $2)")
+        else:
+            where = f"id = $1 AND {self.owner} = $2 AND {self.parent.column} = $3"
         self.fetch_sql = f"SELECT {self.select} FROM {self.name} WHERE {where}"
         self.delete_sql = f"DELETE FROM {self.name} WHERE {where} RETURNING id"
-        self.exists_sql = f"SELECT 1 FROM {self.name} WHERE {where}"
         self.update_where = where
         inserted = ["id", self.owner, "created_at", "updated_at"]
-        if self.parent:
+        if self.parent and self.parent.column not in inserted:
             inserted.append(self.parent.column)
         inserted += [c for c in self.writable if c not in inserted]
         self.insert_columns = tuple(inserted)
@@ -83,8 +85,17 @@ class Table:
     def row_to_item(self, row) -> Any:
         return self.item(*row)
 
+    def key_args(self, ctx: Context, call: Call) -> list[Any]:
+        """$1, $2 (and $3) of fetch, update and delete."""
+        args = [call.params[self.id_param], ctx.account_id]
+        if self.parent:
+            args.append(call.params[self.parent.param])
+        return args
+
     def list_sql(self, scope_column: str, desc: bool, cursor: bool, meta: bool,
                  filters: tuple[str, ...]) -> str:
+        """One keyset page: `scope_column = $1` (the owner, or the parent for nested
+        lists), the owner `= $2` unless that is the scope, then cursor, meta, filters."""
         key = (scope_column, desc, cursor, meta, filters)
         sql = self._list_sql.get(key)
         if sql is None:
@@ -108,83 +119,33 @@ class Table:
         return sql
 
 
-def update_struct(create: type, noun: str, not_null: set[str] = frozenset()) -> type:
+def update_struct(create: type, noun: str, not_null: set[str], only: tuple[str, ...] | None = None) -> type:
     """The update body: every create field optional (UNSET = leave alone); fields the
     create struct may omit can also be cleared with null (unless the column has a
-    default and is never NULL); plus a top-level `$update`."""
+    default and is never NULL); plus a top-level `$update` (UpdateBody)."""
     fields = []
     for f in msgspec.structs.fields(create):
-        annotation = f.type
-        if f.required or f.name in not_null:
-            annotation = annotation | msgspec.UnsetType
-        else:
-            annotation = annotation | None | msgspec.UnsetType
+        if only is not None and f.name not in only:
+            continue
+        annotation = f.type | msgspec.UnsetType
+        if not (f.required or f.name in not_null):
+            annotation = annotation | None
         fields.append((f.name, annotation, msgspec.UNSET))
-    fields.append(("merge", MetaDict | msgspec.UnsetType, msgspec.field(default=msgspec.UNSET, name="$update")))
-    return msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}Update", fields,
+    return msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}Update", fields, bases=(UpdateBody,),
                              rename="camel", kw_only=True)
 
 
-# --- list parameters --------------------------------------------------------
-
-@dataclass(slots=True)
-class ListQuery:
-    desc: bool = True
-    cursor: str | None = None
-    take: int = TAKE_DEFAULT
-    meta: dict[str, str] | None = None
-    filters: dict[str, str] = field(default_factory=dict)
+_LIST_RESPONSES: dict[type, type] = {}
 
 
-LIST_PARAMS = (
-    Param("cursor", {"type": "string"}, "The id of the last item of the previous page"),
-    Param("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
-          "Order by creation time"),
-    Param("take", {"type": "integer", "minimum": 1, "maximum": TAKE_MAX, "default": TAKE_DEFAULT},
-          f"Items per page (default {TAKE_DEFAULT}, at most {TAKE_MAX})"),
-    Param("meta", {"type": "object", "additionalProperties": {"type": "string"}},
-          "Meta filters, `meta.<key>=<value>` (or `meta[key]=value`); all must match", "deepObject"),
-)
-
-
-def parse_list_query(pairs: list[tuple[str, str]], filters: tuple[str, ...] = ()) -> ListQuery:
-    q = ListQuery()
-    wire_filters = {camel(c): c for c in filters}
-    for key, value in pairs:
-        if key == "cursor":
-            if value:
-                if not is_id(value):
-                    raise BadRequest("cursor: not a valid cursor")
-                q.cursor = value
-        elif key == "order":
-            if value not in ("asc", "desc"):
-                raise BadRequest("order: must be 'asc' or 'desc'")
-            q.desc = value == "desc"
-        elif key == "take":
-            if not (value.isascii() and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= TAKE_MAX):
-                raise BadRequest(f"take: must be an integer from 1 to {TAKE_MAX}")
-            q.take = int(value)
-        elif key in wire_filters:
-            if len(value) > 256:
-                raise BadRequest(f"{key}: too long")
-            q.filters[wire_filters[key]] = value
-        elif key.startswith("meta"):
-            m = _META_FILTER.match(key)
-            if m is None:
-                raise BadRequest(f"{key[:60]}: meta filters are meta.<key>=<value> or meta[key]=value")
-            name = m.group(1) or m.group(2)
-            if q.meta is None:
-                q.meta = {}
-            q.meta[name] = value
-    if q.meta:
-        check_meta(q.meta, "meta filter")
-    return q
-
-
-# --- the actions ------------------------------------------------------------
-
-def _scope(table: Table, parent: Parent | None) -> str:
-    return parent.column if parent else table.owner
+def list_response(item: type, noun: str) -> type:
+    """`{items, cursor}` for one item struct (one per item type: the spec names it once)."""
+    if item not in _LIST_RESPONSES:
+        _LIST_RESPONSES[item] = msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}List", [
+            ("items", list[item]),  # type: ignore[valid-type]
+            ("cursor", str | msgspec.UnsetType, msgspec.UNSET),
+        ])
+    return _LIST_RESPONSES[item]
 
 
 async def require_parent(conn, parent: Parent | None, ctx: Context, call: Call) -> None:
@@ -197,63 +158,31 @@ async def require_parent(conn, parent: Parent | None, ctx: Context, call: Call) 
         raise NotFound(f"{parent.noun} not found")
 
 
-def _list_args(table: Table, parent: Parent | None, ctx: Context, call: Call, q: ListQuery,
-               cursor: str | None, limit: int) -> tuple[str, list]:
-    args: list[Any] = [call.params[parent.param]] if parent else []
-    args.append(ctx.account_id)
-    if cursor:
-        args.append(cursor)
-    if q.meta:
-        args.append(q.meta)
-    filters = tuple(sorted(q.filters))
-    args.extend(q.filters[c] for c in filters)
-    args.append(limit)
-    sql = table.list_sql(_scope(table, parent), q.desc, cursor is not None, bool(q.meta), filters)
-    return sql, args
-
-
-_LIST_RESPONSES: dict[type, type] = {}
-
-
-def list_response(item: type, noun: str) -> type:
-    """`{items, cursor}` for one item struct (one per item type: the spec names it once)."""
-    if item not in _LIST_RESPONSES:
-        _LIST_RESPONSES[item] = msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}List", [
-            ("items", list[item]),
-            ("cursor", str | msgspec.UnsetType, msgspec.UNSET),
-        ])
-    return _LIST_RESPONSES[item]
-
-
 class ListAction(Action):
     """A keyset page, or with Accept: application/jsonl the whole collection."""
     method = "GET"
-    query_params = LIST_PARAMS
 
-    def __init__(self, table: Table, *, path: str | None = None, parent: Parent | None = None,
-                 summary: str | None = None) -> None:
+    def __init__(self, table: Table, path: str, *, parent: Parent | None = None, **flags: Any) -> None:
+        super().__init__(path, **flags)
         self.table = table
         self.list_parent = parent if parent is not None else table.parent
-        self.path = path or f"{table.path}/list"
-        self.tag = table.tag
-        self.summary = summary or f"List {table.noun} items"
+        self.tag = self.tag or table.tag
+        self.summary = self.summary or f"List {table.noun} items"
         self.item = table.item
+        self.query = self.query or table.query
         self.response = list_response(table.item, table.noun)
-        extra = tuple(Param(camel(c), {"type": "string"}, f"Only items whose {camel(c)} equals this")
-                      for c in table.filters)
-        self.query_params = LIST_PARAMS + extra
 
     async def run(self, ctx: Context, call: Call) -> Any:
-        q = parse_list_query(call.query, self.table.filters)
+        q = call.query
         if call.jsonl:
             # The first batch is read before the 200 goes out, so a bad request is
             # still a 4xx answer rather than an error line in a 200 stream.
             async with ctx.pool.connection() as conn:
                 await require_parent(conn, self.list_parent, ctx, call)
-                sql, args = self.query(ctx, call, q, q.cursor, STREAM_BATCH)
+                sql, args = self.select(ctx, call, q, q.cursor, STREAM_BATCH)
                 first = await conn.fetch(sql, *args)
             return Stream(self.stream(ctx, call, q, first))
-        sql, args = self.query(ctx, call, q, q.cursor, q.take + 1)
+        sql, args = self.select(ctx, call, q, q.cursor, q.take + 1)
         async with ctx.pool.connection() as conn:
             await require_parent(conn, self.list_parent, ctx, call)
             rows = await conn.fetch(sql, *args)
@@ -263,44 +192,52 @@ class ListAction(Action):
         cursor = items[-1].id if len(rows) > q.take else msgspec.UNSET
         return self.response(items=items, cursor=cursor)
 
-    def query(self, ctx: Context, call: Call, q: ListQuery, cursor: str | None, limit: int) -> tuple[str, list]:
+    def select(self, ctx: Context, call: Call, q: PageQuery, cursor: str | None, limit: int) -> tuple[str, list]:
         """The SQL and arguments of one keyset page; lists over a join override this."""
-        return _list_args(self.table, self.list_parent, ctx, call, q, cursor, limit)
+        t, parent = self.table, self.list_parent
+        args: list[Any] = [call.params[parent.param]] if parent else []
+        scope = parent.column if parent else t.owner
+        if scope != t.owner or parent is None:
+            args.append(ctx.account_id)  # through-parent rows: the parent's ownership was checked
+        if cursor:
+            args.append(cursor)
+        meta = q.meta if isinstance(q, ListQuery) else None
+        if meta:
+            args.append(meta)
+        filters = tuple(c for c in t.filters if getattr(q, c, None) is not None)
+        args.extend(getattr(q, c) for c in filters)
+        args.append(limit)
+        return t.list_sql(scope, q.desc, cursor is not None, bool(meta), filters), args
 
-    async def stream(self, ctx: Context, call: Call, q: ListQuery, rows: list) -> AsyncIterator[bytes]:
+    async def stream(self, ctx: Context, call: Call, q: PageQuery, rows: list) -> AsyncIterator[bytes]:
         make = self.table.row_to_item
-        while True:
-            if not rows:
-                return
-            yield b"".join(b'{"type":"item","data":' + _ENCODE(make(r)) + b"}\n" for r in rows)
+        while rows:
+            yield item_lines(make(r) for r in rows)
             if len(rows) < STREAM_BATCH:
                 return
-            sql, args = self.query(ctx, call, q, rows[-1]["id"], STREAM_BATCH)
+            sql, args = self.select(ctx, call, q, rows[-1]["id"], STREAM_BATCH)
             rows = await ctx.pool.fetch(sql, *args)
 
 
 class ExportAction(ListAction):
-    def __init__(self, table: Table, **kw) -> None:
-        super().__init__(table, path=f"{table.path}/export",
-                         summary=f"Export {table.noun} items", **kw)
+    def __init__(self, table: Table, path: str, **flags: Any) -> None:
+        super().__init__(table, path, **flags)
+        self.summary = flags.get("summary") or f"Export {table.noun} items"
 
 
 class FetchAction(Action):
     method = "GET"
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, path: str, **flags: Any) -> None:
+        super().__init__(path, **flags)
         self.table = table
-        self.path = f"{table.path}/{{{table.id_param}}}/fetch"
-        self.tag = table.tag
-        self.summary = f"Fetch a {table.noun}"
+        self.tag = self.tag or table.tag
+        self.summary = self.summary or f"Fetch a {table.noun}"
         self.response = table.item
 
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
-        args = [call.params[t.id_param], ctx.account_id]
-        if t.parent:
-            args.append(call.params[t.parent.param])
-        row = await ctx.pool.fetchrow(t.fetch_sql, *args)
+        row = await ctx.pool.fetchrow(t.fetch_sql, *t.key_args(ctx, call))
         if row is None:
             raise NotFound(f"{t.noun} not found")
         return t.row_to_item(row)
@@ -321,12 +258,12 @@ async def check_refs(conn, table: Table, ctx: Context, values: dict[str, Any]) -
 class CreateAction(Action):
     response = IdResponse
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, path: str, **flags: Any) -> None:
+        super().__init__(path, **flags)
         self.table = table
-        self.path = f"{table.path}/create"
-        self.tag = table.tag
-        self.summary = f"Create a {table.noun}"
-        self.body = table.create
+        self.tag = self.tag or table.tag
+        self.summary = self.summary or f"Create a {table.noun}"
+        self.body = self.body or table.create
 
     def values(self, ctx: Context, call: Call) -> dict[str, Any]:
         """Column values to insert; resource subclasses add what is special."""
@@ -338,9 +275,7 @@ class CreateAction(Action):
             values[t.parent.column] = call.params[t.parent.param]
         for name in t.writable:
             values[name] = getattr(body, name)
-        if getattr(body, "meta", None) is not None:
-            check_meta(body.meta)
-        else:
+        if values.get("meta") is None:
             values["meta"] = {}
         for column, make in t.defaults.items():
             if values.get(column) is None:
@@ -364,43 +299,21 @@ class CreateAction(Action):
 class UpdateAction(Action):
     response = IdResponse
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, path: str, **flags: Any) -> None:
+        super().__init__(path, **flags)
         self.table = table
-        self.path = f"{table.path}/{{{table.id_param}}}/update"
-        self.tag = table.tag
-        self.summary = f"Update a {table.noun}"
+        self.tag = self.tag or table.tag
+        self.summary = self.summary or f"Update a {table.noun}"
         self.body = table.update
         self._sql: dict[tuple, str] = {}
 
-    def changes(self, call: Call) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """(columns to set, meta merge patch or None), from the fields the body sent."""
-        body = call.body
-        sets: dict[str, Any] = {}
-        merge = None
-        for name in self.table.writable:
-            value = getattr(body, name)
-            if value is not msgspec.UNSET:
-                sets[name] = value
-        meta = sets.get("meta", msgspec.UNSET)
-        if meta is None:
+    def changes(self, body: Any) -> dict[str, Any]:
+        """The columns the body sets (UNSET fields are left alone; null meta is {})."""
+        sets = {name: value for name in self.table.update.__struct_fields__
+                if name != "merge" and (value := getattr(body, name)) is not msgspec.UNSET}
+        if "meta" in sets and sets["meta"] is None:
             sets["meta"] = {}
-        elif meta is not msgspec.UNSET:
-            if "$update" in meta:
-                if len(meta) != 1:
-                    raise BadRequest('meta: "$update" cannot be combined with other keys')
-                merge = meta["$update"]
-                if not isinstance(merge, dict):
-                    raise BadRequest('meta.$update: must be an object')
-                del sets["meta"]
-            else:
-                check_meta(meta)
-        if body.merge is not msgspec.UNSET:
-            if merge is not None or "meta" in sets:
-                raise BadRequest('"$update" and "meta" cannot both be sent')
-            merge = body.merge
-        if merge is not None:
-            check_meta(merge, "$update", merge=True)
-        return sets, merge
+        return sets
 
     def sql(self, columns: tuple[str, ...], merge: bool) -> str:
         key = (columns, merge)
@@ -420,12 +333,10 @@ class UpdateAction(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
-        sets, merge = self.changes(call)
+        sets = self.changes(call.body)
+        merge = call.body.merge if call.body.merge is not msgspec.UNSET else None
         columns = tuple(sets)
-        args: list[Any] = [call.params[t.id_param], ctx.account_id]
-        if t.parent:
-            args.append(call.params[t.parent.param])
-        args.extend(sets[c] for c in columns)
+        args = t.key_args(ctx, call) + [sets[c] for c in columns]
         if merge is not None:
             args.append(merge)
         args.append(now_ms())
@@ -440,27 +351,50 @@ class UpdateAction(Action):
 class DeleteAction(Action):
     response = IdResponse
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, path: str, **flags: Any) -> None:
+        super().__init__(path, **flags)
         self.table = table
-        self.path = f"{table.path}/{{{table.id_param}}}/delete"
-        self.tag = table.tag
-        self.summary = f"Delete a {table.noun}"
+        self.tag = self.tag or table.tag
+        self.summary = self.summary or f"Delete a {table.noun}"
 
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
-        args = [call.params[t.id_param], ctx.account_id]
-        if t.parent:
-            args.append(call.params[t.parent.param])
-        deleted = await ctx.pool.fetchval(t.delete_sql, *args)
+        deleted = await ctx.pool.fetchval(t.delete_sql, *t.key_args(ctx, call))
         if deleted is None:
             raise NotFound(f"{t.noun} not found")
         return IdResponse(id=deleted)
 
 
-def crud(table: Table, *, export: bool = False) -> list[Action]:
-    """The standard set of actions for a table."""
-    actions: list[Action] = [ListAction(table), FetchAction(table), CreateAction(table),
-                             UpdateAction(table), DeleteAction(table)]
-    if export:
-        actions.append(ExportAction(table))
+async def count_owned(conn, account_id: str, tables: dict[str, str]) -> dict[str, int]:
+    """How many rows of each table an account owns ({table: its owner column}), in one
+    statement; each count is served by the table's owner index."""
+    selects = ", ".join(f"(SELECT count(*) FROM {t} WHERE {owner} = $1) AS {t}" for t, owner in tables.items())
+    row = await conn.fetchrow(f"SELECT {selects}", account_id)
+    return {t: int(row[t]) for t in tables}
+
+
+async def daily_counts(conn, table: str, account_id: str, since: int) -> list:
+    """Rows an account made per UTC day since `since` ms: (date, total) rows, oldest first."""
+    return await conn.fetch(f"SELECT created_at / 86400000 * 86400000 AS date, count(*) AS total FROM {table} "
+                            "WHERE account_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1", account_id, since)
+
+
+_STANDARD: dict[str, type] = {"list": ListAction, "fetch": FetchAction, "create": CreateAction,
+                              "update": UpdateAction, "delete": DeleteAction, "export": ExportAction}
+
+
+def crud(table: Table, **routes: str | Action | None) -> list[Action]:
+    """The standard actions of a table, each given its literal path (`fetch=
+    "/bot/{botId}/fetch"`), or an action of its own in its place (an override).
+    Routes not named are not served."""
+    actions: list[Action] = []
+    for operation, route in routes.items():
+        if route is None:
+            continue
+        if isinstance(route, Action):
+            actions.append(route)
+            continue
+        if route.rsplit("/", 1)[-1] != operation:
+            raise ValueError(f"crud({table.noun}): the {operation} route must end in /{operation}, got {route}")
+        actions.append(_STANDARD[operation](table, route))
     return actions

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 import httpx
 import msgspec
 
 from ..errors import ModelError, ModelUnavailable
+from . import http
+from .provider import EmbeddingsInfo, Timeouts
 
 log = logging.getLogger("botkit.engine")
 MAX_CHARS = 8000  # per text sent (about the 8k-token input of common embedding models)
-
-
-@dataclass(frozen=True)
-class EmbeddingsInfo:
-    model: str
-    base_url: str
-    api_key: str | None = None
 
 
 class _Item(msgspec.Struct):
@@ -41,19 +35,18 @@ class _Answer(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Answer).decode
 
 
-async def embed(info: EmbeddingsInfo, texts: list[str], *, connect_timeout: float = 5, read_timeout: float = 30,
-                retries: int = 2) -> list[list[float]]:
-    from .openai import _client
+async def embed(info: EmbeddingsInfo, texts: list[str], bounds: Timeouts) -> list[list[float]]:
     headers = {"Content-Type": "application/json"}
     if info.api_key:
         headers["Authorization"] = f"Bearer {info.api_key}"
     body = msgspec.json.encode({"model": info.model, "input": [t[:MAX_CHARS] or " " for t in texts]})
-    timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout)
+    timeout = http.timeout(bounds)
+    retries = bounds.retries
     attempt = 0
     while True:
         attempt += 1
         try:
-            response = await _client().post(f"{info.base_url}/embeddings", content=body, headers=headers,
+            response = await http.client().post(f"{info.base_url}/embeddings", content=body, headers=headers,
                                             timeout=timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
             if attempt > retries:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Any, AsyncIterator
 
 import anyio
@@ -21,8 +20,8 @@ import httpx
 import msgspec
 
 from ..errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
-from .models import Registry
-from .provider import Finish, ModelRequest, Reasoning, ToolCall
+from . import http
+from .provider import Finish, ModelRequest, Reasoning, Timeouts, ToolCall
 
 log = logging.getLogger("botkit.engine")
 
@@ -61,18 +60,6 @@ class _Chunk(msgspec.Struct):
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
-
-
-def _client() -> httpx.AsyncClient:
-    """One pooled client per event loop (keep-alive connections to the provider)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-                                   follow_redirects=False)
-        _clients[loop] = client
-    return client
 
 
 def request_body(req: ModelRequest) -> dict[str, Any]:
@@ -104,20 +91,19 @@ def _upstream_message(raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace") or "no detail"
 
 
-async def stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Reasoning | Finish]:
+async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Reasoning | Finish]:
     info = req.model
     url = f"{info.base_url}/chat/completions"
     headers = {"Accept": "text/event-stream"}
     if info.api_key:
         headers["Authorization"] = f"Bearer {info.api_key}"
     content = msgspec.json.encode(request_body(req))
-    timeout = httpx.Timeout(connect=reg.connect_timeout, read=reg.read_timeout, write=reg.connect_timeout,
-                            pool=reg.connect_timeout)
-    client = _client()
+    timeout = http.timeout(bounds)
+    client = http.client()
     attempt = 0
     while True:
         attempt += 1
-        last = attempt > reg.retries
+        last = attempt > bounds.retries
         started = False
         request = client.build_request("POST", url, content=content, timeout=timeout,
                                        headers={**headers, "Content-Type": "application/json"})
@@ -153,7 +139,7 @@ async def stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Reason
                 yield item
             return
         except httpx.ReadTimeout:
-            raise ModelTimeout(f"the model did not answer within {reg.read_timeout:g} s") from None
+            raise ModelTimeout(f"the model did not answer within {bounds.read:g} s") from None
         except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
             if started or last:
                 raise ModelError(f"the model stream broke off ({type(exc).__name__})") from None

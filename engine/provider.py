@@ -1,4 +1,5 @@
-"""What every model provider is given and what it streams back.
+"""The engine's plain data, at the bottom of its imports: what a model is, what a
+model string sets, and what every model provider is given and streams back.
 
 A provider's `stream(request)` is an async iterator of `str` (a text token, as the
 model produced it) and `Reasoning` pieces, ending with one `Finish`."""
@@ -8,7 +9,51 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import ModelInfo, Params
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str                     # the name requests use
+    provider: str                 # "botkit", "openai", "openai-compatible", ...
+    family: str
+    max_tokens: int               # the context window (input + output)
+    max_input_tokens: int
+    max_output_tokens: int
+    upstream: str = ""            # the model name sent to the provider
+    base_url: str | None = None   # None: the embedded retrieval responder
+    api_key: str | None = None
+    description: str = ""
+    created_at: int = 0
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url is None
+
+
+@dataclass
+class Params:
+    """What a model string sets (None: the model's default)."""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    interaction_max_messages: int | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingsInfo:
+    """An OpenAI-compatible `/embeddings` endpoint and the model it serves."""
+    model: str
+    base_url: str
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every upstream call's bounds: connect, each chunk's read, and retries."""
+    connect: float = 5.0
+    read: float = 60.0
+    retries: int = 2
 
 
 @dataclass(slots=True)

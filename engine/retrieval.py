@@ -1,57 +1,277 @@
-"""The embedded default model: a retrieval responder, not a generative model.
+"""Retrieval: the records of a dataset that best match a query, in PostgreSQL itself
+(what `dataset/{datasetId}/search` answers and what a completion puts in its
+context). Full-text
+search (english stemming, a stored tsvector kept by the INSERT, so a record is
+searchable as soon as its create returns) and pg_trgm word similarity for typos and
+partial words.
 
-It needs no network and no weights, so `make run` answers out of the box. It
-streams back the dataset records that best match the user's message (the engine
-retrieved them for the context, exactly as it does for a real model), and says
-plainly when nothing matches and that no generative model is configured. It never
-calls functions."""
+Score, from 0 to 1: 0.75 × the share of the query's words (stemmed, stop words
+left out) that the record contains + 0.25 × pg_trgm word_similarity(query, record).
+A record that contains more of the query's words always outranks one that contains
+fewer (for queries of up to three words; beyond that, nearly always). A query of
+stop words only is scored by word similarity alone. The dataset's searchMinScore,
+searchMaxRecords and searchMaxTokens bound the answer (defaults below).
+
+With an embeddings endpoint configured (engine/embeddings.py) and pgvector present,
+the nearest records by cosine distance join the candidates and the score becomes
+0.5 × the lexical score above + 0.5 × cosine similarity."""
 
 from __future__ import annotations
 
+import logging
+import math
 import re
-from typing import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import asyncpg
+import msgspec
+
+from ..errors import ApiError, BadRequest
 from . import tokens
-from .models import RETRIEVAL_MODEL
-from .provider import Finish, ModelRequest
+from .embeddings import embed, vector_literal
+from .provider import EmbeddingsInfo, Passage, Timeouts
 
-_PIECE = re.compile(r"\s*\S+")
-MAX_PASSAGES = 3
+log = logging.getLogger("botkit.engine")
 
+DEFAULT_MIN_SCORE = 0.0
+DEFAULT_MAX_RECORDS = 10
+DEFAULT_MAX_TOKENS = 3000
+QUERY_MAX_CHARS = 2000      # a longer query (e.g. a whole user message) is cut here for search
+CANDIDATES = 200            # best full-text candidates scored exactly
+FILTER_MAX_KEYS = 20
 
-def answer(req: ModelRequest) -> str:
-    note = (f"(This is botkit's built-in retrieval responder, not a generative model: "
-            f"no language model is configured")
-    if req.requested and req.requested != RETRIEVAL_MODEL:
-        note += f", so the requested model \"{req.requested[:80]}\" is not available"
-    note += ". Set BOTKIT_MODEL_BASE_URL and BOTKIT_MODELS to use one.)"
-    passages = [p for p in req.passages if p.text.strip()][:MAX_PASSAGES]
-    if not req.query.strip():
-        return "There is no user message to answer. " + note
-    if not passages:
-        return ("I found nothing in the knowledge base that matches your message. " + note)
-    parts = ["Here is what I found in the knowledge base that best matches your message:"]
-    for i, p in enumerate(passages, 1):
-        parts.append(f"{i}. {p.text.strip()}")
-    parts.append(note)
-    return "\n\n".join(parts)
+Filter = Annotated[dict[str, Any], msgspec.Meta(
+    description="Meta filters: `{key: value}` or `{key: {\"$eq\"|\"$ne\"|\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\": value}}`; "
+                f"all must hold; at most {FILTER_MAX_KEYS} keys")]
 
 
-async def stream(req: ModelRequest) -> AsyncIterator[str | Finish]:
-    text = answer(req)
-    if req.prefix and text.startswith(req.prefix):
-        text = text[len(req.prefix):]  # a continuation: go on where the last call stopped
-    budget = req.max_tokens
-    out = []
-    reason = "stop"
-    for m in _PIECE.finditer(text):
-        piece = m.group()
-        cost = tokens.count(piece)
-        if cost > budget:
-            reason = "length"
+class ScoredRecord(msgspec.Struct, omit_defaults=True):
+    id: str
+    text: str
+    score: float
+    source: str | None = None
+    meta: dict | None = None
+
+
+_LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text)::float8
+                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
+                                              SELECT unnest(tsvector_to_array(r.search))))::float8
+                          / cardinality(q.lex)
+                     + 0.25 * word_similarity($3, r.text)::float8
+           END"""
+
+_SQL = """
+WITH q AS (
+    SELECT tsvector_to_array(to_tsvector('english', $3)) AS lex,
+           NULLIF(replace(plainto_tsquery('english', $3)::text, ' & ', ' | '), '')::tsquery AS any_word
+), cand AS (
+    (SELECT r.id FROM records r, q
+      WHERE r.dataset_id = $1 AND r.account_id = $2 AND q.any_word IS NOT NULL AND r.search @@ q.any_word {filter}
+      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {candidates})
+    UNION
+    (SELECT r.id FROM records r
+      WHERE r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
+      ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+    {vector_candidates}
+)
+SELECT * FROM (
+    SELECT r.id, r.text, r.source, r.meta, {score} AS score
+      FROM cand JOIN records r USING (id) {vector_join}, q
+) s
+WHERE score >= $4
+ORDER BY score DESC, id
+LIMIT $5
+"""
+
+# With embeddings ($6 the model, $7 the query's vector): the nearest records join the
+# candidates, and the score is half lexical, half cosine similarity.
+_VECTOR_CANDIDATES = """UNION
+    (SELECT e.record_id FROM record_embeddings e JOIN records r ON r.id = e.record_id
+      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = $6 {filter}
+      ORDER BY e.embedding <=> $7::vector LIMIT 50)"""
+_VECTOR_JOIN = "LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $6"
+_VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding <=> $7::vector)), 0)"
+
+
+def _sql(filter_sql: str, vector: bool) -> str:
+    return _SQL.format(
+        filter=filter_sql, candidates=CANDIDATES,
+        vector_candidates=_VECTOR_CANDIDATES.format(filter=filter_sql) if vector else "",
+        vector_join=_VECTOR_JOIN if vector else "", score=_VECTOR_SCORE if vector else _LEXICAL)
+
+
+_MISSING = """
+SELECT r.id, r.text, md5(r.text) AS md5 FROM records r
+  LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $3 AND e.text_md5 = md5(r.text)
+ WHERE r.dataset_id = $1 AND r.account_id = $2 AND e.record_id IS NULL
+ ORDER BY r.id DESC LIMIT $4
+"""
+_UPSERT = """
+INSERT INTO record_embeddings (record_id, account_id, dataset_id, model, text_md5, embedding)
+SELECT $1, $2, $3, $4, $5, $6::vector WHERE EXISTS (SELECT 1 FROM records WHERE id = $1)
+ON CONFLICT (record_id) DO UPDATE
+   SET model = EXCLUDED.model, text_md5 = EXCLUDED.text_md5, embedding = EXCLUDED.embedding
+"""
+BACKFILL = 256  # records embedded per search, at most (the newest first)
+_embeddings_table: bool | None = None
+
+
+async def _query_vector(conn, account_id: str, dataset_id: str, query: str, info: EmbeddingsInfo | None,
+                        bounds: Timeouts) -> tuple[str, str] | None:
+    """(model, the query's vector) when embeddings are configured and stored; embeds
+    the dataset's records that have none (or a stale one) on the way."""
+    global _embeddings_table
+    if info is None:
+        return None
+    if _embeddings_table is None:
+        _embeddings_table = bool(await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL"))
+    if not _embeddings_table:
+        return None
+    missing = await conn.fetch(_MISSING, dataset_id, account_id, info.model, BACKFILL)
+    try:
+        vectors = await embed(info, [query] + [r["text"] for r in missing], bounds)
+    except ApiError as exc:
+        log.warning("dataset search without embeddings: %s", exc.message)
+        return None
+    if missing:
+        try:
+            await conn.executemany(_UPSERT, [(r["id"], account_id, dataset_id, info.model, r["md5"],
+                                              vector_literal(v)) for r, v in zip(missing, vectors[1:])])
+        except asyncpg.PostgresError as exc:  # e.g. a record deleted meanwhile
+            log.warning("storing record embeddings failed: %s", exc)
+    return info.model, vector_literal(vectors[0])
+
+
+# pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
+_THRESHOLD = "SET LOCAL pg_trgm.word_similarity_threshold = 0.3"
+
+_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _filter_sql(filter: dict[str, Any] | None, first: int) -> tuple[str, list[Any]]:
+    """AND-ed conditions on r.meta, with their arguments numbered from `first`."""
+    if not filter:
+        return "", []
+    if len(filter) > FILTER_MAX_KEYS:
+        raise BadRequest(f"filter: at most {FILTER_MAX_KEYS} keys")
+    sql: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any, cast: str) -> str:
+        args.append(value)
+        return f"${first + len(args) - 1}::{cast}"
+
+    for key, cond in filter.items():
+        if not key or len(key) > 40:
+            raise BadRequest(f"filter: key {key[:60]!r} must be 1 to 40 characters long")
+        op, value = "$eq", cond
+        if isinstance(cond, dict):
+            if len(cond) != 1 or next(iter(cond)) not in ("$eq", "$ne", *_OPS):
+                raise BadRequest(f"filter.{key}: use one of $eq, $ne, $gt, $gte, $lt, $lte")
+            op, value = next(iter(cond.items()))
+        if op in ("$eq", "$ne"):
+            if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 500):
+                raise BadRequest(f"filter.{key}: compare with a string (up to 500 characters), number or boolean")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+                raise BadRequest(f"filter.{key}: the number is too large")
+            if isinstance(value, str) and "\x00" in value:
+                raise BadRequest(f"filter.{key}: NUL characters are not allowed")
+            test = f"r.meta @> {arg({key: value}, 'jsonb')}"
+            sql.append(f"AND {test}" if op == "$eq" else f"AND NOT ({test})")
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise BadRequest(f"filter.{key}: {op} compares with a number")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise BadRequest(f"filter.{key}: the number is too large") from None
+            if not math.isfinite(number):
+                raise BadRequest(f"filter.{key}: the number is too large")
+            k = arg(key, "text")
+            sql.append(f"AND (CASE WHEN jsonb_typeof(r.meta -> {k}) = 'number' "
+                       f"THEN (r.meta ->> {k})::float8 {_OPS[op]} {arg(number, 'float8')} ELSE false END)")
+    return " ".join(sql), args
+
+
+def _bounded(value: float | None, default: int, most: int) -> int:
+    """A dataset setting as a count: unset → the default; at most `most` (also for inf)."""
+    if value is None or math.isnan(value):
+        return default
+    return int(min(value, most))
+
+
+def clean_query(text: str) -> str:
+    return text.replace("\x00", " ")[:QUERY_MAX_CHARS]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A dataset's search settings (None: the defaults above)."""
+    min_score: float | None = None
+    max_records: float | None = None
+    max_tokens: float | None = None
+
+
+async def search_records(conn, account_id: str, dataset_id: str, query: str, bounds: Bounds, *,
+                         embeddings: EmbeddingsInfo | None = None, timeouts: Timeouts = Timeouts(),
+                         filter: dict[str, Any] | None = None) -> list[ScoredRecord]:
+    """The best records of one dataset for `query`, best first, within the bounds."""
+    query = clean_query(query)
+    if not query.strip():
+        return []
+    limit = _bounded(bounds.max_records, DEFAULT_MAX_RECORDS, 1000)
+    if limit <= 0:
+        return []
+    budget = _bounded(bounds.max_tokens, DEFAULT_MAX_TOKENS, 10_000_000)
+    min_score = bounds.min_score
+    floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
+    vector = await _query_vector(conn, account_id, dataset_id, query, embeddings, timeouts)
+    base: list[Any] = [dataset_id, account_id, query, floor, limit, *(vector or ())]
+    where, extra = _filter_sql(filter, len(base) + 1)
+    sql = _sql(where, vector is not None)
+    async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction
+        await conn.execute(_THRESHOLD)
+        rows = await conn.fetch(sql, *base, *extra)
+    out: list[ScoredRecord] = []
+    used = 0
+    for r in rows:
+        cost = tokens.count(r["text"])
+        if out and used + cost > budget:
             break
-        budget -= cost
-        out.append(piece)
-        yield piece
-    prompt = sum(tokens.message_cost(str(m.get("content") or "")) for m in req.messages)
-    yield Finish(reason=reason, input_tokens=prompt, output_tokens=tokens.count("".join(out)))
+        if not out and cost > budget:  # the best record alone is over the budget: shortened
+            out.append(ScoredRecord(id=r["id"], text=tokens.truncate(r["text"], budget), score=round(float(r["score"]), 6),
+                                    source=r["source"], meta=r["meta"]))
+            break
+        used += cost
+        out.append(ScoredRecord(id=r["id"], text=r["text"], score=round(float(r["score"]), 6),
+                                source=r["source"], meta=r["meta"]))
+    return out
+
+
+def passages(records: list[ScoredRecord]) -> list[Passage]:
+    return [Passage(text=r.text, score=r.score, id=r.id, source=r.source, meta=r.meta) for r in records]
+
+
+_WORD = re.compile(r"\w+")
+_STOP = frozenset("a an and are as at be but by for from has have how i if in into is it its me my no not of on "
+                  "or our so than that the their them then there these they this to was we were what when where "
+                  "which who why will with you your".split())
+
+
+def rank_inline(query: str, texts: list[tuple[str, dict | None]], limit: int = DEFAULT_MAX_RECORDS) -> list[Passage]:
+    """Inline `extensions.datasets` records, scored in Python the same way in spirit:
+    0.75 × the share of the query's words a record contains + 0.25 × word overlap."""
+    words = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
+    if not words:
+        return []
+    out = []
+    for text, meta in texts:
+        have = set(_WORD.findall(text.lower()))
+        hit = len(words & have)
+        if not hit:
+            continue
+        score = 0.75 * hit / len(words) + 0.25 * hit / max(1, len(words | have))
+        out.append(Passage(text=text, score=round(score, 6), meta=meta))
+    out.sort(key=lambda p: -p.score)
+    return out[:limit]

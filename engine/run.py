@@ -14,10 +14,9 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from . import openai, retrieval, tokens
+from . import openai, responder, tokens
 from .context import DoesNotFit, Parts, fit
-from .models import ModelInfo, Params, Registry
-from .provider import Finish, ModelRequest, Reasoning
+from .provider import Finish, ModelInfo, ModelRequest, Params, Reasoning, Timeouts
 from .tools import Tool, definitions, definitions_cost, parse_arguments, run as run_tool
 
 DEFAULT_ITERATIONS = 6
@@ -35,15 +34,15 @@ class Limits:
 
 @dataclass
 class Job:
-    registry: Registry
+    """One completion to run, as plain data (engine/job.py builds it)."""
     model: ModelInfo
     params: Params
     requested: str
     parts: Parts
+    timeouts: Timeouts = field(default_factory=Timeouts)
     tools: list[Tool] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     query: str = ""
-    emit_context: bool = True
 
 
 @dataclass(slots=True)
@@ -63,10 +62,10 @@ class Outcome:
     messages: list[Message]   # the activity messages to store with the bot message
 
 
-def provider_stream(req: ModelRequest, reg: Registry) -> AsyncIterator[str | Reasoning | Finish]:
+def provider_stream(req: ModelRequest, timeouts: Timeouts) -> AsyncIterator[str | Reasoning | Finish]:
     if req.model.embedded:
-        return retrieval.stream(req)
-    return openai.stream(req, reg)
+        return responder.stream(req)
+    return openai.stream(req, timeouts)
 
 
 def prepare(job: Job):
@@ -107,7 +106,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
             break
         # the context message names the records the first call kept; it is emitted with
         # the first model output, so that a model failing before it is an HTTP error
-        if first_call and job.emit_context and fitted.passages:
+        if first_call and fitted.passages:
             pending.append(Message("context", "\n\n".join(p.text for p in fitted.passages), {
                 "records": [{"id": p.id, "score": round(p.score, 4)} if p.id else {"score": round(p.score, 4)}
                             for p in fitted.passages]}))
@@ -118,7 +117,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
                            requested=job.requested, prefix=turn_prefix)
         said: list[str] = []
         finish: Finish | None = None
-        async for item in provider_stream(req, job.registry):
+        async for item in provider_stream(req, job.timeouts):
             if pending:
                 for m in pending:
                     yield m

@@ -31,7 +31,6 @@ class Tool:
     has_result: bool = False
     result: Any = None        # a function's fixed result.data
     instruction: str = ""     # an ability's instruction
-    ability_id: str | None = None
 
 
 def tool_name(raw: str, taken: set[str]) -> str:

@@ -1,5 +1,24 @@
-"""One module per resource; importing this package registers every action."""
+"""One module per resource, each exporting its routes as ACTIONS; ROUTES is every
+route botkit serves, in the reference's order (by path), handed to the app and the
+spec builder alike (`botkit routes` prints it)."""
 
-from . import bot, contact, conversation, dataset, file, memory, partner, secret, skillset, task  # noqa: F401
-from . import completion, platform, search, usage  # noqa: F401  (the conversation engine's routes)
-from . import session  # noqa: F401  (last: it marks the session-allowed actions)
+from __future__ import annotations
+
+from ..actions.base import Action
+from . import (bot, completion, contact, conversation, dataset, file, memory, partner, platform, secret, skillset,
+               task, usage)
+
+_MODULES = (bot, completion, contact, conversation, dataset, file, memory, partner, platform, secret, skillset,
+            task, usage)
+
+
+def _ordered(actions: list[Action]) -> list[Action]:
+    seen: dict[str, Action] = {}
+    for action in actions:
+        if action.path in seen:
+            raise RuntimeError(f"two actions on one route: {action.path}")
+        seen[action.path] = action
+    return [seen[path] for path in sorted(seen)]
+
+
+ROUTES: list[Action] = _ordered([a for m in _MODULES for a in m.ACTIONS])

@@ -1,4 +1,5 @@
-"""Bots: a model, a backstory, a dataset and a skillset, under one id."""
+"""Bots: a model, a backstory, a dataset and a skillset, under one id; the session
+tokens that start a widget's conversation with one; a bot's usage."""
 
 from __future__ import annotations
 
@@ -6,52 +7,49 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
-from ..errors import NotFound
-from ..actions.fields import Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Alias, Body, Description, IdResponse, MetaDict, Name, Ref, Visibility
 from ..actions.ids import new_id
-from ..actions.standard import Table, crud, now_ms
-from .common import Body, Item
-from .rating import vote_actions
-
-# `(?![\s\S])` is "end of input" in both Python and ECMA regexes; `$` would also
-# match before a final newline in Python.
-ModelName = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])",
-                                        examples=["gpt-4o", "gpt-4o/temperature=0.2"])]
+from ..actions.standard import Table, crud
+from ..errors import NotFound
+from . import conversation
+from .common import BOT_CONFIG, BotConfig, Configured
+from .rating import VoteAction
+from .usage import UsageRange, tokens_in
 
 
-class Bot(Item):
-    meta: dict
+class Bot(Configured):
     alias: str | None = None
     name: str | None = None
     description: str | None = None
-    model: str | None = None
-    backstory: str | None = None
-    dataset_id: str | None = None
-    skillset_id: str | None = None
-    privacy: bool | None = None
-    moderation: bool | None = None
     blueprint_id: str | None = None
     visibility: str | None = None
 
 
-class BotCreate(Body):
+class BotCreate(BotConfig):
     alias: Alias | None = None
     name: Name | None = None
     description: Description | None = None
     meta: MetaDict | None = None
-    model: ModelName | None = None
-    backstory: LongText | None = None
-    dataset_id: Ref | None = None
-    skillset_id: Ref | None = None
-    privacy: bool | None = None
-    moderation: bool | None = None
     blueprint_id: Ref | None = None
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="bots", noun="bot", item=Bot, create=BotCreate, path="/bot", tag="Bot",
+TABLE = Table(name="bots", noun="bot", item=Bot, create=BotCreate, tag="Bot",
               refs={"dataset_id": ("datasets", "dataset"), "skillset_id": ("skillsets", "skillset")})
+
+_CONFIG_SQL = f"SELECT {', '.join(BOT_CONFIG)} FROM bots WHERE id = $1 AND account_id = $2"
+
+
+async def config(conn, account_id: str, bot_id: str) -> BotConfig | None:
+    """The bot's configuration (None: no such bot here)."""
+    row = await conn.fetchrow(_CONFIG_SQL, bot_id, account_id)
+    return BotConfig(**dict(row)) if row is not None else None
+
+
+async def exists(conn, account_id: str, bot_id: str) -> bool:
+    return await conn.fetchval("SELECT 1 FROM bots WHERE id = $1 AND account_id = $2", bot_id, account_id) is not None
+
 
 _CLONE_COLUMNS = [c for c in TABLE.insert_columns if c not in ("id", "account_id", "created_at", "updated_at")]
 _CLONE_SQL = (f"INSERT INTO bots (id, account_id, created_at, updated_at, {', '.join(_CLONE_COLUMNS)}) "
@@ -60,7 +58,6 @@ _CLONE_SQL = (f"INSERT INTO bots (id, account_id, created_at, updated_at, {', '.
 
 
 class CloneBot(Action):
-    path = "/bot/{botId}/clone"
     tag = "Bot"
     summary = "Clone a bot: a new bot with the same configuration"
     body = Body
@@ -73,4 +70,69 @@ class CloneBot(Action):
         return IdResponse(id=cloned)
 
 
-register(*crud(TABLE), CloneBot(), *vote_actions(TABLE))
+class BotSessionCreate(conversation.ConversationSessionCreate):
+    messages: Annotated[list[conversation.SeedMessage], msgspec.Meta(max_length=1000)] | None = None
+    meta: MetaDict | None = None
+
+
+class BotSessionCreated(msgspec.Struct, rename="camel", omit_defaults=True):
+    id: str
+    conversation_id: str
+    token: str
+    expires_at: int
+    messages: list[conversation.SeedMessage] | None = None
+
+
+class CreateBotSession(Action):
+    tag = "Bot"
+    summary = "Start a conversation with a bot and create a session token for it (for widgets)"
+    body = BotSessionCreate
+    response = BotSessionCreated
+
+    async def run(self, ctx: Context, call: Call) -> BotSessionCreated:
+        body: BotSessionCreate = call.body
+        bot_id = call.params["botId"]
+        seed = body.messages or []
+        async with ctx.pool.connection() as conn:
+            async with conn.transaction():
+                if not await exists(conn, ctx.account_id, bot_id):
+                    raise NotFound("bot not found")
+                conversation_id = await conversation.start_with_bot(conn, ctx, bot_id, body.meta or {}, seed)
+        _, token, expires_at = ctx.services.issue_session(ctx.account_id, conversation_id, body.duration_in_seconds)
+        return BotSessionCreated(id=bot_id, conversation_id=conversation_id, token=token, expires_at=expires_at,
+                              messages=seed or None)
+
+
+class BotUsage(msgspec.Struct):
+    tokens: int
+    conversations: int
+    messages: int
+
+
+class FetchBotUsage(Action):
+    method = "GET"
+    tag = "Bot"
+    summary = "A bot's usage: tokens, conversations and messages (optionally in a time range)"
+    query = UsageRange
+    response = BotUsage
+
+    async def run(self, ctx: Context, call: Call) -> BotUsage:
+        r: UsageRange = call.query
+        bot_id = call.params["botId"]
+        async with ctx.pool.connection() as conn:
+            if not await exists(conn, ctx.account_id, bot_id):
+                raise NotFound("bot not found")
+            conversations, messages = await conversation.bot_counts(conn, ctx.account_id, bot_id, r.lo, r.hi)
+            tokens = await tokens_in(conn, ctx.account_id, r.lo, r.hi, bot_id=bot_id)
+        return BotUsage(tokens=tokens, conversations=conversations, messages=messages)
+
+
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/bot/list", fetch="/bot/{botId}/fetch", create="/bot/create",
+          update="/bot/{botId}/update", delete="/bot/{botId}/delete"),
+    CloneBot("/bot/{botId}/clone"),
+    VoteAction(TABLE, "/bot/{botId}/upvote"),
+    VoteAction(TABLE, "/bot/{botId}/downvote"),
+    CreateBotSession("/bot/{botId}/session/create"),
+    FetchBotUsage("/bot/{botId}/usage/fetch"),
+]

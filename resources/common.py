@@ -1,20 +1,47 @@
-"""What every resource struct shares."""
+"""What several resources share: the bot configuration. A bot, a conversation and
+a completion request all carry it (a conversation's own values override its bot's),
+so its fields are declared once, here."""
 
 from __future__ import annotations
 
+from typing import Annotated
 
 import msgspec
 
+from ..actions.fields import Body, Item, LongText, Ref
 
-class Item(msgspec.Struct, rename="camel", omit_defaults=True):
-    """A stored resource as the wire shows it. Attribute names are column names;
-    absent (NULL) optional fields are omitted."""
-    id: str
-    created_at: int
-    updated_at: int
-
-
-class Body(msgspec.Struct, rename="camel", kw_only=True):
-    """A request body: unknown fields are ignored; wrong types are a 400 naming the field."""
+# `(?![\s\S])` is "end of input" in both Python and ECMA regexes; `$` would also
+# match before a final newline in Python.
+ModelName = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])",
+                                        examples=["gpt-4o", "gpt-4o/temperature=0.2"])]
 
 
+class BotConfig(Body):
+    """The configuration a completion runs with."""
+    model: ModelName | None = None
+    backstory: LongText | None = None
+    dataset_id: Ref | None = None
+    skillset_id: Ref | None = None
+    privacy: bool | None = None
+    moderation: bool | None = None
+
+
+BOT_CONFIG = tuple(BotConfig.__struct_fields__)  # the column names, in bots and conversations alike
+
+
+class Configured(Item):
+    """A stored resource with a bot configuration (bots, conversations)."""
+    meta: dict
+    model: str | None = None
+    backstory: str | None = None
+    dataset_id: str | None = None
+    skillset_id: str | None = None
+    privacy: bool | None = None
+    moderation: bool | None = None
+
+
+def overlay(own: BotConfig, under: BotConfig | None) -> BotConfig:
+    """`own`'s values, and `under`'s where `own` has none (a conversation over its bot)."""
+    if under is None:
+        return own
+    return BotConfig(**{f: v if (v := getattr(own, f)) is not None else getattr(under, f) for f in BOT_CONFIG})

@@ -1,5 +1,11 @@
 """Completions: `conversation/complete` (stateless), `conversation/{id}/complete`,
-`conversation/{id}/send` and `conversation/{id}/receive`.
+`conversation/{id}/send` and `conversation/{id}/receive`: their bodies, answers and
+events, and the actions, which load what a completion runs with and hand it to the
+engine (engine/job.py builds the job, engine/run.py runs it).
+
+These four conversation routes live here rather than in conversation.py because a
+completion reads bots, datasets, skillsets and memories, and bot.py itself depends on
+conversation.py.
 
 Everything a request can get wrong is checked before the first byte (a 4xx answer,
 never an error line): the conversation, the bot, the model string, the functions,
@@ -15,36 +21,30 @@ half-written bot message, ever."""
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Annotated, Any, AsyncIterator, Literal
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, Stream, register
-from ..errors import BadRequest, LimitsReached, NotFound
-from ..actions.fields import Description, LongText, MetaDict, Name, Ref, check_meta
-from ..actions.ids import new_id
-from ..actions.standard import now_ms
-from ..engine import models as engine_models
-from ..engine.context import Parts, Turn
+from ..actions.auth import enforce_limit, month_start_ms
+from ..actions.base import Action, Call, Context, Stream
+from ..actions.fields import Body, Description, LongText, MetaDict, Name, Ref
+from ..actions.standard import check_refs
+from ..actions.stream import (ErrorEvent, MessageEvent, ReasoningTokenEvent, TokenEvent, UsageEvent, message_line,
+                              one, primed, reasoning_line, result_event, result_line, token_line, usage_line)
+from ..engine import job as engine_job, retrieval
+from ..engine.models import parse as parse_model
 from ..engine.provider import Passage, Reasoning
-from ..engine.run import Job, Limits as EngineLimits, Message as EngineMessage, Outcome, complete, prepare
-from ..engine.tools import Tool, tool_name
-from .bot import ModelName
-from .common import Body
-from .conversation import Entity, MessageType
-from .search import clean_query, dataset_passages, rank_inline
-from .usage import record_usage, tokens_used
+from ..engine.run import Job, Limits as EngineLimits, Message as EngineMessage, Outcome, complete
+from ..errors import LimitsReached, NotFound
+from . import bot, conversation, dataset, memory, skillset, usage
+from .common import BotConfig, overlay
+from .conversation import Entity, MessageType, NewMessage
 
-MEMORIES_MAX = 20         # the conversation contact's newest memories join the context
-MEMORY_SCORE = 0.5        # ... as records of this score (reconciliation drops lower scores first)
+MEMORY_SCORE = 0.5        # a contact's memories join the context as records of this score
 HISTORY_DEFAULT = 100     # messages of history loaded (interactionMaxMessages overrides)
-ABILITIES_MAX = 50
 
 # --- request bodies -------------------------------------------------------------
-
-_JS_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
-
 
 class FunctionParameters(msgspec.Struct, kw_only=True):
     type: Literal["object"]
@@ -58,7 +58,7 @@ class FunctionCallConfig(Body):
 
 
 class FunctionDefinition(Body):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}(?![\s\S])",
                                       description="A valid JavaScript identifier, at most 64 characters")]
     description: Annotated[str, msgspec.Meta(max_length=4096)]
     parameters: FunctionParameters
@@ -67,6 +67,17 @@ class FunctionDefinition(Body):
                     '`{"channel": "..."}` or no result: the call is the client\'s to run '
                     '(the completion ends with reason "activity")')] | None = None
     call: FunctionCallConfig | None = None
+
+    def __post_init__(self) -> None:
+        result = self.result
+        if result and "data" not in result and not isinstance(result.get("channel"), str):
+            raise ValueError('result: give {"data": ...} or {"channel": "..."}')
+
+    def engine(self) -> engine_job.Function:
+        schema: dict[str, Any] = {"type": "object", "properties": self.parameters.properties}
+        if self.parameters.required is not None:
+            schema["required"] = self.parameters.required
+        return engine_job.Function(self.name, self.description, schema, self.result)
 
 
 class InlineRecord(Body):
@@ -114,6 +125,13 @@ class Limits(Body):
     calls: Annotated[int, msgspec.Meta(ge=1, le=200, description=(
         f"Function/ability calls in one completion; default {EngineLimits.calls}"))] | None = None
 
+    def engine(self) -> EngineLimits:
+        out = EngineLimits()
+        for name in ("iterations", "continuations", "calls"):
+            if (value := getattr(self, name)) is not None:
+                setattr(out, name, value)
+        return out
+
 
 Functions = Annotated[list[FunctionDefinition], msgspec.Meta(max_length=128)]
 
@@ -128,15 +146,9 @@ class Attachment(Body):
     url: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
-class CompleteBody(Body):
+class CompleteBody(BotConfig, kw_only=True):
     messages: Annotated[list[InputMessage], msgspec.Meta(max_length=1000)]
     bot_id: Ref | None = None
-    model: ModelName | None = None
-    backstory: LongText | None = None
-    dataset_id: Ref | None = None
-    skillset_id: Ref | None = None
-    privacy: bool | None = None
-    moderation: bool | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=100)] | None = None
     contact_id: Annotated[str, msgspec.Meta(max_length=64)] | dict[str, Any] | None = None
     functions: Functions | None = None
@@ -199,233 +211,98 @@ class ReceiveResult(msgspec.Struct):
     usage: TokenUsage
 
 
-# --- JSONL events ---------------------------------------------------------------
-# The structs document the stream in the spec (an action's `events`); the token line,
-# the hot path, is written by hand and is byte-for-byte what TokenEvent encodes to.
-
-_ENCODE = msgspec.json.encode
 
 
-class TokenData(msgspec.Struct):
-    token: str
+# --- JSONL events (actions/stream.py writes them) ---------------------------------
+
+CompleteEvents = (TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent
+                  | result_event(CompleteResult))
+ConversationCompleteEvents = (TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent
+                              | result_event(ConversationCompleteResult))
+ReceiveEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | result_event(ReceiveResult)
+SendEvents = result_event(SendResult)
 
 
-class TokenEvent(msgspec.Struct, tag_field="type", tag="token"):
-    data: TokenData
+# --- what a completion runs with, and where it is stored ------------------------------
 
-
-class ReasoningTokenEvent(msgspec.Struct, tag_field="type", tag="reasoningToken"):
-    """The model's reasoning, as it streams (not part of the answer's text)."""
-    data: TokenData
-
-
-class MessageData(msgspec.Struct, omit_defaults=True):
-    type: str
-    text: str
-    meta: dict | None = None
-
-
-class MessageEvent(msgspec.Struct, tag_field="type", tag="message"):
-    """A message the engine adds: `context` (the records used) or `activity` (a call)."""
-    data: MessageData
-
-
-class UsageData(msgspec.Struct, rename="camel"):
-    model: str
-    input_tokens_used: int
-    output_tokens_used: int
-
-
-class UsageEvent(msgspec.Struct, tag_field="type", tag="usage"):
-    data: UsageData
-
-
-class ErrorData(msgspec.Struct):
-    message: str
-    code: str
-
-
-class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
-    """A failure after the stream started (the stream ends after it)."""
-    data: ErrorData
-
-
-class CompleteResultEvent(msgspec.Struct, tag_field="type", tag="result"):
-    data: CompleteResult
-
-
-class ConversationCompleteResultEvent(msgspec.Struct, tag_field="type", tag="result"):
-    data: ConversationCompleteResult
-
-
-class ReceiveResultEvent(msgspec.Struct, tag_field="type", tag="result"):
-    data: ReceiveResult
-
-
-class SendResultEvent(msgspec.Struct, tag_field="type", tag="result"):
-    data: SendResult
-
-
-CompleteEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | CompleteResultEvent
-ConversationCompleteEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | ConversationCompleteResultEvent
-ReceiveEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | ReceiveResultEvent
-
-
-def _token_line(token: str) -> bytes:
-    return b'{"type":"token","data":{"token":' + _ENCODE(token) + b"}}\n"
-
-
-def _reasoning_line(token: str) -> bytes:
-    return b'{"type":"reasoningToken","data":{"token":' + _ENCODE(token) + b"}}\n"
-
-
-def _message_line(m: EngineMessage) -> bytes:
-    return _ENCODE(MessageEvent(MessageData(m.type, m.text, m.meta))) + b"\n"
-
-
-def _usage_line(o: Outcome) -> bytes:
-    return _ENCODE(UsageEvent(UsageData(o.model, o.input_tokens, o.output_tokens))) + b"\n"
-
-
-def _result_line(result: Any) -> bytes:
-    return b'{"type":"result","data":' + _ENCODE(result) + b"}\n"
-
-
-# --- building a job ---------------------------------------------------------------
-
-class Config(msgspec.Struct):
-    """The bot configuration a completion runs with."""
-    model: str | None = None
-    backstory: str | None = None
-    dataset_id: str | None = None
-    skillset_id: str | None = None
+@dataclass
+class Run:
+    config: BotConfig
+    kind: Literal["stateless", "conversation", "receive"]
     bot_id: str | None = None
-    conversation_id: str | None = None
+    conversation_id: str | None = None   # None: nothing is stored but usage
     contact_id: str | None = None
     task_id: str | None = None
 
 
-def _limits(limits: Limits | None) -> EngineLimits:
-    out = EngineLimits()
-    if limits is not None:
-        if limits.iterations is not None:
-            out.iterations = limits.iterations
-        if limits.continuations is not None:
-            out.continuations = limits.continuations
-        if limits.calls is not None:
-            out.calls = limits.calls
-    return out
+async def _conversation(conn, ctx: Context, conversation_id: str, kind: Literal["conversation", "receive"]) -> Run:
+    row = await conversation.run_config(conn, ctx.account_id, conversation_id)
+    if row is None:
+        raise NotFound("conversation not found")
+    own = BotConfig(**{f: row[f] for f in BotConfig.__struct_fields__})
+    under = await bot.config(conn, ctx.account_id, row["bot_id"]) if row["bot_id"] else None
+    return Run(overlay(own, under), kind, bot_id=row["bot_id"], conversation_id=row["id"],
+               contact_id=row["contact_id"], task_id=row["task_id"])
 
 
-def _function_tools(functions: list[FunctionDefinition] | None, taken: set[str]) -> list[Tool]:
-    tools = []
-    for i, f in enumerate(functions or ()):
-        if not _JS_IDENTIFIER.fullmatch(f.name):
-            raise BadRequest(f"functions[{i}].name: {f.name[:64]!r} is not a valid JavaScript identifier")
-        if f.name in taken:
-            raise BadRequest(f"functions[{i}].name: {f.name!r} is given twice")
-        taken.add(f.name)
-        result = f.result or {}
-        has_result = "data" in result
-        if result and not has_result and not isinstance(result.get("channel"), str):
-            raise BadRequest(f'functions[{i}].result: give {{"data": ...}} or {{"channel": "..."}}')
-        schema: dict[str, Any] = {"type": "object", "properties": f.parameters.properties}
-        if f.parameters.required is not None:
-            schema["required"] = f.parameters.required
-        tools.append(Tool(name=f.name, description=f.description, parameters=schema, kind="function",
-                          has_result=has_result, result=result.get("data")))
-    return tools
+async def _history(conn, ctx: Context, run: Run) -> list[tuple[str, str]]:
+    limit = HISTORY_DEFAULT
+    if run.config.model:
+        _, params = parse_model(run.config.model)
+        if params.interaction_max_messages is not None:
+            limit = params.interaction_max_messages
+    assert run.conversation_id is not None
+    return await conversation.history(conn, ctx.account_id, run.conversation_id, limit)
 
 
-_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+async def _check_limits(conn, ctx: Context, messages: int) -> None:
+    """A partner's limits on its child account: messages a month, model tokens a month."""
+    limits = ctx.principal.limits if ctx.principal is not None else None
+    if not limits:
+        return
+    if messages:
+        await enforce_limit(conn, ctx.principal, "message", "messages", adding=messages)
+    cap = limits.get("tokens") if isinstance(limits, dict) else None
+    if cap is not None and await usage.tokens_used(conn, ctx.account_id, month_start_ms()) >= cap:
+        raise LimitsReached(f"the account's tokens limit ({cap:g}) is reached")
 
 
-async def _ability_tools(conn, account_id: str, skillset_id: str | None, extensions: Extensions | None,
-                         taken: set[str]) -> list[Tool]:
-    tools = []
-    if skillset_id:
-        rows = await conn.fetch("SELECT id, name, description, instruction FROM abilities "
-                                "WHERE skillset_id = $1 AND account_id = $2 ORDER BY id LIMIT $3",
-                                skillset_id, account_id, ABILITIES_MAX)
-        for r in rows:
-            tools.append(Tool(name=tool_name(r["name"] or "ability", taken), description=r["description"] or r["name"],
-                              parameters=_EMPTY_PARAMETERS, kind="ability", instruction=r["instruction"],
-                              ability_id=r["id"]))
-    for skillset in (extensions.skillsets if extensions and extensions.skillsets else ()):
-        for a in skillset.abilities:
-            if len(tools) >= ABILITIES_MAX * 2:
-                break
-            tools.append(Tool(name=tool_name(a.name or "ability", taken), description=a.description or a.name,
-                              parameters=_EMPTY_PARAMETERS, kind="ability", instruction=a.instruction))
-    return tools
+async def _passages(conn, ctx: Context, run: Run, query: str, extensions: Extensions | None,
+                    extras: engine_job.Extras) -> None:
+    """The records that join the context: the dataset's best matches (with its
+    instructions), the contact's memories, the request's inline records."""
+    models = ctx.services.models
+    if run.config.dataset_id and query:
+        settings = await dataset.search_settings(conn, ctx.account_id, run.config.dataset_id)
+        if settings is not None:
+            found = await retrieval.search_records(conn, ctx.account_id, run.config.dataset_id, query,
+                                                   dataset.bounds(settings), embeddings=models.embeddings,
+                                                   timeouts=models.timeouts)
+            extras.passages += retrieval.passages(found)
+            extras.match_instruction = settings["match_instruction"]
+            extras.mismatch_instruction = settings["mismatch_instruction"]
+    if run.contact_id:
+        extras.passages += [Passage(text=f"(remembered about this contact) {r['text']}", score=MEMORY_SCORE,
+                                    meta={"memoryId": r["id"]})
+                            for r in await memory.recent(conn, ctx.account_id, run.contact_id)]
+    if extensions and extensions.datasets and query:
+        extras.passages += retrieval.rank_inline(query, [(r.text, r.meta) for d in extensions.datasets
+                                                         for r in d.records])
 
 
-def _role(type_: str) -> str | None:
-    return {"user": "user", "bot": "assistant"}.get(type_)
-
-
-def _split(messages: list[tuple[str, str]]) -> tuple[list[str], list[Passage], list[Turn], Turn | None,
-                                                      list[dict[str, Any]]]:
-    """(type, text) messages, oldest first → (instructions, context passages, history,
-    latest user message, what follows it). Backstory/instruction messages join the
-    instructions; context messages are records (score 1); activity, reasoning and
-    checkpoint messages are not shown to the model."""
-    instructions: list[str] = []
-    passages: list[Passage] = []
-    turns: list[Turn] = []
-    for type_, text in messages:
-        if type_ in ("backstory", "instruction"):
-            instructions.append(text)
-        elif type_ == "context":
-            passages.append(Passage(text=text, score=1.0))
-        else:
-            role = _role(type_)
-            if role is not None:
-                turns.append(Turn(role, text))
-    last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
-    if last_user is None:
-        return instructions, passages, turns, None, []
-    after = [{"role": t.role, "content": t.text} for t in turns[last_user + 1:]]
-    return instructions, passages, turns[:last_user], turns[last_user], after
-
-
-async def _build(ctx: Context, conn, config: Config, messages: list[tuple[str, str]], *,
+async def _build(ctx: Context, conn, run: Run, messages: list[tuple[str, str]], *,
                  functions: list[FunctionDefinition] | None, extensions: Extensions | None,
                  limits: Limits | None) -> Job:
-    reg = engine_models.registry()
-    model, params, requested = reg.resolve(config.model)
-    if params.interaction_max_messages is not None:
-        messages = messages[-params.interaction_max_messages:]
-    taken: set[str] = set()
-    tools = _function_tools(functions, taken)
-    tools += await _ability_tools(conn, ctx.account_id, config.skillset_id, extensions, taken)
-    extra_instructions, context_passages, history, latest, after = _split(messages)
-    if latest is None and not history and not after:
-        raise BadRequest("there is no user or bot message to answer")
-    query = clean_query(latest.text) if latest is not None else ""
-    passages: list[Passage] = list(context_passages)
-    match = mismatch = None
-    if config.dataset_id and query:
-        found, ds = await dataset_passages(conn, ctx.account_id, config.dataset_id, query)
-        passages += found
-        if ds is not None:
-            match, mismatch = ds["match_instruction"], ds["mismatch_instruction"]
-    if config.contact_id:
-        rows = await conn.fetch("SELECT id, text FROM memories WHERE contact_id = $1 AND account_id = $2 "
-                                "ORDER BY id DESC LIMIT $3", config.contact_id, ctx.account_id, MEMORIES_MAX)
-        passages += [Passage(text=f"(remembered about this contact) {r['text']}", score=MEMORY_SCORE,
-                             meta={"memoryId": r["id"]}) for r in rows]
-    if extensions and extensions.datasets and query:
-        inline = [(r.text, r.meta) for d in extensions.datasets for r in d.records]
-        passages += rank_inline(query, inline)
-    instructions = [s for s in (config.backstory, extensions.backstory if extensions else None) if s]
-    instructions += extra_instructions
-    parts = Parts(instructions="\n\n".join(instructions), passages=passages, history=history, latest=latest,
-                  tail=after, match_instruction=match, mismatch_instruction=mismatch if query else None)
-    job = Job(registry=reg, model=model, params=params, requested=requested, parts=parts, tools=tools,
-              limits=_limits(limits), query=query)
-    prepare(job)  # 400 now if even the instructions and the latest message cannot fit
-    return job
+    draft = engine_job.draft(ctx.services.models, run.config.model, messages)
+    extras = engine_job.Extras(backstory=extensions.backstory if extensions else None,
+                               functions=[f.engine() for f in functions or ()],
+                               limits=limits.engine() if limits is not None else EngineLimits())
+    if run.config.skillset_id:
+        extras.abilities += await skillset.abilities_of(conn, ctx.account_id, run.config.skillset_id)
+    for inline in (extensions.skillsets if extensions and extensions.skillsets else ()):
+        extras.abilities += [engine_job.Ability(a.name, a.description, a.instruction) for a in inline.abilities]
+    await _passages(conn, ctx, run, draft.query, extensions, extras)
+    return engine_job.build(draft, run.config.backstory, extras)
 
 
 # --- running it -------------------------------------------------------------------
@@ -441,192 +318,102 @@ def _storable(meta: dict) -> dict:
     return meta
 
 
-async def _store(ctx: Context, config: Config, outcome: Outcome) -> str | None:
+async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
     """The finished completion: activity messages, the bot message, the usage row."""
     async with ctx.pool.connection() as conn:
         async with conn.transaction():
             message_id = None
-            if config.conversation_id is not None:
-                now = now_ms()
-                rows = [(new_id(), "activity", m.text.replace("\x00", ""), _storable(m.meta or {}))
-                        for m in outcome.messages]
+            if run.conversation_id is not None:
+                rows = [NewMessage("activity", m.text, _storable(m.meta or {})) for m in outcome.messages]
                 if outcome.text or not rows:
-                    rows.append((new_id(), "bot", outcome.text.replace("\x00", ""),
-                                 {"model": outcome.model, "end": {"reason": outcome.reason}}))
-                await conn.executemany(
-                    "INSERT INTO messages (id, account_id, conversation_id, type, text, meta, created_at, updated_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                    [(mid, ctx.account_id, config.conversation_id, type_, text, meta, now)
-                     for mid, type_, text, meta in rows])
-                message_id = rows[-1][0]
-            await record_usage(conn, ctx.account_id, model=outcome.model, input_tokens=outcome.input_tokens,
-                               output_tokens=outcome.output_tokens, conversation_id=config.conversation_id,
-                               message_id=message_id, bot_id=config.bot_id, contact_id=config.contact_id,
-                               task_id=config.task_id, dataset_id=config.dataset_id, skillset_id=config.skillset_id)
+                    rows.append(NewMessage("bot", outcome.text, {"model": outcome.model,
+                                                                 "end": {"reason": outcome.reason}}))
+                message_id = (await conversation.insert_messages(conn, ctx.account_id, run.conversation_id,
+                                                                 rows))[-1]
+            c = run.config
+            await usage.record_usage(conn, ctx.account_id, model=outcome.model, input_tokens=outcome.input_tokens,
+                                     output_tokens=outcome.output_tokens, conversation_id=run.conversation_id,
+                                     message_id=message_id, bot_id=run.bot_id, contact_id=run.contact_id,
+                                     task_id=run.task_id, dataset_id=c.dataset_id, skillset_id=c.skillset_id)
             return message_id
 
 
-def _result(kind: str, message_id: str | None, outcome: Outcome) -> Any:
-    usage = TokenUsage(token=outcome.input_tokens + outcome.output_tokens)
-    end = End(reason=outcome.reason)
-    if kind == "receive":
-        return ReceiveResult(id=message_id or "", text=outcome.text, usage=usage)
-    if kind == "conversation":
-        return ConversationCompleteResult(id=message_id or "", text=outcome.text, usage=usage, end=end)
-    return CompleteResult(text=outcome.text, usage=usage, end=end)
+def _result(run: Run, message_id: str | None, outcome: Outcome) -> Any:
+    used = TokenUsage(token=outcome.input_tokens + outcome.output_tokens)
+    end = End(reason=outcome.reason)  # type: ignore[arg-type]
+    if run.kind == "receive":
+        return ReceiveResult(id=message_id or "", text=outcome.text, usage=used)
+    if run.kind == "conversation":
+        return ConversationCompleteResult(id=message_id or "", text=outcome.text, usage=used, end=end)
+    return CompleteResult(text=outcome.text, usage=used, end=end)
 
 
-async def _collect(ctx: Context, config: Config, job: Job, kind: str) -> Any:
+async def _collect(ctx: Context, run: Run, job: Job) -> Any:
     outcome = None
     async for event in complete(job):
         if isinstance(event, Outcome):
             outcome = event
     assert outcome is not None
-    message_id = await _store(ctx, config, outcome)
-    return _result(kind, message_id, outcome)
+    return _result(run, await _store(ctx, run, outcome), outcome)
 
 
-async def _lines(ctx: Context, config: Config, job: Job, kind: str) -> AsyncIterator[bytes]:
+async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
     async for event in complete(job):
         if type(event) is str:
-            yield _token_line(event)
+            yield token_line(event)
         elif type(event) is Reasoning:
-            yield _reasoning_line(event.text)
+            yield reasoning_line(event.text)
         elif isinstance(event, EngineMessage):
-            yield _message_line(event)
-        else:
-            message_id = await _store(ctx, config, event)
-            yield _usage_line(event) + _result_line(_result(kind, message_id, event))
+            yield message_line(event.type, event.text, event.meta)
+        elif isinstance(event, Outcome):
+            message_id = await _store(ctx, run, event)
+            yield (usage_line(event.model, event.input_tokens, event.output_tokens)
+                   + result_line(_result(run, message_id, event)))
 
 
-async def _primed(lines: AsyncIterator[bytes]) -> Stream:
-    """Wait for the first line before answering 200, so that a model that fails
-    before its first token (429, unreachable, refused) is an HTTP error, not an
-    error line. Each later failure is an error line (from the transport)."""
-    try:
-        first = await lines.__anext__()
-    except StopAsyncIteration:
-        first = b""
-    except BaseException:
-        await lines.aclose()
-        raise
-
-    async def chain() -> AsyncIterator[bytes]:
-        try:
-            if first:
-                yield first
-            async for line in lines:
-                yield line
-        finally:
-            await lines.aclose()
-
-    return Stream(chain())
-
-
-async def _answer(ctx: Context, call: Call, config: Config, job: Job, kind: str) -> Any:
+async def _answer(ctx: Context, call: Call, run: Run, job: Job) -> Any:
     if call.jsonl:
-        return await _primed(_lines(ctx, config, job, kind))
-    return await _collect(ctx, config, job, kind)
+        return await primed(_lines(ctx, run, job))
+    return await _collect(ctx, run, job)
 
 
-async def _check_limits(conn, ctx: Context, messages: int) -> None:
-    """A partner's limits on its child account: messages a month, model tokens a month."""
-    limits = getattr(ctx.principal, "limits", None)
-    if not limits:
-        return
-    from ..actions.auth import enforce_limit, month_start_ms
-    if messages:
-        await enforce_limit(conn, ctx.principal, "message", "messages", adding=messages)
-    cap = limits.get("tokens") if isinstance(limits, dict) else None
-    if cap is not None and await tokens_used(conn, ctx.account_id, month_start_ms()) >= cap:
-        raise LimitsReached(f"the account's tokens limit ({cap:g}) is reached")
-
-
-# --- loading what a conversation runs with ------------------------------------------
-
-_CONVERSATION = """
-SELECT c.id, c.bot_id, c.contact_id, c.task_id,
-       COALESCE(c.model, b.model) AS model, COALESCE(c.backstory, b.backstory) AS backstory,
-       COALESCE(c.dataset_id, b.dataset_id) AS dataset_id, COALESCE(c.skillset_id, b.skillset_id) AS skillset_id
-  FROM conversations c LEFT JOIN bots b ON b.id = c.bot_id AND b.account_id = c.account_id
- WHERE c.id = $1 AND c.account_id = $2
-"""
-
-_HISTORY = ("SELECT type, text FROM messages WHERE conversation_id = $1 AND account_id = $2 "
-            "ORDER BY id DESC LIMIT $3")
-
-
-async def _conversation(conn, ctx: Context, conversation_id: str) -> Config:
-    row = await conn.fetchrow(_CONVERSATION, conversation_id, ctx.account_id)
-    if row is None:
-        raise NotFound("conversation not found")
-    return Config(model=row["model"], backstory=row["backstory"], dataset_id=row["dataset_id"],
-                  skillset_id=row["skillset_id"], bot_id=row["bot_id"], conversation_id=row["id"],
-                  contact_id=row["contact_id"], task_id=row["task_id"])
-
-
-async def _history(conn, ctx: Context, config: Config) -> list[tuple[str, str]]:
-    limit = HISTORY_DEFAULT
-    if config.model:
-        _, params = engine_models.parse(config.model)
-        if params.interaction_max_messages is not None:
-            limit = params.interaction_max_messages
-    rows = await conn.fetch(_HISTORY, config.conversation_id, ctx.account_id, limit)
-    return [(r["type"], r["text"]) for r in reversed(rows)]
-
-
-async def _insert_user_message(conn, ctx: Context, conversation_id: str, text: str,
-                               entities: list[Entity] | None) -> str:
-    message_id = new_id()
-    now = now_ms()
-    await conn.execute(
-        "INSERT INTO messages (id, account_id, conversation_id, type, text, entities, created_at, updated_at) "
-        "VALUES ($1, $2, $3, 'user', $4, $5, $6, $6)",
-        message_id, ctx.account_id, conversation_id, text, msgspec.to_builtins(entities or []), now)
-    return message_id
+async def _user_message(conn, ctx: Context, run: Run, text: str, entities: list[Entity] | None) -> str:
+    assert run.conversation_id is not None
+    ids = await conversation.insert_messages(conn, ctx.account_id, run.conversation_id,
+                                             [NewMessage("user", text, entities=entities)])
+    return ids[0]
 
 
 # --- the actions --------------------------------------------------------------------
 
 class CompleteConversation(Action):
-    path = "/conversation/complete"
     tag = "Conversation"
     summary = ("Complete the next message of the given messages, without storing them "
                "(JSON, or `Accept: application/jsonl` for token, message, usage and result events)")
     body = CompleteBody
     response = CompleteResult
     events = CompleteEvents
+    budget = "messages"
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: CompleteBody = call.body
-        for i, m in enumerate(body.messages):
-            if m.meta is not None:
-                check_meta(m.meta, f"messages[{i}].meta")
-        config = Config(model=body.model, backstory=body.backstory, dataset_id=body.dataset_id,
-                        skillset_id=body.skillset_id, bot_id=body.bot_id)
         async with ctx.pool.connection() as conn:
+            config = BotConfig(**{f: getattr(body, f) for f in BotConfig.__struct_fields__})
             if body.bot_id is not None:
-                bot = await conn.fetchrow("SELECT model, backstory, dataset_id, skillset_id FROM bots "
-                                          "WHERE id = $1 AND account_id = $2", body.bot_id, ctx.account_id)
-                if bot is None:
+                under = await bot.config(conn, ctx.account_id, body.bot_id)
+                if under is None:
                     raise NotFound("botId: bot not found")
-                config.model = config.model or bot["model"]
-                config.backstory = config.backstory or bot["backstory"]
-                config.dataset_id = config.dataset_id or bot["dataset_id"]
-                config.skillset_id = config.skillset_id or bot["skillset_id"]
-            for column, table, noun in (("dataset_id", "datasets", "dataset"), ("skillset_id", "skillsets", "skillset")):
-                ref = getattr(body, column)
-                if ref is not None and await conn.fetchval(
-                        f"SELECT 1 FROM {table} WHERE id = $1 AND account_id = $2", ref, ctx.account_id) is None:
-                    raise NotFound(f"{noun}Id: {noun} not found")
+                config = overlay(config, under)
+            await check_refs(conn, conversation.TABLE, ctx, {"dataset_id": body.dataset_id,
+                                                             "skillset_id": body.skillset_id})
             await _check_limits(conn, ctx, 0)
-            job = await _build(ctx, conn, config, [(m.type, m.text) for m in body.messages],
+            run = Run(config, "stateless", bot_id=body.bot_id)
+            job = await _build(ctx, conn, run, [(m.type, m.text) for m in body.messages],
                                functions=body.functions, extensions=body.extensions, limits=body.limits)
-        return await _answer(ctx, call, config, job, "stateless")
+        return await _answer(ctx, call, run, job)
 
 
 class CompleteInConversation(Action):
-    path = "/conversation/{conversationId}/complete"
     tag = "Conversation"
     summary = ("Add the user's `text` to the conversation and complete the bot's answer, stored when "
                "finished (JSON, or `Accept: application/jsonl` for events)")
@@ -634,47 +421,43 @@ class CompleteInConversation(Action):
     response = ConversationCompleteResult
     events = ConversationCompleteEvents
     session = True
+    budget = "messages"
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: ConversationCompleteBody = call.body
         async with ctx.pool.connection() as conn:
-            config = await _conversation(conn, ctx, call.params["conversationId"])
+            run = await _conversation(conn, ctx, call.params["conversationId"], "conversation")
             # One transaction: a request refused while building (bad model, functions, a message
             # too long for the model) leaves no user message behind.
             await _check_limits(conn, ctx, 2 if body.text is not None else 1)
             async with conn.transaction():
                 if body.text is not None:
-                    await _insert_user_message(conn, ctx, config.conversation_id, body.text, body.entities)
-                job = await _build(ctx, conn, config, await _history(conn, ctx, config),
+                    await _user_message(conn, ctx, run, body.text, body.entities)
+                job = await _build(ctx, conn, run, await _history(conn, ctx, run),
                                    functions=body.functions, extensions=body.extensions, limits=body.limits)
-        return await _answer(ctx, call, config, job, "conversation")
+        return await _answer(ctx, call, run, job)
 
 
 class SendMessage(Action):
-    path = "/conversation/{conversationId}/send"
     tag = "Conversation"
     summary = "Add the user's message to the conversation (conversation/{id}/receive answers it)"
     body = SendBody
     response = SendResult
-    events = SendResultEvent
+    events = SendEvents
     session = True
+    budget = "messages"
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: SendBody = call.body
         async with ctx.pool.connection() as conn:
-            config = await _conversation(conn, ctx, call.params["conversationId"])
+            run = await _conversation(conn, ctx, call.params["conversationId"], "conversation")
             await _check_limits(conn, ctx, 1)
-            message_id = await _insert_user_message(conn, ctx, config.conversation_id, body.text, body.entities)
+            message_id = await _user_message(conn, ctx, run, body.text, body.entities)
         result = SendResult(id=message_id, entities=body.entities or [])
-        if call.jsonl:
-            async def one() -> AsyncIterator[bytes]:
-                yield _result_line(result)
-            return Stream(one())
-        return result
+        return Stream(one(result_line(result))) if call.jsonl else result
 
 
 class ReceiveMessage(Action):
-    path = "/conversation/{conversationId}/receive"
     tag = "Conversation"
     summary = ("Complete and store the bot's answer to the conversation so far "
                "(JSON, or `Accept: application/jsonl` for events)")
@@ -682,15 +465,21 @@ class ReceiveMessage(Action):
     response = ReceiveResult
     events = ReceiveEvents
     session = True
+    budget = "messages"
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: ReceiveBody = call.body
         async with ctx.pool.connection() as conn:
-            config = await _conversation(conn, ctx, call.params["conversationId"])
+            run = await _conversation(conn, ctx, call.params["conversationId"], "receive")
             await _check_limits(conn, ctx, 1)
-            job = await _build(ctx, conn, config, await _history(conn, ctx, config), functions=body.functions,
+            job = await _build(ctx, conn, run, await _history(conn, ctx, run), functions=body.functions,
                                extensions=body.extensions, limits=body.limits)
-        return await _answer(ctx, call, config, job, "receive")
+        return await _answer(ctx, call, run, job)
 
 
-register(CompleteConversation(), CompleteInConversation(), SendMessage(), ReceiveMessage())
+ACTIONS: list[Action] = [
+    CompleteConversation("/conversation/complete"),
+    CompleteInConversation("/conversation/{conversationId}/complete"),
+    SendMessage("/conversation/{conversationId}/send"),
+    ReceiveMessage("/conversation/{conversationId}/receive"),
+]

@@ -1,4 +1,9 @@
-"""Contacts: the people who talk to bots, known by a fingerprint that is unique per account."""
+"""Contacts: the people who talk to bots, known by a fingerprint that is unique per
+account; the lists of what belongs to a contact; and a conversation's contact.
+
+`conversation/{conversationId}/contact/upsert` is here, not in conversation.py: it
+writes contacts, and conversation.py cannot import this module, which imports it
+(to list a contact's conversations)."""
 
 from __future__ import annotations
 
@@ -6,14 +11,12 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
-from ..errors import NotFound
-from ..actions.fields import Description, IdResponse, MetaDict, Name, Timestamp, check_meta
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Body, Description, IdResponse, Item, MetaDict, Name, Timestamp
 from ..actions.ids import new_id
-from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, now_ms
-from . import conversation, memory, secret, task
-from .common import Body, Item
-from .rating import contact_ratings
+from ..actions.standard import CreateAction, ListAction, Parent, Table, crud
+from ..errors import NotFound
+from . import conversation, memory, rating, secret, task
 
 Short = Annotated[str, msgspec.Meta(max_length=256)]
 Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -51,8 +54,8 @@ class ContactEnsure(ContactCreate, kw_only=True):
     fingerprint: Fingerprint  # required here: it is what "ensure" looks up
 
 
-TABLE = Table(name="contacts", noun="contact", item=Contact, create=ContactCreate, path="/contact",
-              tag="Contact", defaults={"fingerprint": new_id})
+TABLE = Table(name="contacts", noun="contact", item=Contact, create=ContactCreate, tag="Contact",
+              defaults={"fingerprint": new_id})
 
 PARENT = Parent(table="contacts", param="contactId", column="contact_id", noun="contact")
 
@@ -65,12 +68,8 @@ _ENSURE_SQL = (TABLE.insert_sql + " ON CONFLICT (account_id, fingerprint) "
 class EnsureContact(CreateAction):
     """The contact with this fingerprint: the existing one, or a new one made from the body.
     Idempotent, and safe under concurrent calls with the same fingerprint."""
-
-    def __init__(self) -> None:
-        super().__init__(TABLE)
-        self.path = "/contact/ensure"
-        self.summary = "Find the contact with this fingerprint, or create it"
-        self.body = ContactEnsure
+    summary = "Find the contact with this fingerprint, or create it"
+    body = ContactEnsure
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         values = self.values(ctx, call)
@@ -85,7 +84,6 @@ class UpsertConversationContact(Action):
     """The conversation's contact: with a fingerprint, the contact that has it (made when
     missing); without one, the conversation's current contact (made when it has none).
     Sent fields are written to it and the conversation points to it."""
-    path = "/conversation/{conversationId}/contact/upsert"
     tag = "Conversation"
     summary = "Create or update the contact of a conversation"
     body = ContactUpsert
@@ -93,15 +91,11 @@ class UpsertConversationContact(Action):
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         body = call.body
-        if body.meta:
-            check_meta(body.meta)
         sent = {f: getattr(body, f) for f in _UPSERT_FIELDS if getattr(body, f) is not None}
         now = now_ms()
         async with ctx.pool.connection() as conn:
             async with conn.transaction():
-                current = await conn.fetchrow(
-                    "SELECT contact_id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
-                    call.params["conversationId"], ctx.account_id)
+                current = await conversation.contact_of(conn, ctx.account_id, call.params["conversationId"])
                 if current is None:
                     raise NotFound("conversation not found")
                 contact_id = None if body.fingerprint else current["contact_id"]
@@ -117,19 +111,22 @@ class UpsertConversationContact(Action):
                     await conn.execute(f"UPDATE contacts SET {assign}, updated_at = ${3 + len(sent)} "
                                        f"WHERE id = $1 AND account_id = $2",
                                        contact_id, ctx.account_id, *sent.values(), now)
-                await conn.execute("UPDATE conversations SET contact_id = $3, updated_at = $4 "
-                                   "WHERE id = $1 AND account_id = $2",
-                                   call.params["conversationId"], ctx.account_id, contact_id, now)
+                await conversation.set_contact(conn, ctx.account_id, call.params["conversationId"], contact_id, now)
         return IdResponse(id=contact_id)
 
 
-def _nested(table: Table, noun: str, summary: str) -> ListAction:
-    return ListAction(table, path=f"/contact/{{contactId}}/{noun}/list", parent=PARENT, summary=summary)
-
-
-register(*crud(TABLE, export=True), EnsureContact(),
-         _nested(conversation.TABLE, "conversation", "List a contact's conversations"),
-         _nested(memory.TABLE, "memory", "List a contact's memories"),
-         _nested(secret.TABLE, "secret", "List a contact's secrets"),
-         _nested(task.TABLE, "task", "List a contact's tasks"),
-         contact_ratings(PARENT), UpsertConversationContact())
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/contact/list", fetch="/contact/{contactId}/fetch", create="/contact/create",
+          update="/contact/{contactId}/update", delete="/contact/{contactId}/delete", export="/contact/export"),
+    EnsureContact(TABLE, "/contact/ensure"),
+    ListAction(conversation.TABLE, "/contact/{contactId}/conversation/list", parent=PARENT,
+               summary="List a contact's conversations"),
+    ListAction(memory.TABLE, "/contact/{contactId}/memory/list", parent=PARENT, summary="List a contact's memories"),
+    ListAction(rating.TABLE, "/contact/{contactId}/rating/list", parent=PARENT,
+               summary="List the ratings a contact gave"),
+    ListAction(secret.TABLE, "/contact/{contactId}/secret/list", parent=PARENT, summary="List a contact's secrets"),
+    secret.VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
+    secret.RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True),
+    ListAction(task.TABLE, "/contact/{contactId}/task/list", parent=PARENT, summary="List a contact's tasks"),
+    UpsertConversationContact("/conversation/{conversationId}/contact/upsert"),
+]

@@ -1,37 +1,34 @@
-"""Conversations and their messages."""
+"""Conversations and their messages, the session tokens widgets use for one
+conversation, and a conversation's usage. (Completing a conversation is in
+completion.py; its contact upsert is in contact.py.)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..actions.auth import enforce_limit
-from ..actions.base import Call, Context, register
-from ..actions.fields import Description, LongText, MetaDict, Name, Ref
+from ..actions.auth import SESSION_DEFAULT_SECONDS, SESSION_MAX_SECONDS, enforce_limit
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Body, Description, Item, LongText, MetaDict, Name, Ref
 from ..actions.ids import new_id
-from ..actions.standard import CreateAction, Parent, Table, crud, now_ms
-from .bot import ModelName
-from .common import Body, Item
-from .rating import vote_actions
+from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud
+from ..errors import NotFound
+from .common import BOT_CONFIG, BotConfig, Configured
+from .rating import VoteAction
+from .usage import UsageRange, tokens_in
 
 MessageType = Literal["user", "bot", "reasoning", "context", "instruction", "backstory", "activity", "checkpoint"]
 
 
-class Conversation(Item):
-    meta: dict
+class Conversation(Configured):
     name: str | None = None
     description: str | None = None
     contact_id: str | None = None
     task_id: str | None = None
     space_id: str | None = None
     bot_id: str | None = None
-    model: str | None = None
-    backstory: str | None = None
-    dataset_id: str | None = None
-    skillset_id: str | None = None
-    privacy: bool | None = None
-    moderation: bool | None = None
 
 
 class SeedMessage(Body):
@@ -39,7 +36,7 @@ class SeedMessage(Body):
     text: LongText
 
 
-class ConversationCreate(Body):
+class ConversationCreate(BotConfig):
     name: Name | None = None
     description: Description | None = None
     meta: MetaDict | None = None
@@ -47,12 +44,6 @@ class ConversationCreate(Body):
     task_id: Ref | None = None
     space_id: Ref | None = None
     bot_id: Ref | None = None
-    model: ModelName | None = None
-    backstory: LongText | None = None
-    dataset_id: Ref | None = None
-    skillset_id: Ref | None = None
-    privacy: bool | None = None
-    moderation: bool | None = None
 
 
 class ConversationCreateBody(ConversationCreate):
@@ -65,7 +56,7 @@ class ConversationCreated(msgspec.Struct, omit_defaults=True):
 
 
 TABLE = Table(name="conversations", noun="conversation", item=Conversation, create=ConversationCreate,
-              path="/conversation", tag="Conversation",
+              tag="Conversation",
               refs={"bot_id": ("bots", "bot"), "contact_id": ("contacts", "contact"),
                     "task_id": ("tasks", "task"), "dataset_id": ("datasets", "dataset"),
                     "skillset_id": ("skillsets", "skillset")})
@@ -103,22 +94,102 @@ class MessageCreated(msgspec.Struct):
     entities: list[Entity]
 
 
-MESSAGES = Table(name="messages", noun="message", item=Message, create=MessageCreate,
-                 path="/conversation/{conversationId}/message", tag="Conversation", parent=PARENT,
-                 defaults={"entities": list})
+MESSAGES = Table(name="messages", noun="message", item=Message, create=MessageCreate, tag="Conversation",
+                 parent=PARENT, defaults={"entities": list})
 
-_INSERT_MESSAGES = ("INSERT INTO messages (id, account_id, conversation_id, type, text, created_at, updated_at) "
-                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                    "$6::bigint[], $6::bigint[])")
 
+# --- the SQL of conversations and messages that other modules use ---------------
+
+@dataclass(slots=True)
+class NewMessage:
+    type: str
+    text: str
+    meta: dict | None = None
+    entities: list | None = None
+
+
+# meta and entities go as JSON text: a list inside the array would read as a dimension
+_INSERT_MESSAGES = ("INSERT INTO messages (id, account_id, conversation_id, type, text, meta, entities, "
+                    "created_at, updated_at) "
+                    "SELECT id, $2, $3, type, text, meta::jsonb, entities::jsonb, $8, $8 FROM unnest($1::text[], "
+                    "$4::text[], $5::text[], $6::text[], $7::text[]) AS m (id, type, text, meta, entities)")
+_JSON = msgspec.json.Encoder()
+
+
+async def insert_messages(conn, account_id: str, conversation_id: str, messages: list[NewMessage]) -> list[str]:
+    """Messages of one conversation, in one statement, in order (ids increase); NUL
+    characters, which text columns refuse, are dropped."""
+    ids = [new_id() for _ in messages]
+    await conn.execute(_INSERT_MESSAGES, ids, account_id, conversation_id,
+                       [m.type for m in messages], [m.text.replace("\x00", "") for m in messages],
+                       [_JSON.encode(m.meta or {}).decode() for m in messages],
+                       [_JSON.encode(m.entities or []).decode() for m in messages],
+                       now_ms())
+    return ids
+
+
+async def insert_seed(conn, ctx: Context, conversation_id: str, seed: list[SeedMessage]) -> None:
+    """A new conversation's first messages (within the caller's transaction)."""
+    if seed:
+        await enforce_limit(conn, ctx.principal, "message", "messages", adding=len(seed))
+        await insert_messages(conn, ctx.account_id, conversation_id, [NewMessage(m.type, m.text) for m in seed])
+
+
+_RUN_CONFIG = (f"SELECT id, bot_id, contact_id, task_id, {', '.join(BOT_CONFIG)} FROM conversations "
+               "WHERE id = $1 AND account_id = $2")
+
+
+async def run_config(conn, account_id: str, conversation_id: str):
+    """What a completion of this conversation runs with (None: no such conversation here)."""
+    return await conn.fetchrow(_RUN_CONFIG, conversation_id, account_id)
+
+
+async def history(conn, account_id: str, conversation_id: str, limit: int) -> list[tuple[str, str]]:
+    """The newest `limit` messages as (type, text), oldest first."""
+    rows = await conn.fetch("SELECT type, text FROM messages WHERE conversation_id = $1 AND account_id = $2 "
+                            "ORDER BY id DESC LIMIT $3", conversation_id, account_id, limit)
+    return [(r["type"], r["text"]) for r in reversed(rows)]
+
+
+async def contact_of(conn, account_id: str, conversation_id: str):
+    """The conversation's row, locked for this transaction, with its contact_id (None: no such conversation)."""
+    return await conn.fetchrow("SELECT contact_id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
+                               conversation_id, account_id)
+
+
+async def set_contact(conn, account_id: str, conversation_id: str, contact_id: str, now: int) -> None:
+    await conn.execute("UPDATE conversations SET contact_id = $3, updated_at = $4 WHERE id = $1 AND account_id = $2",
+                       conversation_id, account_id, contact_id, now)
+
+
+async def start_with_bot(conn, ctx: Context, bot_id: str, meta: dict, seed: list[SeedMessage]) -> str:
+    """A new conversation with a bot (known to be the caller's), and its seed messages."""
+    await enforce_limit(conn, ctx.principal, "conversation", "conversations")
+    conversation_id = new_id()
+    now = now_ms()
+    await conn.execute("INSERT INTO conversations (id, account_id, bot_id, meta, created_at, updated_at) "
+                       "VALUES ($1, $2, $3, $4, $5, $5)", conversation_id, ctx.account_id, bot_id, meta, now)
+    await insert_seed(conn, ctx, conversation_id, seed)
+    return conversation_id
+
+
+async def bot_counts(conn, account_id: str, bot_id: str, lo: int, hi: int) -> tuple[int, int]:
+    """(conversations, messages) of one bot made in [lo, hi) ms."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM conversations WHERE bot_id = $1 AND account_id = $2 "
+        " AND created_at >= $3 AND created_at < $4) AS conversations, "
+        "(SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        " WHERE c.bot_id = $1 AND c.account_id = $2 AND m.created_at >= $3 AND m.created_at < $4) AS messages",
+        bot_id, account_id, lo, hi)
+    return row["conversations"], row["messages"]
+
+
+# --- actions ------------------------------------------------------------------------
 
 class CreateConversation(CreateAction):
     """Creates the conversation and, in the same transaction, its seed `messages`."""
-
-    def __init__(self) -> None:
-        super().__init__(TABLE)
-        self.body = ConversationCreateBody
-        self.response = ConversationCreated
+    body = ConversationCreateBody
+    response = ConversationCreated
 
     async def run(self, ctx: Context, call: Call) -> ConversationCreated:
         values = self.values(ctx, call)
@@ -130,20 +201,8 @@ class CreateConversation(CreateAction):
         return ConversationCreated(id=values["id"], messages=seed or None)
 
 
-async def insert_seed(conn, ctx: Context, conversation_id: str, seed: list[SeedMessage]) -> None:
-    """A new conversation's first messages, in one statement (within the caller's transaction)."""
-    if not seed:
-        return
-    await enforce_limit(conn, ctx.principal, "message", "messages", adding=len(seed))
-    n = len(seed)
-    await conn.execute(_INSERT_MESSAGES, [new_id() for _ in seed], [ctx.account_id] * n,
-                       [conversation_id] * n, [m.type for m in seed], [m.text for m in seed], [now_ms()] * n)
-
-
 class CreateMessage(CreateAction):
-    def __init__(self) -> None:
-        super().__init__(MESSAGES)
-        self.response = MessageCreated
+    response = MessageCreated
 
     async def run(self, ctx: Context, call: Call) -> MessageCreated:
         values = self.values(ctx, call)
@@ -152,11 +211,79 @@ class CreateMessage(CreateAction):
         return MessageCreated(id=values["id"], entities=call.body.entities or [])
 
 
-def _replace_create(actions, create):
-    return [create if a.path == create.path else a for a in actions]
+Duration = Annotated[float, msgspec.Meta(gt=0, le=SESSION_MAX_SECONDS, description=(
+    f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}, at most {SESSION_MAX_SECONDS})"))]
 
 
-register(*_replace_create(crud(TABLE, export=True), CreateConversation()),
-         *vote_actions(TABLE),
-         *_replace_create(crud(MESSAGES), CreateMessage()),
-         *vote_actions(MESSAGES))
+class ConversationSessionCreate(Body):
+    duration_in_seconds: Duration = SESSION_DEFAULT_SECONDS
+
+
+class SessionCreated(msgspec.Struct, rename="camel"):
+    id: str
+    token: str
+    expires_at: int
+
+
+class CreateConversationSession(Action):
+    """A session token carries the routes it allows (every action made with
+    session=True, bound to this conversation) and its lifetime, nothing more."""
+    tag = "Conversation"
+    summary = "Create a session token for one conversation (for widgets)"
+    body = ConversationSessionCreate
+    response = SessionCreated
+
+    async def run(self, ctx: Context, call: Call) -> SessionCreated:
+        conversation_id = call.params["conversationId"]
+        if await ctx.pool.fetchval("SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2",
+                                   conversation_id, ctx.account_id) is None:
+            raise NotFound("conversation not found")
+        session_id, token, expires_at = ctx.services.issue_session(ctx.account_id, conversation_id,
+                                                                   call.body.duration_in_seconds)
+        return SessionCreated(id=session_id, token=token, expires_at=expires_at)
+
+
+class ConversationUsage(msgspec.Struct):
+    tokens: int
+    messages: int
+
+
+class FetchConversationUsage(Action):
+    method = "GET"
+    tag = "Conversation"
+    summary = "A conversation's usage: tokens and messages (optionally in a time range)"
+    query = UsageRange
+    response = ConversationUsage
+
+    async def run(self, ctx: Context, call: Call) -> ConversationUsage:
+        r: UsageRange = call.query
+        conversation_id = call.params["conversationId"]
+        async with ctx.pool.connection() as conn:
+            messages = await conn.fetchval(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) THEN "
+                "(SELECT count(*) FROM messages WHERE conversation_id = $1 AND account_id = $2 "
+                " AND created_at >= $3 AND created_at < $4) END", conversation_id, ctx.account_id, r.lo, r.hi)
+            if messages is None:
+                raise NotFound("conversation not found")
+            tokens = await tokens_in(conn, ctx.account_id, r.lo, r.hi, conversation_id=conversation_id)
+        return ConversationUsage(tokens=tokens, messages=messages)
+
+
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/conversation/list", create=CreateConversation(TABLE, "/conversation/create"),
+          fetch=FetchAction(TABLE, "/conversation/{conversationId}/fetch", session=True),
+          update="/conversation/{conversationId}/update", delete="/conversation/{conversationId}/delete",
+          export="/conversation/export"),
+    VoteAction(TABLE, "/conversation/{conversationId}/upvote"),
+    VoteAction(TABLE, "/conversation/{conversationId}/downvote"),
+    *crud(MESSAGES,
+          list=ListAction(MESSAGES, "/conversation/{conversationId}/message/list", session=True, budget="history"),
+          fetch="/conversation/{conversationId}/message/{messageId}/fetch",
+          create=CreateMessage(MESSAGES, "/conversation/{conversationId}/message/create", budget="messages"),
+          update="/conversation/{conversationId}/message/{messageId}/update",
+          delete="/conversation/{conversationId}/message/{messageId}/delete"),
+    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/upvote"),
+    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/downvote"),
+    CreateConversationSession("/conversation/{conversationId}/session/create"),
+    FetchConversationUsage("/conversation/{conversationId}/usage/fetch", session=True),
+]

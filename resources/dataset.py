@@ -1,16 +1,18 @@
-"""Datasets and their records (the knowledge a bot retrieves from)."""
+"""Datasets and their records (the knowledge a bot retrieves from), the files
+attached to them, and search (engine/retrieval.py ranks the records)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
-from ..errors import BadRequest, NotFound
-from ..actions.fields import Amount, Alias, Description, IdResponse, LongText, MetaDict, Name, Ref, Visibility
-from ..actions.standard import ListAction, Parent, Table, crud, now_ms
-from .common import Body, Item
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Alias, Amount, Body, Description, IdResponse, Item, LongText, MetaDict, Name, Ref, Visibility
+from ..actions.query import PageQuery
+from ..actions.standard import ListAction, Parent, Table, crud
+from ..engine import retrieval
+from ..errors import NotFound
 from .file import TABLE as FILES
 
 Score = Amount
@@ -53,8 +55,8 @@ class DatasetCreate(Body):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="datasets", noun="dataset", item=Dataset, create=DatasetCreate, path="/dataset",
-              tag="Dataset", defaults={"store": lambda: "default"})
+TABLE = Table(name="datasets", noun="dataset", item=Dataset, create=DatasetCreate, tag="Dataset",
+              defaults={"store": lambda: "default"})
 
 PARENT = Parent(table="datasets", param="datasetId", column="dataset_id", noun="dataset")
 
@@ -71,8 +73,57 @@ class RecordCreate(Body):
     meta: MetaDict | None = None
 
 
-RECORDS = Table(name="records", noun="record", item=Record, create=RecordCreate,
-                path="/dataset/{datasetId}/record", tag="Dataset", parent=PARENT)
+RECORDS = Table(name="records", noun="record", item=Record, create=RecordCreate, tag="Dataset", parent=PARENT)
+
+_SEARCH_SETTINGS = ("SELECT search_min_score, search_max_records, search_max_tokens, match_instruction, "
+                    "mismatch_instruction FROM datasets WHERE id = $1 AND account_id = $2")
+
+
+async def search_settings(conn, account_id: str, dataset_id: str):
+    """A dataset's search bounds and instructions (None: no such dataset here)."""
+    return await conn.fetchrow(_SEARCH_SETTINGS, dataset_id, account_id)
+
+
+def bounds(settings) -> retrieval.Bounds:
+    return retrieval.Bounds(min_score=settings["search_min_score"], max_records=settings["search_max_records"],
+                            max_tokens=settings["search_max_tokens"])
+
+
+# --- search --------------------------------------------------------------------
+
+SearchFilter = Annotated[dict[str, Any], msgspec.Meta(
+    description="Meta filters: `{key: value}` or `{key: {\"$eq\"|\"$ne\"|\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\": value}}`; "
+                f"all must hold; at most {retrieval.FILTER_MAX_KEYS} keys")]
+
+
+class SearchBody(Body):
+    search: Annotated[str, msgspec.Meta(max_length=10_000)]
+    filter: SearchFilter | None = None
+
+
+class SearchResult(msgspec.Struct):
+    id: str
+    records: list[retrieval.ScoredRecord]
+
+
+class SearchDataset(Action):
+    tag = "Dataset"
+    summary = "Search a dataset's records (full text + trigram similarity), best first, with scores"
+    body = SearchBody
+    response = SearchResult
+
+    async def run(self, ctx: Context, call: Call) -> SearchResult:
+        dataset_id = call.params["datasetId"]
+        body: SearchBody = call.body
+        models = ctx.services.models
+        async with ctx.pool.connection() as conn:
+            settings = await search_settings(conn, ctx.account_id, dataset_id)
+            if settings is None:
+                raise NotFound("dataset not found")
+            records = await retrieval.search_records(conn, ctx.account_id, dataset_id, body.search, bounds(settings),
+                                                     embeddings=models.embeddings, timeouts=models.timeouts,
+                                                     filter=body.filter)
+        return SearchResult(id=dataset_id, records=records)
 
 
 # --- files attached to a dataset ---------------------------------------------
@@ -98,7 +149,6 @@ async def _require_both(conn, call: Call, ctx: Context) -> None:
 
 
 class AttachFile(Action):
-    path = "/dataset/{datasetId}/file/{fileId}/attach"
     tag = "Dataset"
     summary = "Attach a file to a dataset as a record source"
     body = FileAttach
@@ -115,7 +165,6 @@ class AttachFile(Action):
 
 
 class DetachFile(Action):
-    path = "/dataset/{datasetId}/file/{fileId}/detach"
     tag = "Dataset"
     summary = "Detach a file from a dataset (optionally deleting the records it produced)"
     body = FileDetach
@@ -135,15 +184,10 @@ class DetachFile(Action):
 
 class DatasetFiles(ListAction):
     """The files attached to a dataset, paged by file id."""
+    query = PageQuery
+    summary = "List the files attached to a dataset"
 
-    def __init__(self) -> None:
-        super().__init__(FILES, path="/dataset/{datasetId}/file/list", parent=PARENT,
-                         summary="List the files attached to a dataset")
-        self.query_params = self.query_params[:3]
-
-    def query(self, ctx: Context, call: Call, q, cursor: str | None, limit: int) -> tuple[str, list]:
-        if q.meta:
-            raise BadRequest("meta filters are not supported on this list")
+    def select(self, ctx: Context, call: Call, q, cursor: str | None, limit: int) -> tuple[str, list]:
         cols = ", ".join(f"f.{c}" for c in FILES.columns)
         where = "a.dataset_id = $1 AND a.account_id = $2"
         args = [call.params["datasetId"], ctx.account_id, limit]
@@ -155,4 +199,14 @@ class DatasetFiles(ListAction):
         return sql, args
 
 
-register(*crud(TABLE), *crud(RECORDS, export=True), AttachFile(), DetachFile(), DatasetFiles())
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/dataset/list", fetch="/dataset/{datasetId}/fetch", create="/dataset/create",
+          update="/dataset/{datasetId}/update", delete="/dataset/{datasetId}/delete"),
+    *crud(RECORDS, list="/dataset/{datasetId}/record/list", fetch="/dataset/{datasetId}/record/{recordId}/fetch",
+          create="/dataset/{datasetId}/record/create", update="/dataset/{datasetId}/record/{recordId}/update",
+          delete="/dataset/{datasetId}/record/{recordId}/delete", export="/dataset/{datasetId}/record/export"),
+    SearchDataset("/dataset/{datasetId}/search"),
+    AttachFile("/dataset/{datasetId}/file/{fileId}/attach"),
+    DetachFile("/dataset/{datasetId}/file/{fileId}/detach"),
+    DatasetFiles(FILES, "/dataset/{datasetId}/file/list", parent=PARENT),
+]

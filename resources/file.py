@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ..actions.base import register
-from ..actions.fields import Alias, Description, MetaDict, Name, Ref, Visibility
+from ..actions.base import Action
+from ..actions.fields import Alias, Body, Description, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Table, crud
-from .common import Body, Item
 
 
 class File(Item):
@@ -28,6 +27,7 @@ class FileCreate(Body):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="files", noun="file", item=File, create=FileCreate, path="/file", tag="File")
+TABLE = Table(name="files", noun="file", item=File, create=FileCreate, tag="File")
 
-register(*crud(TABLE))
+ACTIONS: list[Action] = crud(TABLE, list="/file/list", fetch="/file/{fileId}/fetch", create="/file/create",
+                             update="/file/{fileId}/update", delete="/file/{fileId}/delete")

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
-from ..errors import NotFound
-from ..actions.fields import Amount, Alias, Description, IdResponse, MetaDict, Name, Timestamp, check_meta
-from ..actions.standard import LIST_PARAMS, ListAction, Parent, Table, crud, now_ms
-from .common import Body, Item
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Alias, Amount, Body, Description, Item, MetaDict, Name, Timestamp
+from ..actions.standard import (CreateAction, DeleteAction, FetchAction, ListAction, Parent, Table, UpdateAction,
+                                require_parent)
 from .token import Scope, issue_token
 
 Count = Amount
@@ -58,8 +57,8 @@ class PartnerUserCreate(Body):
 
 # The child's rows reference accounts(id) ON DELETE CASCADE: deleting a child deletes
 # everything it owns, its tokens and its own children, in one statement.
-TABLE = Table(name="accounts", noun="user", item=PartnerUser, create=PartnerUserCreate, path="/partner/user",
-              tag="Partner", owner="parent_id")
+TABLE = Table(name="accounts", noun="user", item=PartnerUser, create=PartnerUserCreate, tag="Partner",
+              owner="parent_id")
 
 USER = Parent(table="accounts", param="userId", column="account_id", noun="user", owner="parent_id")
 
@@ -84,108 +83,49 @@ class PartnerTokenCreate(Body):
     expires_at: Timestamp | None = None
 
 
-class PartnerTokenUpdate(Body):
-    name: Name | None | msgspec.UnsetType = msgspec.UNSET
-    description: Description | None | msgspec.UnsetType = msgspec.UNSET
-    config: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None | msgspec.UnsetType = msgspec.UNSET
-    meta: MetaDict | None | msgspec.UnsetType = msgspec.UNSET
-
-
 class PartnerTokenCreated(msgspec.Struct, rename="camel"):
     id: str
     token: str
     created_at: int
 
 
-TOKENS = Table(name="tokens", noun="token", item=PartnerToken, create=PartnerTokenCreate,
-               path="/partner/user/{userId}/token", tag="Partner", parent=USER)
-
-_CHILD = "SELECT 1 FROM accounts WHERE id = $1 AND parent_id = $2"
-_OF_CHILD = "FROM accounts a WHERE t.id = $1 AND t.account_id = $2 AND a.id = t.account_id AND a.parent_id = $3"
-
-
-async def _require_child(conn, ctx: Context, call: Call) -> str:
-    child = call.params["userId"]
-    if await conn.fetchval(_CHILD, child, ctx.account_id) is None:
-        raise NotFound("user not found")
-    return child
+# A child's tokens are the child's rows (account_id = the child), managed by its
+# parent: owned through the parent. The meta filter is off: tokens.meta has no index.
+TOKENS = Table(name="tokens", noun="token", item=PartnerToken, create=PartnerTokenCreate, tag="Partner",
+               parent=USER, through_parent=True, updatable=("name", "description", "config", "meta"),
+               meta_filter=False)
 
 
 class CreatePartnerToken(Action):
-    path = "/partner/user/{userId}/token/create"
+    """The secret is made here and shown only in this answer (token.py stores its digest)."""
     tag = "Partner"
     summary = "Create an API token for a child account (the secret is shown only here)"
     body = PartnerTokenCreate
     response = PartnerTokenCreated
+    changes_credentials = True
 
     async def run(self, ctx: Context, call: Call) -> PartnerTokenCreated:
         body = call.body
-        if body.meta:
-            check_meta(body.meta)
         async with ctx.pool.connection() as conn:
-            child = await _require_child(conn, ctx, call)
+            await require_parent(conn, USER, ctx, call)
             created = now_ms()
             token_id, secret = await issue_token(
-                conn, child, name=body.name, description=body.description, meta=body.meta or {},
+                conn, call.params["userId"], name=body.name, description=body.description, meta=body.meta or {},
                 config=body.config, scopes=body.scopes, expires_at=body.expires_at, created_at=created)
         return PartnerTokenCreated(id=token_id, token=secret, created_at=created)
 
 
-class ListPartnerTokens(ListAction):
-    def __init__(self) -> None:
-        super().__init__(TOKENS, summary="List a child account's API tokens (never their secrets)")
-        self.query_params = LIST_PARAMS[:3]
-
-    def query(self, ctx: Context, call: Call, q, cursor: str | None, limit: int) -> tuple[str, list]:
-        where = "account_id = $1"
-        args: list[Any] = [call.params["userId"], limit]
-        if cursor:
-            where += f" AND id {'<' if q.desc else '>'} $3"
-            args.append(cursor)
-        return (f"SELECT {TOKENS.select} FROM tokens WHERE {where} "
-                f"ORDER BY id {'DESC' if q.desc else 'ASC'} LIMIT $2"), args
-
-
-class UpdatePartnerToken(Action):
-    path = "/partner/user/{userId}/token/{tokenId}/update"
-    tag = "Partner"
-    summary = "Update a child account's API token"
-    body = PartnerTokenUpdate
-    response = IdResponse
-
-    async def run(self, ctx: Context, call: Call) -> IdResponse:
-        body = call.body
-        sets = {f: getattr(body, f) for f in ("name", "description", "config", "meta")
-                if getattr(body, f) is not msgspec.UNSET}
-        if sets.get("meta") is None and "meta" in sets:
-            sets["meta"] = {}
-        if sets.get("meta"):
-            check_meta(sets["meta"])
-        assign = ", ".join(f"{c} = ${i}" for i, c in enumerate(sets, start=4))
-        sql = (f"UPDATE tokens t SET {assign + ', ' if assign else ''}updated_at = ${4 + len(sets)} "
-               f"{_OF_CHILD} RETURNING t.id")
-        updated = await ctx.pool.fetchval(sql, call.params["tokenId"], call.params["userId"], ctx.account_id,
-                                          *sets.values(), now_ms())
-        if updated is None:
-            raise NotFound("token not found")
-        return IdResponse(id=updated)
-
-
-class DeletePartnerToken(Action):
-    path = "/partner/user/{userId}/token/{tokenId}/delete"
-    tag = "Partner"
-    summary = "Delete (revoke) a child account's API token"
-    body = Body
-    response = IdResponse
-
-    async def run(self, ctx: Context, call: Call) -> IdResponse:
-        deleted = await ctx.pool.fetchval(f"DELETE FROM tokens t USING accounts a WHERE t.id = $1 "
-                                          f"AND t.account_id = $2 AND a.id = t.account_id AND a.parent_id = $3 "
-                                          f"RETURNING t.id",
-                                          call.params["tokenId"], call.params["userId"], ctx.account_id)
-        if deleted is None:
-            raise NotFound("token not found")
-        return IdResponse(id=deleted)
-
-
-register(*crud(TABLE), CreatePartnerToken(), ListPartnerTokens(), UpdatePartnerToken(), DeletePartnerToken())
+ACTIONS: list[Action] = [
+    ListAction(TABLE, "/partner/user/list"),
+    FetchAction(TABLE, "/partner/user/{userId}/fetch"),
+    CreateAction(TABLE, "/partner/user/create", changes_credentials=True),
+    UpdateAction(TABLE, "/partner/user/{userId}/update", changes_credentials=True),
+    DeleteAction(TABLE, "/partner/user/{userId}/delete", changes_credentials=True),
+    ListAction(TOKENS, "/partner/user/{userId}/token/list",
+               summary="List a child account's API tokens (never their secrets)"),
+    CreatePartnerToken("/partner/user/{userId}/token/create"),
+    UpdateAction(TOKENS, "/partner/user/{userId}/token/{tokenId}/update",
+                 summary="Update a child account's API token", changes_credentials=True),
+    DeleteAction(TOKENS, "/partner/user/{userId}/token/{tokenId}/delete",
+                 summary="Delete (revoke) a child account's API token", changes_credentials=True),
+]

@@ -4,15 +4,16 @@ names)."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, Stream, register
-from ..errors import BadRequest
-from ..actions.standard import LIST_PARAMS, TAKE_DEFAULT, TAKE_MAX, _META_FILTER
-from ..engine import models as engine_models
-from .common import Item
+from ..actions.base import Action, Call, Context, Stream
+from ..actions.fields import Item
+from ..actions.query import ListQuery
+from ..actions.stream import item_lines
+from ..engine.models import Registry
+from ..engine.provider import ModelInfo
 
 
 class PlatformModel(Item):
@@ -26,68 +27,53 @@ class PlatformModel(Item):
     description: str | None = None
 
 
+class ModelListQuery(ListQuery, kw_only=True):
+    cursor: Annotated[str, msgspec.Meta(max_length=256, description="The name of the last model of the "
+                                                                    "previous page")] | None = None
+
+
 class PlatformModelList(msgspec.Struct):
     items: list[PlatformModel]
     cursor: str | msgspec.UnsetType = msgspec.UNSET
 
 
-def _item(m: engine_models.ModelInfo) -> PlatformModel:
+def _item(m: ModelInfo, default: str) -> PlatformModel:
     return PlatformModel(id=m.name, created_at=m.created_at, updated_at=m.created_at, name=m.name,
                          provider=m.provider, family=m.family, max_tokens=m.max_tokens,
                          max_input_tokens=m.max_input_tokens, max_output_tokens=m.max_output_tokens,
-                         meta={"default": m.name == engine_models.registry().default,
-                               "embedded": m.embedded},
+                         meta={"default": m.name == default, "embedded": m.embedded},
                          description=m.description or None)
 
 
-_ENCODE = msgspec.json.encode
+def _select(models: Registry, q: ModelListQuery) -> list[PlatformModel]:
+    """The models in order, after the cursor, matching the meta filters (as strings)."""
+    items = sorted((_item(m, models.default) for m in models.models.values()), key=lambda i: i.id, reverse=q.desc)
+    if q.meta:
+        items = [i for i in items if all(str(i.meta.get(k)).lower() == v.lower() for k, v in q.meta.items())]
+    if q.cursor is not None:
+        items = [i for i in items if (i.id < q.cursor if q.desc else i.id > q.cursor)]
+    return items
+
+
+async def _lines(items: list[PlatformModel]) -> AsyncIterator[bytes]:
+    yield item_lines(items)
 
 
 class ListPlatformModels(Action):
     method = "GET"
-    path = "/platform/model/list"
     tag = "Platform"
     summary = "List the models this server offers (from its configuration)"
+    query = ModelListQuery
     response = PlatformModelList
     item = PlatformModel
-    query_params = LIST_PARAMS
-
-    def _select(self, call: Call) -> tuple[list[PlatformModel], int, str | None]:
-        desc, take, cursor, meta = True, TAKE_DEFAULT, None, {}
-        for key, value in call.query:
-            if key == "order":
-                if value not in ("asc", "desc"):
-                    raise BadRequest("order: must be 'asc' or 'desc'")
-                desc = value == "desc"
-            elif key == "take":
-                if not (value.isascii() and value.isdigit() and len(value) <= 3 and 1 <= int(value) <= TAKE_MAX):
-                    raise BadRequest(f"take: must be an integer from 1 to {TAKE_MAX}")
-                take = int(value)
-            elif key == "cursor":
-                cursor = value or None
-            elif key.startswith("meta"):
-                m = _META_FILTER.match(key)
-                if m is None:
-                    raise BadRequest(f"{key[:60]}: meta filters are meta.<key>=<value> or meta[key]=value")
-                meta[m.group(1) or m.group(2)] = value
-        items = sorted((_item(m) for m in engine_models.registry().models.values()),
-                       key=lambda i: i.id, reverse=desc)
-        if meta:
-            items = [i for i in items if all(str(i.meta.get(k)).lower() == v.lower() for k, v in meta.items())]
-        if cursor is not None:
-            items = [i for i in items if (i.id < cursor if desc else i.id > cursor)]
-        return items, take, cursor
 
     async def run(self, ctx: Context, call: Call) -> Any:
-        items, take, _ = self._select(call)
+        q: ModelListQuery = call.query
+        items = _select(ctx.services.models, q)
         if call.jsonl:
-            return Stream(self._stream(items))
-        page = items[:take]
-        return PlatformModelList(items=page, cursor=page[-1].id if len(items) > take else msgspec.UNSET)
-
-    @staticmethod
-    async def _stream(items: list[PlatformModel]) -> AsyncIterator[bytes]:
-        yield b"".join(b'{"type":"item","data":' + _ENCODE(i) + b"}\n" for i in items) or b""
+            return Stream(_lines(items))
+        page = items[:q.take]
+        return PlatformModelList(items=page, cursor=page[-1].id if len(items) > q.take else msgspec.UNSET)
 
 
-register(ListPlatformModels())
+ACTIONS: list[Action] = [ListPlatformModels("/platform/model/list")]

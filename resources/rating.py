@@ -6,12 +6,11 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.base import Action, Call, Context
-from ..errors import NotFound
-from ..actions.fields import Description, IdResponse
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Body, Description, IdResponse, Item
 from ..actions.ids import new_id
-from ..actions.standard import Parent, Table, ListAction, now_ms
-from .common import Body, Item
+from ..actions.standard import Table
+from ..errors import NotFound
 
 
 class Rating(Item):
@@ -36,7 +35,7 @@ class Downvote(Body):
     reason: Description | None = None
 
 
-TABLE = Table(name="ratings", noun="rating", item=Rating, create=Upvote, path="/rating", tag="Rating")
+TABLE = Table(name="ratings", noun="rating", item=Rating, create=Upvote, tag="Rating")
 
 # What a vote records about its target: (contact, bot, conversation, message), per target table.
 _TARGET = {
@@ -48,13 +47,18 @@ _TARGET = {
 
 
 class VoteAction(Action):
-    def __init__(self, target: Table, up: bool) -> None:
+    """`.../upvote` or `.../downvote` of a bot, conversation or message: a rating row
+    that records its target (and the target's contact, bot and conversation)."""
+
+    def __init__(self, target: Table, path: str) -> None:
+        super().__init__(path)
         self.target = target
-        verb = "upvote" if up else "downvote"
-        self.path = f"{target.path}/{{{target.id_param}}}/{verb}"
+        verb = self.operation
+        if verb not in ("upvote", "downvote"):
+            raise ValueError(f"a vote route ends in /upvote or /downvote, got {path}")
         self.tag = target.tag
         self.summary = f"{verb.title()} a {target.noun}"
-        self.body = Upvote if up else Downvote
+        self.body = Upvote if verb == "upvote" else Downvote
         self.response = IdResponse
         contact, bot, conversation, message, source = _TARGET[target.name]
         where = "t.id = $1 AND t.account_id = $2"
@@ -74,12 +78,3 @@ class VoteAction(Action):
         if await ctx.pool.fetchval(self.sql, *args) is None:
             raise NotFound(f"{self.target.noun} not found")
         return IdResponse(id=target_id)
-
-
-def vote_actions(target: Table) -> list[Action]:
-    return [VoteAction(target, up=True), VoteAction(target, up=False)]
-
-
-def contact_ratings(contacts: Parent) -> ListAction:
-    return ListAction(TABLE, path="/contact/{contactId}/rating/list", parent=contacts,
-                      summary="List the ratings a contact gave")

@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
+from ..actions.standard import Table, crud
 from ..errors import NotFound
-from ..actions.fields import Alias, Description, IdResponse, MetaDict, Name, Ref, Visibility
-from ..actions.standard import Table, crud, now_ms
-from .common import Body, Item
 
 SecretKind = Literal["shared", "personal"]
 SecretType = Literal["plain", "basic", "bearer", "jwt", "oauth", "template", "reference"]
@@ -47,7 +46,7 @@ class SecretCreate(Body):
         return f"SecretCreate(name={self.name!r}, value=<hidden>)"
 
 
-TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, path="/secret", tag="Secret",
+TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, tag="Secret",
               refs={"contact_id": ("contacts", "contact")})
 
 
@@ -62,8 +61,8 @@ class VerifySecret(Action):
     body = Body
     response = SecretVerification
 
-    def __init__(self, path: str = "/secret/{secretId}/verify", contact: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: str, contact: bool = False) -> None:
+        super().__init__(path)
         self.contact = contact  # the contact-scoped route: the secret must be that contact's
         self.sql = ("SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2"
                     + (" AND contact_id = $3" if contact else ""))
@@ -83,8 +82,8 @@ class RevokeSecret(Action):
     body = Body
     response = IdResponse
 
-    def __init__(self, path: str = "/secret/{secretId}/revoke", contact: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: str, contact: bool = False) -> None:
+        super().__init__(path)
         self.contact = contact
         self.sql = ("UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2"
                     + (" AND contact_id = $4" if contact else "") + " RETURNING id")
@@ -98,6 +97,9 @@ class RevokeSecret(Action):
         return IdResponse(id=revoked)
 
 
-register(*crud(TABLE), VerifySecret(), RevokeSecret(),
-         VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
-         RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True))
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/secret/list", fetch="/secret/{secretId}/fetch", create="/secret/create",
+          update="/secret/{secretId}/update", delete="/secret/{secretId}/delete"),
+    VerifySecret("/secret/{secretId}/verify"),
+    RevokeSecret("/secret/{secretId}/revoke"),
+]

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, register
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
+from ..actions.standard import Table, crud
 from ..errors import NotFound
-from ..actions.fields import Amount, Description, IdResponse, MetaDict, Name, Ref
-from ..actions.standard import Table, crud, now_ms
-from .common import Body, Item
 
 Positive = Amount
 
@@ -45,13 +44,13 @@ class TaskCreate(Body):
     max_time: Positive | None = None
 
 
-TABLE = Table(name="tasks", noun="task", item=Task, create=TaskCreate, path="/task", tag="Task",
+TABLE = Table(name="tasks", noun="task", item=Task, create=TaskCreate, tag="Task",
               refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
               filters=("bot_id", "contact_id", "status"))
 
+
 class CancelTask(Action):
     """Marks the task canceled (its executions come with the task runner)."""
-    path = "/task/{taskId}/cancel"
     tag = "Task"
     summary = "Cancel a task"
     body = Body
@@ -66,4 +65,8 @@ class CancelTask(Action):
         return IdResponse(id=canceled)
 
 
-register(*crud(TABLE, export=True), CancelTask())
+ACTIONS: list[Action] = [
+    *crud(TABLE, list="/task/list", fetch="/task/{taskId}/fetch", create="/task/create",
+          update="/task/{taskId}/update", delete="/task/{taskId}/delete", export="/task/export"),
+    CancelTask("/task/{taskId}/cancel"),
+]

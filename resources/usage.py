@@ -1,19 +1,20 @@
 """Usage: one row per completion (tokens in and out, per account, bot, conversation
-and model), and the usage routes that report it. `tokens_used` is what partner
-limits read."""
+and model), and the account's usage routes. `tokens_used` is what partner limits
+read; bot/{id}/usage/fetch and conversation/{id}/usage/fetch (in bot.py and
+conversation.py) read `tokens_in` and take the `UsageRange` query."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from typing import Annotated
+
 import msgspec
 
-from ..actions.base import Action, Call, Context, Param, now_ms, register
-from ..errors import BadRequest, NotFound
-from ..actions.fields import MetaDict
+from ..actions.base import Action, Call, Context, now_ms
+from ..actions.fields import Body, Item, MetaDict
 from ..actions.ids import new_id
-from ..actions.standard import ListAction, Table
-from .common import Body, Item
+from ..actions.standard import ListAction, Table, count_owned, daily_counts
 
 
 class Usage(Item):
@@ -37,7 +38,7 @@ class _NoCreate(Body):
     meta: MetaDict | None = None
 
 
-TABLE = Table(name="usage", noun="usage", item=Usage, create=_NoCreate, path="/usage", tag="Usage")
+TABLE = Table(name="usage", noun="usage", item=Usage, create=_NoCreate, tag="Usage")
 
 
 async def record_usage(conn, account_id: str, *, model: str, input_tokens: int, output_tokens: int,
@@ -65,6 +66,16 @@ async def tokens_used(conn, account_id: str, since_ms: int) -> int:
     return int(value)
 
 
+async def tokens_in(conn, account_id: str, lo: int, hi: int, *, bot_id: str | None = None,
+                    conversation_id: str | None = None) -> int:
+    """Tokens used in [lo, hi) ms by one bot's or one conversation's completions."""
+    column, value = ("bot_id", bot_id) if bot_id is not None else ("conversation_id", conversation_id)
+    total = await conn.fetchval(
+        f"SELECT COALESCE(sum(count), 0) FROM usage WHERE {column} = $1 AND account_id = $2 AND type = 'token' "
+        "AND created_at >= $3 AND created_at < $4", value, account_id, lo, hi)
+    return int(total)
+
+
 # --- routes -----------------------------------------------------------------
 
 class DatabaseUsage(msgspec.Struct):
@@ -83,17 +94,6 @@ class AccountUsage(msgspec.Struct):
     database: DatabaseUsage
 
 
-class BotUsage(msgspec.Struct):
-    tokens: int
-    conversations: int
-    messages: int
-
-
-class ConversationUsage(msgspec.Struct):
-    tokens: int
-    messages: int
-
-
 class SeriesPoint(msgspec.Struct):
     date: int
     total: int
@@ -105,57 +105,63 @@ class UsageSeries(msgspec.Struct):
     messages: list[SeriesPoint]
 
 
-RANGE_PARAMS = (
-    Param("from", {"type": "string", "format": "date-time"}, "Count from this time (ISO 8601), inclusive"),
-    Param("to", {"type": "string", "format": "date-time"}, "Count until this time (ISO 8601), exclusive"),
-)
 _MAX_MS = 2 ** 53
+When = Annotated[str, msgspec.Meta(max_length=64)]
 
 
-def _time_range(query: list[tuple[str, str]]) -> tuple[int, int]:
-    lo, hi = 0, _MAX_MS
-    for key, value in query:
-        if key not in ("from", "to"):
-            continue
-        try:
-            if len(value) > 64:
-                raise ValueError
-            when = datetime.fromisoformat(value.strip())
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            ms = int(when.timestamp() * 1000)
-        except (ValueError, OverflowError, OSError):
-            raise BadRequest(f"{key}: not an ISO 8601 date-time") from None
-        if key == "from":
-            lo = max(0, ms)
-        else:
-            hi = max(0, ms)
-    return lo, hi
+def _ms(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        when = datetime.fromisoformat(value.strip())
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0, int(when.timestamp() * 1000))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{name}: not an ISO 8601 date-time") from None
+
+
+class UsageRange(msgspec.Struct, kw_only=True):
+    """A time range: `from` (inclusive) and `to` (exclusive), ISO 8601."""
+    start: Annotated[When, msgspec.Meta(description="Count from this time (ISO 8601), inclusive")] | None = \
+        msgspec.field(default=None, name="from")
+    end: Annotated[When, msgspec.Meta(description="Count until this time (ISO 8601), exclusive")] | None = \
+        msgspec.field(default=None, name="to")
+
+    def __post_init__(self) -> None:
+        self.lo, self.hi  # noqa: B018  (a bad date is a 400 when the query is decoded)
+
+    @property
+    def lo(self) -> int:
+        return _ms("from", self.start, 0)
+
+    @property
+    def hi(self) -> int:
+        return _ms("to", self.end, _MAX_MS)
+
+
+# What the account's usage counts, table by table (the column naming the account).
+_COUNTED = {"conversations": "account_id", "messages": "account_id", "datasets": "account_id",
+            "records": "account_id", "skillsets": "account_id", "abilities": "account_id",
+            "files": "account_id", "accounts": "parent_id"}
 
 
 class FetchAccountUsage(Action):
     method = "GET"
-    path = "/usage/fetch"
     tag = "Usage"
     summary = "The account's usage: tokens, conversations, messages and stored resources"
     response = AccountUsage
 
     async def run(self, ctx: Context, call: Call) -> AccountUsage:
         a = ctx.account_id
-        row = await ctx.pool.fetchrow(
-            "SELECT (SELECT COALESCE(sum(count), 0) FROM usage WHERE account_id = $1 AND type = 'token') AS tokens, "
-            "(SELECT count(*) FROM conversations WHERE account_id = $1) AS conversations, "
-            "(SELECT count(*) FROM messages WHERE account_id = $1) AS messages, "
-            "(SELECT count(*) FROM datasets WHERE account_id = $1) AS datasets, "
-            "(SELECT count(*) FROM records WHERE account_id = $1) AS records, "
-            "(SELECT count(*) FROM skillsets WHERE account_id = $1) AS skillsets, "
-            "(SELECT count(*) FROM abilities WHERE account_id = $1) AS abilities, "
-            "(SELECT count(*) FROM files WHERE account_id = $1) AS files, "
-            "(SELECT count(*) FROM accounts WHERE parent_id = $1) AS users", a)
-        return AccountUsage(tokens=int(row["tokens"]), conversations=row["conversations"], messages=row["messages"],
-                            database=DatabaseUsage(datasets=row["datasets"], records=row["records"],
-                                                   skillsets=row["skillsets"], abilities=row["abilities"],
-                                                   files=row["files"], users=row["users"]))
+        async with ctx.pool.connection() as conn:
+            tokens = await conn.fetchval(
+                "SELECT COALESCE(sum(count), 0) FROM usage WHERE account_id = $1 AND type = 'token'", a)
+            n = await count_owned(conn, a, _COUNTED)
+        return AccountUsage(tokens=int(tokens), conversations=n["conversations"], messages=n["messages"],
+                            database=DatabaseUsage(datasets=n["datasets"], records=n["records"],
+                                                   skillsets=n["skillsets"], abilities=n["abilities"],
+                                                   files=n["files"], users=n["accounts"]))
 
 
 SERIES_DAYS = 30
@@ -164,7 +170,6 @@ _DAY_MS = 86_400_000
 
 class FetchUsageSeries(Action):
     method = "GET"
-    path = "/usage/series/fetch"
     tag = "Usage"
     summary = f"Daily totals of the last {SERIES_DAYS} days (UTC days; date = the day's start in epoch ms)"
     response = UsageSeries
@@ -176,12 +181,8 @@ class FetchUsageSeries(Action):
             tokens = await conn.fetch(
                 "SELECT created_at / 86400000 * 86400000 AS date, sum(count) AS total FROM usage "
                 "WHERE account_id = $1 AND type = 'token' AND created_at >= $2 GROUP BY 1 ORDER BY 1", a, since)
-            conversations = await conn.fetch(
-                "SELECT created_at / 86400000 * 86400000 AS date, count(*) AS total FROM conversations "
-                "WHERE account_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1", a, since)
-            messages = await conn.fetch(
-                "SELECT created_at / 86400000 * 86400000 AS date, count(*) AS total FROM messages "
-                "WHERE account_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1", a, since)
+            conversations = await daily_counts(conn, "conversations", a, since)
+            messages = await daily_counts(conn, "messages", a, since)
 
         def points(rows) -> list[SeriesPoint]:
             return [SeriesPoint(date=int(r["date"]), total=int(r["total"])) for r in rows]
@@ -189,53 +190,8 @@ class FetchUsageSeries(Action):
         return UsageSeries(tokens=points(tokens), conversations=points(conversations), messages=points(messages))
 
 
-class FetchBotUsage(Action):
-    method = "GET"
-    path = "/bot/{botId}/usage/fetch"
-    tag = "Bot"
-    summary = "A bot's usage: tokens, conversations and messages (optionally in a time range)"
-    response = BotUsage
-    query_params = RANGE_PARAMS
-
-    async def run(self, ctx: Context, call: Call) -> BotUsage:
-        lo, hi = _time_range(call.query)
-        bot_id = call.params["botId"]
-        row = await ctx.pool.fetchrow(
-            "SELECT (SELECT 1 FROM bots WHERE id = $1 AND account_id = $2) AS found, "
-            "(SELECT COALESCE(sum(count), 0) FROM usage WHERE bot_id = $1 AND account_id = $2 AND type = 'token' "
-            " AND created_at >= $3 AND created_at < $4) AS tokens, "
-            "(SELECT count(*) FROM conversations WHERE bot_id = $1 AND account_id = $2 "
-            " AND created_at >= $3 AND created_at < $4) AS conversations, "
-            "(SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-            " WHERE c.bot_id = $1 AND c.account_id = $2 AND m.created_at >= $3 AND m.created_at < $4) AS messages",
-            bot_id, ctx.account_id, lo, hi)
-        if row["found"] is None:
-            raise NotFound("bot not found")
-        return BotUsage(tokens=int(row["tokens"]), conversations=row["conversations"], messages=row["messages"])
-
-
-class FetchConversationUsage(Action):
-    method = "GET"
-    path = "/conversation/{conversationId}/usage/fetch"
-    tag = "Conversation"
-    summary = "A conversation's usage: tokens and messages (optionally in a time range)"
-    response = ConversationUsage
-    query_params = RANGE_PARAMS
-    session = True
-
-    async def run(self, ctx: Context, call: Call) -> ConversationUsage:
-        lo, hi = _time_range(call.query)
-        row = await ctx.pool.fetchrow(
-            "SELECT (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) AS found, "
-            "(SELECT COALESCE(sum(count), 0) FROM usage WHERE conversation_id = $1 AND account_id = $2 "
-            " AND type = 'token' AND created_at >= $3 AND created_at < $4) AS tokens, "
-            "(SELECT count(*) FROM messages WHERE conversation_id = $1 AND account_id = $2 "
-            " AND created_at >= $3 AND created_at < $4) AS messages",
-            call.params["conversationId"], ctx.account_id, lo, hi)
-        if row["found"] is None:
-            raise NotFound("conversation not found")
-        return ConversationUsage(tokens=int(row["tokens"]), messages=row["messages"])
-
-
-register(ListAction(TABLE, summary="List usage rows (one per completion)"), FetchAccountUsage(),
-         FetchUsageSeries(), FetchBotUsage(), FetchConversationUsage())
+ACTIONS: list[Action] = [
+    FetchAccountUsage("/usage/fetch"),
+    ListAction(TABLE, "/usage/list", summary="List usage rows (one per completion)"),
+    FetchUsageSeries("/usage/series/fetch"),
+]

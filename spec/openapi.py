@@ -1,5 +1,6 @@
-"""OpenAPI 3.1, generated from the action registry and the msgspec structs: the
-spec cannot drift from what is served, because both come from the same objects."""
+"""OpenAPI 3.1, generated from the route list and the msgspec structs: the spec
+cannot drift from what is served, because both come from the same objects (each
+action's body, query, response, item and events structs)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,34 @@ def _error_responses(action: Action) -> dict[str, Any]:
     return out
 
 
+def _query_parameters(query: type | None) -> list[dict[str, Any]]:
+    """A query struct's fields as query parameters (an object field is a deepObject:
+    `meta.<key>=value`)."""
+    if query is None:
+        return []
+    schema = msgspec.json.schema(query)
+    if "$ref" in schema:
+        schema = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        description = prop.pop("description", "")
+        if "anyOf" in prop:  # `X | None`: the parameter is optional anyway
+            options = [o for o in prop["anyOf"] if o.get("type") != "null"]
+            if len(options) == 1:
+                prop = {**options[0], **({"default": prop["default"]} if prop.get("default") is not None else {})}
+            description = description or prop.pop("description", "")
+        param = {"in": "query", "name": name, "required": False, "schema": prop, "description": description}
+        if prop.get("type") == "object":
+            param["style"], param["explode"] = "deepObject", True
+        params.append(param)
+    return params
+
+
 def build_spec(actions: list[Action]) -> dict[str, Any]:
-    types: list[type] = []
+    types: list[Any] = []
     for action in actions:
-        for t in (action.body, action.response, action.item, getattr(action, "events", None)):
+        for t in (action.body, action.response, action.item, action.events):
             if t is not None and t not in types:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -56,12 +81,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         op_ids.add(op_id)
         params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
                   for name in re.findall(r"{(\w+)}", action.path)]
-        for p in action.query_params:
-            q = {"in": "query", "name": p.name, "required": False, "schema": p.schema,
-                 "description": p.description}
-            if p.style:
-                q["style"], q["explode"] = p.style, True
-            params.append(q)
+        params += _query_parameters(action.query)
         ok: dict[str, Any] = {"description": "Success", "content": {}}
         if action.response is not None:
             ok["content"]["application/json"] = {"schema": schema_of[action.response]}
@@ -71,7 +91,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
                 "type": "object",
                 "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
                 "required": ["type", "data"]}}
-        events = getattr(action, "events", None)  # a struct or union of tagged structs: a JSONL stream
+        events = action.events  # a struct or union of tagged structs: a JSONL stream
         if events is not None:
             ok["content"]["application/jsonl"] = {"schema": {
                 **schema_of[events], "description": "With `Accept: application/jsonl`: one event per line"}}

@@ -153,6 +153,10 @@ class Pool:
         finally:
             self.release(conn, healthy=healthy)
 
+    async def ping(self) -> None:
+        """One round trip: the database answers (for health checks)."""
+        await self.fetchval("SELECT 1")
+
     # Shorthands for one statement on a pooled connection.
     async def fetchrow(self, sql: str, *args):
         async with self.connection() as conn:

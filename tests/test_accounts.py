@@ -10,7 +10,7 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
-from conftest import assert_error, start_app
+from botkit.testing import assert_error, start_app
 
 
 def client(server, token: str, run_as: str | None = None) -> httpx.Client:
@@ -275,8 +275,8 @@ def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
 def test_rate_limiter_shares_the_limit_between_processes():
     from botkit.actions.base import Principal
     from botkit.transport.ratelimit import Limits, RateLimiter
-    from botkit.actions.base import REGISTRY
-    action = next(a for a in REGISTRY if a.path == "/bot/list")
+    from botkit.resources import ROUTES
+    action = next(a for a in ROUTES if a.path == "/bot/list")
     limiter = RateLimiter(Limits(per_token=10, per_account=0, messages=0, history=0, processes=3), clock=lambda: 0.0)
     who = Principal(account_id="a", token_id="t")
     allowed = [limiter.hit(who, action)[0] for _ in range(6)]

@@ -1,5 +1,5 @@
 """The conversation engine over real HTTP: completions against a fake OpenAI-compatible
-server (tests/fake_openai.py) and against the embedded retrieval responder; event
+server (botkit.testing.FakeOpenAI) and against the embedded retrieval responder; event
 order, stored messages, usage rows, failures, retries, timeouts, cancellation,
 continuations, functions, model strings, reconciliation, send/receive, usage routes."""
 
@@ -13,13 +13,15 @@ import time
 import asyncpg
 import pytest
 
-import botkit.resources  # noqa: F401  (registers every action)
+from dataclasses import replace
+
 from botkit.config import Settings
 from botkit.engine import models as engine_models
-from botkit.engine.models import ModelInfo, Registry
+from botkit.engine.models import Registry
+from botkit.engine.provider import EmbeddingsInfo, ModelInfo, Timeouts
 
-from conftest import assert_error
-from fake_openai import FakeOpenAI, Reply
+from botkit.testing import assert_error, use_models
+from botkit.testing import FakeOpenAI, Reply
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +37,27 @@ def registry_for(fake: FakeOpenAI, **kw) -> Registry:
                          max_input_tokens=window - out, max_output_tokens=out, upstream="upstream-" + name,
                          base_url=fake.base_url, api_key="sk-test")
     models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
-    return Registry(models=models, default="fake-model", configured=True, connect_timeout=2,
-                    read_timeout=kw.get("read_timeout", 1.5), retries=2)
+    return Registry(models=models, default="fake-model", configured=True,
+                    timeouts=Timeouts(connect=2, read=kw.get("read_timeout", 1.5), retries=2))
 
 
 @pytest.fixture
-def models(fake):
+def models(fake, server):
     """The fake provider as the configured models, for one test."""
     fake.reset()
-    previous = engine_models.use(registry_for(fake))
+    previous = use_models(server, registry_for(fake))
     yield fake
-    engine_models.use(previous)
+    use_models(server, previous)
     fake.reset()
 
 
 @pytest.fixture
-def embedded():
+def embedded(server):
     """No provider configured: the embedded retrieval responder is the one model."""
-    previous = engine_models.use(engine_models.from_settings(Settings(database_url="x", models="",
-                                                                      model_base_url=None)))
+    previous = use_models(server, engine_models.from_settings(Settings(database_url="x", models="",
+                                                                       model_base_url=None)))
     yield
-    engine_models.use(previous)
+    use_models(server, previous)
 
 
 def events(response) -> list[dict]:
@@ -177,14 +179,14 @@ def test_5xx_is_retried_then_reported(api, models):
     assert len(models.seen) == 3  # 1 + BOTKIT_MODEL_RETRIES (2)
 
 
-def test_unreachable_provider(api, models, fake):
+def test_unreachable_provider(api, models, fake, server):
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     port = dead.getsockname()[1]
     dead.close()  # nothing listens there
     reg = registry_for(fake)
-    reg.models["fake-model"] = engine_models.replace(reg.models["fake-model"], base_url=f"http://127.0.0.1:{port}/v1")
-    engine_models.use(reg)
+    reg.models["fake-model"] = replace(reg.models["fake-model"], base_url=f"http://127.0.0.1:{port}/v1")
+    use_models(server, reg)
     conversation = api.post("conversation/create", json={}).json()["id"]
     assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}),
                  503, "MODEL_SERVICE_UNAVAILABLE")
@@ -593,7 +595,7 @@ def test_context_has_records_and_contact_memories(api, models):
 
 
 def test_the_spec_documents_the_completion_streams(anon):
-    from botkit.resources.completion import TokenData, TokenEvent, _token_line
+    from botkit.actions.stream import TokenData, TokenEvent, token_line as _token_line
     import msgspec
     assert _token_line('a "q"\n') == msgspec.json.encode(TokenEvent(TokenData('a "q"\n'))) + b"\n"
     spec = anon.get("spec.json").json()
@@ -650,8 +652,7 @@ def test_sse_parsing_is_lenient_where_providers_differ():
         asyncio.run(run(b"data: not json\n\n"))
 
 
-def test_search_with_embeddings(api, models, fake, database):
-    from botkit.engine.embeddings import EmbeddingsInfo
+def test_search_with_embeddings(api, models, fake, database, server):
 
     async def has_pgvector():
         conn = await asyncpg.connect(database)
@@ -664,7 +665,7 @@ def test_search_with_embeddings(api, models, fake, database):
         pytest.skip("this PostgreSQL has no pgvector: search runs without embeddings")
     reg = registry_for(fake)
     reg.embeddings = EmbeddingsInfo(model="fake-embed", base_url=fake.base_url)
-    engine_models.use(reg)
+    use_models(server, reg)
     dataset = api.post("dataset/create", json={}).json()["id"]
     car = api.post(f"dataset/{dataset}/record/create", json={"text": "I drive a car to work."}).json()["id"]
     api.post(f"dataset/{dataset}/record/create", json={"text": "Bananas are yellow."})

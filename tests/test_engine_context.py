@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from botkit.errors import BadRequest
 from botkit.config import Settings
-from botkit.engine import context, models, retrieval, tokens
+from botkit.engine import context, models, responder, tokens
 from botkit.engine.context import DoesNotFit, Parts, Turn, fit, messages_cost
 from botkit.engine.provider import Finish, ModelRequest, Passage
 
@@ -124,7 +124,7 @@ def test_registry_from_settings(tmp_path):
 def _run(req: ModelRequest) -> tuple[str, Finish]:
     async def main():
         out = []
-        async for item in retrieval.stream(req):
+        async for item in responder.stream(req):
             out.append(item)
         return "".join(out[:-1]), out[-1]
     return asyncio.run(main())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from conftest import assert_error
+from botkit.testing import assert_error
 
 COLORS = st.sampled_from(["red", "blue", "green"])
 # jsonb cannot hold U+0000 (that is a 400, tested with the junk inputs), so values here avoid it

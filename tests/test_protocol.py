@@ -10,8 +10,9 @@ import time
 import asyncpg
 import httpx
 
-from botkit.actions.base import REGISTRY, Stream
-from conftest import assert_error
+from botkit.actions.base import Stream
+from botkit.resources import ROUTES
+from botkit.testing import assert_error
 
 
 def test_both_prefixes_serve_the_same_routes(make_api):
@@ -69,7 +70,7 @@ def test_request_id_and_server_timing(api):
 
 
 def test_an_unexpected_failure_is_a_500_with_the_request_id(api, monkeypatch, caplog):
-    fetch = next(a for a in REGISTRY if a.path == "/bot/{botId}/fetch")
+    fetch = next(a for a in ROUTES if a.path == "/bot/{botId}/fetch")
 
     async def boom(ctx, call):
         raise RuntimeError("kaboom")
@@ -140,7 +141,7 @@ def test_spec_is_valid_and_covers_every_route(anon):
     spec = anon.get("spec.json").json()
     validate(spec)
     assert httpx.get(str(anon.base_url.copy_with(path="/api/v1/spec.json"))).json() == spec
-    served = {(a.method.lower(), a.path) for a in REGISTRY}
+    served = {(a.method.lower(), a.path) for a in ROUTES}
     documented = {(m, p) for p, ops in spec["paths"].items() for m in ops if m in ("get", "post")}
     assert served <= documented
     assert documented - served == {("get", "/spec.json"), ("get", "/healthz")}

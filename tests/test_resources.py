@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_error
-from helpers import EDITABLE, MINIMAL, create, prefix_for, tables
+from botkit.testing import assert_error
+from botkit.testing import EDITABLE, MINIMAL, create, prefix_for, route_prefix, tables
 
 TABLES = tables()
 IDS = [t.noun for t in TABLES]
@@ -69,7 +69,7 @@ def test_another_accounts_resource_is_not_found(api, other, table):
 
 @pytest.mark.parametrize("table", [t for t in TABLES if t.parent], ids=[t.noun for t in TABLES if t.parent])
 def test_nested_resources_need_their_parent(api, table):
-    missing = table.path.lstrip("/").replace("{" + table.parent.param + "}", "01m84tf0w9f3se992gd2fj0kwb")
+    missing = route_prefix(table).replace("{" + table.parent.param + "}", "01m84tf0w9f3se992gd2fj0kwb")
     assert_error(api.get(f"{missing}/list"), 404, "NOT_FOUND")
     assert_error(api.post(f"{missing}/create", json=MINIMAL.get(table.noun, {})), 404, "NOT_FOUND")
     prefix = prefix_for(api, table)

@@ -1,4 +1,4 @@
-from conftest import assert_error
+from botkit.testing import assert_error
 
 
 def test_bot_roundtrip(api, other):

@@ -17,14 +17,14 @@ import asyncpg
 import httpx
 import pytest
 
-from botkit.config import PROJECT_DIR
+from botkit.config import default_data_dir
 from botkit.store.embedded import EmbeddedPostgres, running_pid
 from botkit.store.migrate import migrate, migration_files
 
 
 @pytest.fixture
 def data_dir():
-    path = PROJECT_DIR / ".data" / f"test-{uuid.uuid4().hex[:8]}"
+    path = default_data_dir() / f"test-{uuid.uuid4().hex[:8]}"
     yield path
     pid = running_pid(path) if path.exists() else None
     if pid:

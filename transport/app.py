@@ -7,7 +7,6 @@ import contextvars
 import itertools
 import logging
 import os
-import secrets
 import time
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
@@ -16,12 +15,15 @@ import anyio
 import msgspec
 from starlette.applications import Starlette
 
-from ..actions import base as actions_base
-from ..actions.auth import TokenCache, authenticate, authorize, run_as
-from ..actions.base import Call, Context, Stream, decode
-from ..errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed,
-                              NotAuthenticated, NotFound, TooManyRequests)
-from ..config import Settings, settings as load_settings
+from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, session_routes
+from ..actions.base import Action, Call, Context, Principal, Stream, decode, decode_query
+from ..actions.stream import error_line
+from ..config import Settings
+from ..engine.models import Registry, from_settings
+from ..spec.openapi import build_spec
+from ..errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed, NotAuthenticated,
+                      NotFound, TooManyRequests)
+from ..store import keys
 from ..store.listen import Listener
 from ..store.pool import Pool
 from .ratelimit import Limits, RateLimiter
@@ -68,18 +70,12 @@ def _request_id(value: bytes | None) -> str:
 
 
 class Dispatcher:
-    """POST/GET /v1/<resource>/<action> → the registered action."""
+    """POST/GET /v1/<resource>/<action> → the action of that route."""
 
-    def __init__(self, state: "AppState") -> None:
+    def __init__(self, state: "AppState", routes: list[Action]) -> None:
         self.state = state
-        self.routes = RouteTable(actions_base.REGISTRY)
-        self._spec: bytes | None = None
-
-    def spec_bytes(self) -> bytes:
-        if self._spec is None:
-            from ..spec.openapi import build_spec
-            self._spec = _ENCODE(build_spec(actions_base.REGISTRY))
-        return self._spec
+        self.routes = RouteTable(routes)
+        self.spec = _ENCODE(build_spec(routes))
 
     async def dispatch(self, scope, receive, send, path: str, api: bool = True) -> None:
         """Answer one HTTP request; `path` is below /v1 (or, with api=False, the whole path)."""
@@ -96,7 +92,7 @@ class Dispatcher:
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
                     raise MethodNotAllowed("use GET")
-                await self._send(send, 200, self.spec_bytes(), request_id, started)
+                await self._send(send, 200, self.spec, request_id, started)
                 return
             matched = self.routes.match(path)
             if matched is None:
@@ -106,31 +102,20 @@ class Dispatcher:
                 raise MethodNotAllowed(f"{action.path} takes {action.method}")
             principal = None
             if not action.public:
-                state = self.state
-                principal = await authenticate(state.pool, _bearer(headers.get(b"authorization")),
-                                               state.session_key, state.token_cache)
-                child = headers.get(b"x-runas-userid")
-                if child is not None:
-                    principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
-                allowed, extra, reset_in = state.limiter.hit(principal, action)
-                if not allowed:
-                    extra.append((b"retry-after", str(reset_in).encode()))
-                    raise TooManyRequests(f"rate limit reached; retry in {reset_in} s")
-                authorize(principal, action, path, params)
-            body = None
+                principal = await self._principal(action, path, params, headers, extra)
+            call = Call(params=params, jsonl=JSONL in headers.get(b"accept", b""))
+            if action.query is not None:
+                call.query = decode_query(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+                                          action.query)
             if action.body is not None:
                 raw = await self._read_body(receive, headers)
-                body = decode(raw.strip() or b"{}", action.body)
-            call = Call(params=params,
-                        query=parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
-                        body=body,
-                        jsonl=JSONL in headers.get(b"accept", b""))
-            ctx = Context(principal=principal, pool=self.state.pool, request_id=request_id, services=self.state)
+                call.body = decode(raw.strip() or b"{}", action.body)
+            state = self.state
+            assert state.pool is not None
+            ctx = Context(principal=principal, pool=state.pool, request_id=request_id, services=state)
             result = await action.run(ctx, call)
-            if action.method == "POST" and path.startswith("/partner/"):
-                # partner routes change tokens and accounts: this process forgets its
-                # cached tokens now (others hear it from the database in milliseconds)
-                self.state.token_cache.clear()
+            if action.changes_credentials:
+                state.forget_credentials()
             if isinstance(result, Stream):
                 streaming = True
                 await self._stream(scope, receive, send, result, request_id, started, extra)
@@ -151,6 +136,24 @@ class Dispatcher:
         finally:
             request_id_var.reset(token)
 
+    async def _principal(self, action: Action, path: str, params: dict[str, str], headers: dict[bytes, bytes],
+                         extra: list[tuple[bytes, bytes]]) -> Principal:
+        """The caller (token, run-as), counted against its rate limits (their headers
+        go into `extra`), allowed this route."""
+        state = self.state
+        principal = await authenticate(state.pool, _bearer(headers.get(b"authorization")),
+                                       state.session_key, state.token_cache)
+        child = headers.get(b"x-runas-userid")
+        if child is not None:
+            principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
+        allowed, limit_headers, reset_in = state.limiter.hit(principal, action)
+        extra.extend(limit_headers)
+        if not allowed:
+            extra.append((b"retry-after", str(reset_in).encode()))
+            raise TooManyRequests(f"rate limit reached; retry in {reset_in} s")
+        authorize(principal, action, path, params)
+        return principal
+
     async def _outside_api(self, send, method: str, path: str, request_id: str, started: float) -> None:
         """/healthz for load balancers (checks the database); any other path is 404."""
         if path != "/healthz":
@@ -159,7 +162,7 @@ class Dispatcher:
             raise MethodNotAllowed("/healthz takes GET")
         try:
             with anyio.fail_after(2):
-                await self.state.pool.fetchval("SELECT 1")
+                await self.state.pool.ping()
         except Exception as exc:  # the database is down or slow: not healthy
             body = {"message": f"database unavailable: {type(exc).__name__}", "code": "SERVICE_UNAVAILABLE"}
             await self._send(send, 503, _ENCODE(body), request_id, started)
@@ -217,13 +220,12 @@ class Dispatcher:
                 async for chunk in result.chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except ApiError as exc:
-                line = {"type": "error", "data": {"message": exc.message, "code": exc.code}}
-                await send({"type": "http.response.body", "body": _ENCODE(line) + b"\n", "more_body": True})
+                await send({"type": "http.response.body", "body": error_line(exc.message, exc.code),
+                            "more_body": True})
             except Exception:
                 log.exception("stream failed")
-                line = {"type": "error", "data": {"message": "internal server error",
-                                                  "code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}
-                await send({"type": "http.response.body", "body": _ENCODE(line) + b"\n", "more_body": True})
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id)})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async with anyio.create_task_group() as tg:
@@ -257,8 +259,11 @@ def _bearer(value: bytes | None) -> str:
 
 
 class AppState:
-    def __init__(self, settings: Settings) -> None:
+    """The app's shared state, and the services its actions use (actions.base.Services)."""
+
+    def __init__(self, settings: Settings, routes: list[Action]) -> None:
         self.settings = settings
+        self.models: Registry = from_settings(settings)
         self.pool: Pool | None = None
         self.session_key: bytes | None = None
         self.token_cache = TokenCache(settings.auth_cache_seconds)
@@ -267,42 +272,33 @@ class AppState:
             per_token=settings.rate_limit, per_account=settings.rate_limit_account,
             messages=settings.rate_limit_messages, history=settings.rate_limit_history,
             processes=settings.processes or settings.workers))
+        self.session_actions = [a for a in routes if a.session]
+
+    def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
+        assert self.session_key is not None
+        return issue_session(self.session_key, account_id, session_routes(conversation_id, self.session_actions),
+                             seconds)
+
+    def forget_credentials(self) -> None:
+        # this process forgets its cached tokens now (others hear it from the database
+        # in milliseconds, store/listen.py)
+        self.token_cache.clear()
 
 
-async def load_session_key(pool: Pool, settings: Settings) -> bytes:
-    """The key that signs session tokens: BOTKIT_SESSION_SECRET, or one generated on
-    first start and kept in the database so every API process shares it."""
-    if settings.session_secret:
-        return settings.session_secret.encode()
-    await pool.execute("INSERT INTO server_keys (name, value) VALUES ('session', $1) ON CONFLICT DO NOTHING",
-                       secrets.token_bytes(32))
-    return await pool.fetchval("SELECT value FROM server_keys WHERE name = 'session'")
-
-
-def create_app(settings: Settings | None = None) -> "App":
-    from .. import resources  # noqa: F401  (registers every resource's actions)
-
-    settings = settings or load_settings()
-    state = AppState(settings)
-    dispatcher = Dispatcher(state)
+def create_app(settings: Settings, routes: list[Action]) -> "App":
+    """The app for these settings serving these routes (`botkit serve` hands it
+    resources.ROUTES, every route)."""
+    state = AppState(settings, routes)
+    dispatcher = Dispatcher(state, routes)
 
     @asynccontextmanager
     async def lifespan(app):
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
         state.pool = await Pool(settings.database_url, settings.pool_size).open()
-        state.session_key = await load_session_key(state.pool, settings)
-        cache = state.token_cache
+        state.session_key = await keys.session_key(state.pool, settings.session_secret)
         if settings.auth_cache_seconds > 0:
-            def up() -> None:
-                cache.clear()  # what changed while nobody listened is unknown
-                cache.enabled = True
-
-            def down() -> None:
-                cache.enabled = False
-                cache.clear()
-
-            state.listener = Listener(settings.database_url, "botkit_auth", cache.evict, up, down)
+            state.listener = _auth_listener(settings.database_url, state.token_cache)
             await state.listener.start()
         try:
             yield
@@ -315,6 +311,19 @@ def create_app(settings: Settings | None = None) -> "App":
     shell = Starlette(lifespan=lifespan)
     shell.state.botkit = state
     return App(shell, dispatcher)
+
+
+def _auth_listener(dsn: str, cache: TokenCache) -> Listener:
+    """Evicts what the database says changed; while nobody listens, the cache is off."""
+    def up() -> None:
+        cache.clear()  # what changed while nobody listened is unknown
+        cache.enabled = True
+
+    def down() -> None:
+        cache.enabled = False
+        cache.clear()
+
+    return Listener(dsn, "botkit_auth", cache.evict, up, down)
 
 
 class App:

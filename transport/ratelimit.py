@@ -18,21 +18,6 @@ from ..actions.base import Action, Principal
 
 WINDOW_SECONDS = 60
 
-# Which budget a route spends, besides the general one (defaults from the General
-# Bots reference: 60 messages a minute per user, 100 a minute for history).
-MESSAGE_OPERATIONS = frozenset({"complete", "send", "receive"})
-
-
-def category(action: Action) -> str | None:
-    path = action.path
-    operation = path.rsplit("/", 1)[1]
-    if (operation in MESSAGE_OPERATIONS and path.startswith("/conversation")) or path.endswith("/message/create"):
-        return "messages"
-    if path.endswith("/message/list"):
-        return "history"
-    return None
-
-
 @dataclass(frozen=True)
 class Limits:
     per_token: int = 1200       # requests a minute for one token (0: no limit)
@@ -63,7 +48,7 @@ class RateLimiter:
         reset_in = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
         budgets = [(("t", principal.token_id), self.limits.per_token),
                    (("a", principal.account_id), self.limits.per_account)]
-        kind = category(action)
+        kind = action.budget  # the route's own budget, besides the general ones
         if kind == "messages":
             budgets.append((("m", principal.account_id), self.limits.messages))
         elif kind == "history":

@@ -1,0 +1,125 @@
+"""JSONL streams, written in one place: the `item` lines of lists and the events of
+completions (`token`, `reasoningToken`, `message`, `usage`, `error`, `result`).
+
+The structs document the lines in the spec (an action's `item` and `events`); the
+hot lines (items, tokens) are written by hand and are byte for byte what the
+structs encode to (a test holds them to it). `primed` makes an answer wait for
+its first line, so a failure before it is an HTTP error, not an error line."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Iterable
+
+import msgspec
+
+from .base import Stream
+
+_ENCODE = msgspec.json.encode
+
+
+class TokenData(msgspec.Struct):
+    token: str
+
+
+class TokenEvent(msgspec.Struct, tag_field="type", tag="token"):
+    data: TokenData
+
+
+class ReasoningTokenEvent(msgspec.Struct, tag_field="type", tag="reasoningToken"):
+    """The model's reasoning, as it streams (not part of the answer's text)."""
+    data: TokenData
+
+
+class MessageData(msgspec.Struct, omit_defaults=True):
+    type: str
+    text: str
+    meta: dict | None = None
+
+
+class MessageEvent(msgspec.Struct, tag_field="type", tag="message"):
+    """A message the engine adds: `context` (the records used) or `activity` (a call)."""
+    data: MessageData
+
+
+class UsageData(msgspec.Struct, rename="camel"):
+    model: str
+    input_tokens_used: int
+    output_tokens_used: int
+
+
+class UsageEvent(msgspec.Struct, tag_field="type", tag="usage"):
+    data: UsageData
+
+
+class ErrorData(msgspec.Struct):
+    message: str
+    code: str
+
+
+class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
+    """A failure after the stream started (the stream ends after it)."""
+    data: ErrorData
+
+
+def result_event(result: type) -> type:
+    """The final `result` line of a stream whose answer is `result`."""
+    return msgspec.defstruct(f"{result.__name__}Event", [("data", result)], tag_field="type", tag="result")
+
+
+def item_lines(items: Iterable[Any]) -> bytes:
+    return b"".join(b'{"type":"item","data":' + _ENCODE(i) + b"}\n" for i in items)
+
+
+def token_line(token: str) -> bytes:
+    return b'{"type":"token","data":{"token":' + _ENCODE(token) + b"}}\n"
+
+
+def reasoning_line(token: str) -> bytes:
+    return b'{"type":"reasoningToken","data":{"token":' + _ENCODE(token) + b"}}\n"
+
+
+def message_line(type_: str, text: str, meta: dict | None) -> bytes:
+    return _ENCODE(MessageEvent(MessageData(type_, text, meta))) + b"\n"
+
+
+def usage_line(model: str, input_tokens: int, output_tokens: int) -> bytes:
+    return _ENCODE(UsageEvent(UsageData(model, input_tokens, output_tokens))) + b"\n"
+
+
+def result_line(result: Any) -> bytes:
+    return b'{"type":"result","data":' + _ENCODE(result) + b"}\n"
+
+
+def error_line(message: str, code: str, request_id: str | None = None) -> bytes:
+    data: dict[str, str] = {"message": message, "code": code}
+    if request_id is not None:
+        data["requestId"] = request_id
+    return _ENCODE({"type": "error", "data": data}) + b"\n"
+
+
+async def one(line: bytes) -> AsyncIterator[bytes]:
+    yield line
+
+
+async def primed(lines: AsyncIterator[bytes]) -> Stream:
+    """Wait for the first line before answering 200, so that a failure before it
+    (a model's 429, an unreachable provider) is an HTTP error, not an error line.
+    Each later failure is an error line (transport writes it)."""
+    try:
+        first = await lines.__anext__()
+    except StopAsyncIteration:
+        first = b""
+    except BaseException:
+        await lines.aclose()  # type: ignore[attr-defined]
+        raise
+
+    async def chain() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for line in lines:
+                yield line
+        finally:
+            await lines.aclose()  # type: ignore[attr-defined]
+
+    return Stream(chain())
