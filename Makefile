@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export HOST PORT
 
-.PHONY: install run test bench clean
+.PHONY: install run test check bench clean
 
 # (Re)install when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -24,6 +24,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Format, lint (complexity <= 15) and types. mypy reads the checkout as the `botkit`
+# package through a link, because the repository root is the package.
+MYPY_PACKAGES := -p botkit.actions -p botkit.transport -p botkit.store -p botkit.engine -p botkit.spec
+check: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	mkdir -p $(VENV)/mypy-path && ln -sfn "$(CURDIR)" $(VENV)/mypy-path/botkit
+	MYPYPATH=$(VENV)/mypy-path $(BIN)/mypy $(MYPY_PACKAGES)
 
 # Measured speed against the stack's limit and a FastAPI peer (bench/README.md); < 10 min.
 # Installs the `bench` extra (when pyproject.toml is newer than its stamp) and wrk.

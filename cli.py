@@ -11,13 +11,15 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import Settings, settings as load_settings
+from .config import Settings
+from .config import settings as load_settings
 
 log = logging.getLogger("botkit")
 
 
 def setup_logging(level: str) -> None:
     from .transport.app import RequestIdFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
@@ -29,13 +31,22 @@ def setup_logging(level: str) -> None:
 def log_config() -> dict:
     """uvicorn's loggers through the same handler, so its lines carry a request id too."""
     return {
-        "version": 1, "disable_existing_loggers": False,
+        "version": 1,
+        "disable_existing_loggers": False,
         "filters": {"request_id": {"()": "botkit.transport.app.RequestIdFilter"}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
-                                "filters": ["request_id"], "stream": "ext://sys.stderr"}},
-        "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-                    "botkit": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "botkit": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
     }
 
 
@@ -72,6 +83,7 @@ def app():
     from the environment."""
     from .resources import ROUTES
     from .transport.app import create_app
+
     return create_app(load_settings(), ROUTES)
 
 
@@ -101,16 +113,29 @@ def serve(args: argparse.Namespace) -> int:
             log.info("migrations applied: %s", ", ".join(applied))
         secret = asyncio.run(ensure_admin(dsn, s.data_dir))
         if secret:
-            print(f"\n  botkit admin token (also in {s.data_dir / 'admin-token'}):\n\n    {secret}\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\n  botkit admin token (also in {s.data_dir / 'admin-token'}):\n\n    {secret}\n",
+                file=sys.stderr,
+                flush=True,
+            )
         os.environ["DATABASE_URL"] = dsn  # for the workers uvicorn starts
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default
         # handler that kills the process before `finally` (and atexit) could run.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         log.info("serving on http://%s:%s/v1 (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
-        uvicorn.run("botkit.cli:app", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", access_log=False, log_config=log_config(),
-                    lifespan="on", timeout_graceful_shutdown=10)
+        uvicorn.run(
+            "botkit.cli:app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=log_config(),
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
     finally:
         # uvicorn returns here on SIGTERM/SIGINT (it skips atexit): stop what we started.
         if embedded is not None and embedded.started_here:
@@ -120,6 +145,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def migrate_cmd(args: argparse.Namespace) -> int:
     from .store.migrate import migrate
+
     s = load_settings()
     setup_logging(s.log_level)
     if not s.database_url:
@@ -132,12 +158,14 @@ def migrate_cmd(args: argparse.Namespace) -> int:
 
 # --- operator commands against the configured database --------------------------
 
+
 def _database(s: Settings):
     """(dsn, embedded server started here or None): DATABASE_URL, else the embedded one
     in the data folder (reused when `make run` has it running)."""
     if s.database_url:
         return s.database_url, None
     from .store.embedded import EmbeddedPostgres
+
     embedded = EmbeddedPostgres(s.data_dir / "postgres")
     dsn = embedded.start()
     return dsn, embedded if embedded.started_here else None
@@ -191,6 +219,7 @@ def parse_scope(text: str) -> dict:
 def parse_duration_ms(text: str) -> int:
     """`30d`, `12h`, `15m`, `90s` from now, as an epoch-ms expiry."""
     import time
+
     units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
     if not text or text[-1] not in units or not text[:-1].isdigit():
         raise SystemExit(f"--expires: use a number with d, h, m or s (got {text!r})")
@@ -224,11 +253,17 @@ def token_list(args: argparse.Namespace) -> int:
 
     async def work(conn):
         account = args.account or await _admin_account(conn)
-        rows = await conn.fetch("SELECT id, name, scopes, expires_at, revoked_at FROM tokens "
-                                "WHERE account_id = $1 ORDER BY id", account)
-        return "\n".join(f"{r['id']}\t{r['name'] or '-'}\t{json.dumps(r['scopes'])}\t"
-                         f"expires={r['expires_at'] or '-'}\t{'revoked' if r['revoked_at'] else 'active'}"
-                         for r in rows) or "(no tokens)"
+        rows = await conn.fetch(
+            "SELECT id, name, scopes, expires_at, revoked_at FROM tokens WHERE account_id = $1 ORDER BY id", account
+        )
+        return (
+            "\n".join(
+                f"{r['id']}\t{r['name'] or '-'}\t{json.dumps(r['scopes'])}\t"
+                f"expires={r['expires_at'] or '-'}\t{'revoked' if r['revoked_at'] else 'active'}"
+                for r in rows
+            )
+            or "(no tokens)"
+        )
 
     return _with_db(work)
 
@@ -236,8 +271,12 @@ def token_list(args: argparse.Namespace) -> int:
 def token_revoke(args: argparse.Namespace) -> int:
     async def work(conn):
         from .actions.base import now_ms
-        done = await conn.fetchval("UPDATE tokens SET revoked_at = $2, updated_at = $2 WHERE id = $1 "
-                                   "AND revoked_at IS NULL RETURNING id", args.id, now_ms())
+
+        done = await conn.fetchval(
+            "UPDATE tokens SET revoked_at = $2, updated_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+            args.id,
+            now_ms(),
+        )
         if done is None:
             raise SystemExit(f"no active token {args.id}")
         return f"revoked {done}"
@@ -267,9 +306,12 @@ def routes_table() -> str:
     import os
 
     from .resources import ROUTES
+
     root = os.path.dirname(os.path.abspath(__file__))
-    rows = [(a.method, a.path, type(a).__name__,
-             f"{os.path.relpath(a.declared_at[0], root)}:{a.declared_at[1]}") for a in ROUTES]
+    rows = [
+        (a.method, a.path, type(a).__name__, f"{os.path.relpath(a.declared_at[0], root)}:{a.declared_at[1]}")
+        for a in ROUTES
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{m:<{widths[0]}}  {p:<{widths[1]}}  {c:<{widths[2]}}  {where}" for m, p, c, where in rows)
 
@@ -296,8 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     p = token.add_parser("create", help="create a token; prints `id<TAB>secret` (the secret is shown once)")
     p.add_argument("--account", help="account id (default: the admin account)")
     p.add_argument("--name")
-    p.add_argument("--scope", action="append", default=[],
-                   help="resource[:action,action][@id,id]; repeatable (default: no restriction)")
+    p.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="resource[:action,action][@id,id]; repeatable (default: no restriction)",
+    )
     p.add_argument("--expires", help="lifetime, e.g. 30d, 12h, 15m")
     p.set_defaults(func=token_create)
     p = token.add_parser("list", help="list an account's tokens (never their secrets)")
@@ -307,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("id")
     p.set_defaults(func=token_revoke)
 
-    partner = sub.add_parser("partner", help="partner sub-accounts").add_subparsers(dest="partner_command",
-                                                                                   required=True)
+    partner = sub.add_parser("partner", help="partner sub-accounts").add_subparsers(
+        dest="partner_command", required=True
+    )
     user = partner.add_parser("user", help="child accounts").add_subparsers(dest="user_command", required=True)
     p = user.add_parser("create", help="create a child account; prints its id (and a token with --token)")
     p.add_argument("--name")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 def default_data_dir() -> Path:
     """`.data` in the folder botkit runs from (`make run`: the checkout), never inside
     the installed package."""
@@ -22,7 +21,9 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("BOTKIT_DATA_DIR") or default_data_dir()).resolve())
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("BOTKIT_DATA_DIR") or default_data_dir()).resolve()
+    )
     host: str = field(default_factory=lambda: os.environ.get("HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: _int("PORT", 8000))
     workers: int = field(default_factory=lambda: _int("WORKERS", 1))
@@ -37,10 +38,10 @@ class Settings:
     model_default: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_MODEL_DEFAULT") or None)
     model_max_tokens: int = field(default_factory=lambda: _int("BOTKIT_MODEL_MAX_TOKENS", 8192))
     model_max_output_tokens: int = field(default_factory=lambda: _int("BOTKIT_MODEL_MAX_OUTPUT_TOKENS", 1024))
-    model_connect_timeout: float = field(default_factory=lambda: float(
-        os.environ.get("BOTKIT_MODEL_CONNECT_TIMEOUT") or 5))
-    model_read_timeout: float = field(default_factory=lambda: float(
-        os.environ.get("BOTKIT_MODEL_READ_TIMEOUT") or 60))
+    model_connect_timeout: float = field(
+        default_factory=lambda: float(os.environ.get("BOTKIT_MODEL_CONNECT_TIMEOUT") or 5)
+    )
+    model_read_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_MODEL_READ_TIMEOUT") or 60))
     model_retries: int = field(default_factory=lambda: _int("BOTKIT_MODEL_RETRIES", 2))
     # requests a minute (0 turns a limit off); see transport/ratelimit.py
     rate_limit: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT", 1200))
@@ -53,7 +54,9 @@ class Settings:
     # Embeddings for dataset search (pgvector), from an OpenAI-compatible /embeddings
     # endpoint; unset: search is full-text + trigram only (engine/embeddings.py).
     embeddings_model: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_MODEL") or None)
-    embeddings_base_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None)
+    embeddings_base_url: str | None = field(
+        default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None
+    )
     embeddings_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_API_KEY") or None)
 
 

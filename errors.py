@@ -68,6 +68,7 @@ class InternalError(ApiError):
 
 # Scoped errors of the upstream model provider (the reference's MODEL_* codes).
 
+
 class ModelTooManyRequests(TooManyRequests):
     code = "MODEL_TOO_MANY_REQUESTS"
 
@@ -78,6 +79,7 @@ class ModelBadRequest(BadRequest):
 
 class ModelUnavailable(ApiError):
     """The provider could not be reached, or answered 5xx (after the retries)."""
+
     status = 503
     code = "MODEL_SERVICE_UNAVAILABLE"
 
@@ -89,10 +91,21 @@ class ModelTimeout(ApiError):
 
 class ModelError(ApiError):
     """The provider answered with something that is not a usable completion."""
+
     status = 502
     code = "MODEL_ERROR"
 
 
 # Every (status, code) pair the API can answer with; the spec documents these.
-ALL = (BadRequest, NotAuthenticated, NotAuthorized, NotFound, MethodNotAllowed,
-       Conflict, ContentTooLarge, TooManyRequests, LimitsReached, InternalError)
+ALL = (
+    BadRequest,
+    NotAuthenticated,
+    NotAuthorized,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    ContentTooLarge,
+    TooManyRequests,
+    LimitsReached,
+    InternalError,
+)

@@ -35,8 +35,8 @@ from .resources.account import create_account
 from .resources.token import issue_token
 from .transport.app import create_app
 
-
 # --- the app under test ---------------------------------------------------------------
+
 
 class ServerThread:
     """The app under uvicorn, on its own event loop in a thread, on 127.0.0.1."""
@@ -47,8 +47,9 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning",
-                                                    access_log=False, http="httptools"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, http="httptools")
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -56,7 +57,7 @@ class ServerThread:
         self.loop = uvloop.new_event_loop()  # as in production (and asyncio here adds 40 ms per request)
         self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -91,9 +92,8 @@ def use_models(server: ServerThread, models: Registry) -> Registry:
     return previous
 
 
-
-
 # --- accounts and their clients -----------------------------------------------------
+
 
 async def new_account(dsn: str, name: str | None, parent_id: str | None) -> tuple[str, str]:
     conn = await asyncpg.connect(dsn)
@@ -107,10 +107,9 @@ async def new_account(dsn: str, name: str | None, parent_id: str | None) -> tupl
 
 class Api(httpx.Client):
     """An HTTP client for one account: `api.post("bot/create", json=...)`."""
+
     account_id: str
     token: str
-
-
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:
@@ -170,6 +169,7 @@ def create(api, prefix: str, noun: str, **fields) -> str:
 
 # --- a fake OpenAI-compatible model server ----------------------------------------------
 
+
 @dataclass
 class Reply:
     tokens: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
@@ -177,8 +177,8 @@ class Reply:
     finish: str = "stop"
     tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments JSON)
     status: int = 200
-    delay: float = 0.0            # seconds between chunks
-    headers_delay: float = 0.0    # seconds before the response starts
+    delay: float = 0.0  # seconds between chunks
+    headers_delay: float = 0.0  # seconds before the response starts
     stall_after: int | None = None  # after N token chunks, wait `stall` seconds
     stall: float = 0.0
     break_after: int | None = None  # after N token chunks, the connection breaks
@@ -192,7 +192,7 @@ class Seen:
     body: dict
     started: float
     ended: float | None = None
-    finished: bool = False   # the whole reply was sent
+    finished: bool = False  # the whole reply was sent
     abandoned: bool = False  # the client went away first
 
 
@@ -225,16 +225,18 @@ class FakeOpenAI:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="off", log_level="critical", interface="asgi3",
-                                                    access_log=False, http="h11"))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
-                                       daemon=True)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, lifespan="off", log_level="critical", interface="asgi3", access_log=False, http="h11"
+            )
+        )
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -272,10 +274,21 @@ class FakeOpenAI:
         if scope["path"] == "/v1/embeddings":
             body = json.loads(raw)
             self.embedded.extend(body["input"])
-            answer = {"object": "list", "model": body["model"], "data": [
-                {"object": "embedding", "index": i, "embedding": fake_embedding(t)} for i, t in enumerate(body["input"])]}
-            await send({"type": "http.response.start", "status": self.embeddings_status,
-                        "headers": [(b"content-type", b"application/json")]})
+            answer = {
+                "object": "list",
+                "model": body["model"],
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": fake_embedding(t)}
+                    for i, t in enumerate(body["input"])
+                ],
+            }
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.embeddings_status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
             return
         if scope["path"] != "/v1/chat/completions":
@@ -289,13 +302,17 @@ class FakeOpenAI:
         if reply.headers_delay:
             await asyncio.sleep(reply.headers_delay)
         if reply.status != 200:
-            await send({"type": "http.response.start", "status": reply.status,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": reply.status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": reply.body})
             seen.ended, seen.finished = time.monotonic(), True
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         disconnected = asyncio.Event()
 
         async def watch() -> None:
@@ -326,13 +343,17 @@ class FakeOpenAI:
             if seconds:
                 try:
                     await asyncio.wait_for(disconnected.wait(), seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return
                 raise Broken("client went away")
 
         def delta(d: dict, finish: str | None = None) -> dict:
-            return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
-                    "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": d, "finish_reason": finish}],
+            }
 
         await chunk(delta({"role": "assistant", "content": ""}))
         for piece in reply.reasoning:
@@ -351,13 +372,34 @@ class FakeOpenAI:
         for i, (name, args) in enumerate(reply.tool_calls):
             # split the arguments over two chunks, as real providers do
             half = len(args) // 2
-            await chunk(delta({"tool_calls": [{"index": i, "id": f"call_{i}_{name}", "type": "function",
-                                               "function": {"name": name, "arguments": args[:half]}}]}))
+            await chunk(
+                delta(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": f"call_{i}_{name}",
+                                "type": "function",
+                                "function": {"name": name, "arguments": args[:half]},
+                            }
+                        ]
+                    }
+                )
+            )
             await chunk(delta({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
         await chunk(delta({}, "tool_calls" if reply.tool_calls else reply.finish))
         if reply.usage is not None:
-            await chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [],
-                         "usage": {"prompt_tokens": reply.usage[0], "completion_tokens": reply.usage[1],
-                                   "total_tokens": sum(reply.usage)}})
+            await chunk(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": reply.usage[0],
+                        "completion_tokens": reply.usage[1],
+                        "total_tokens": sum(reply.usage),
+                    },
+                }
+            )
         await chunk("[DONE]")
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -19,8 +19,10 @@ SESSION_AUDIENCE = "botkit-session"
 SESSION_ISSUER = "botkit"
 SESSION_ALGORITHM = "HS256"
 
-_TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
-              "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
+_TOKEN_SQL = (
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
+)
 _CHILD_SQL = "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2"
 
 
@@ -107,8 +109,7 @@ async def authenticate(pool, secret: str, session_key: bytes | None, cache: Toke
     expires_at = row["expires_at"]
     if expires_at is not None and expires_at <= time.time() * 1000:
         raise NotAuthenticated("the token has expired")
-    principal = Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"],
-                          limits=row["limits"])
+    principal = Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"], limits=row["limits"])
     if cache is not None:
         cache.put(digest, principal, expires_at)
     return principal
@@ -124,8 +125,7 @@ async def run_as(pool, principal: Principal, child_id: str) -> Principal:
     row = await pool.fetchrow(_CHILD_SQL, child_id, principal.account_id)
     if row is None:
         raise NotAuthorized("not allowed to act as this user")
-    return Principal(account_id=child_id, token_id=principal.token_id, scopes=principal.scopes,
-                     limits=row["limits"])
+    return Principal(account_id=child_id, token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"])
 
 
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:
@@ -140,9 +140,9 @@ def authorize(principal: Principal, action: Action, route: str, params: dict[str
     if not scopes:
         return
     template = action.path
-    resource, operation = template[1:template.index("/", 1)], template[template.rindex("/") + 1:]
+    resource, operation = template[1 : template.index("/", 1)], template[template.rindex("/") + 1 :]
     first = template.find("{")  # the route's first id: its first path parameter, if any
-    first_id = params[template[first + 1:template.index("}", first)]] if first >= 0 else None
+    first_id = params[template[first + 1 : template.index("}", first)]] if first >= 0 else None
     for scope in scopes:
         if scope.get("resource") not in (resource, "*"):
             continue
@@ -164,8 +164,11 @@ SESSION_MAX_SECONDS = 86_400
 
 def session_routes(conversation_id: str, actions: list[Action]) -> list[str]:
     """The allow-list a conversation session carries: every session action, bound to it."""
-    return sorted(a.path.replace("{conversationId}", conversation_id) for a in actions
-                  if a.session and "{conversationId}" in a.path and a.path.count("{") == 1)
+    return sorted(
+        a.path.replace("{conversationId}", conversation_id)
+        for a in actions
+        if a.session and "{conversationId}" in a.path and a.path.count("{") == 1
+    )
 
 
 def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float) -> tuple[str, str, int]:
@@ -173,15 +176,32 @@ def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float
     session_id = secrets.token_hex(12)
     now = int(time.time())
     expires = now + int(seconds)
-    token = jwt.encode({"iss": SESSION_ISSUER, "aud": SESSION_AUDIENCE, "sub": account_id, "jti": session_id,
-                        "iat": now, "exp": expires, "routes": routes}, key, algorithm=SESSION_ALGORITHM)
+    token = jwt.encode(
+        {
+            "iss": SESSION_ISSUER,
+            "aud": SESSION_AUDIENCE,
+            "sub": account_id,
+            "jti": session_id,
+            "iat": now,
+            "exp": expires,
+            "routes": routes,
+        },
+        key,
+        algorithm=SESSION_ALGORITHM,
+    )
     return session_id, token, expires * 1000
 
 
 def verify_session(token: str, key: bytes) -> Principal:
     try:
-        claims = jwt.decode(token, key, algorithms=[SESSION_ALGORITHM], audience=SESSION_AUDIENCE,
-                            issuer=SESSION_ISSUER, options={"require": ["exp", "sub", "aud", "iss", "jti"]})
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[SESSION_ALGORITHM],
+            audience=SESSION_AUDIENCE,
+            issuer=SESSION_ISSUER,
+            options={"require": ["exp", "sub", "aud", "iss", "jti"]},
+        )
     except jwt.ExpiredSignatureError:
         raise NotAuthenticated("the session token has expired") from None
     except jwt.PyJWTError:
@@ -195,8 +215,13 @@ def verify_session(token: str, key: bytes) -> Principal:
 # --- account limits -------------------------------------------------------------
 
 _MONTHLY = {"conversation": "conversations", "message": "messages"}
-_DATABASE = {"dataset": "datasets", "record": "records", "skillset": "skillsets", "ability": "abilities",
-             "file": "files"}
+_DATABASE = {
+    "dataset": "datasets",
+    "record": "records",
+    "skillset": "skillsets",
+    "ability": "abilities",
+    "file": "files",
+}
 _TOTAL = {"bot": "bots"}
 
 
@@ -228,13 +253,16 @@ def limit_for(limits: dict | None, noun: str) -> tuple[str, Any, bool] | None:
 
 async def enforce_limit(conn, principal: Principal | None, noun: str, table: str, adding: int = 1) -> None:
     """429 LIMITS_REACHED when creating `adding` more rows would pass the account's limit."""
-    found = limit_for(principal.limits if principal else None, noun)
-    if found is None:
+    found = limit_for(principal.limits, noun) if principal is not None else None
+    if principal is None or found is None:
         return
     name, value, monthly = found
     if monthly:  # floor_id: the smallest id of a millisecond, so the range uses the id index
-        used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1 AND id >= $2",
-                                   principal.account_id, floor_id(month_start_ms()))
+        used = await conn.fetchval(
+            f"SELECT count(*) FROM {table} WHERE account_id = $1 AND id >= $2",
+            principal.account_id,
+            floor_id(month_start_ms()),
+        )
     else:
         used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", principal.account_id)
     if used + adding > value:

@@ -10,12 +10,14 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from ..errors import BadRequest
+from .fields import field_names
 from .query import gather
 
 if TYPE_CHECKING:  # types only: actions never reach into the store or engine at import
@@ -28,15 +30,17 @@ API_TOKEN_PREFIX = "bk_"
 @dataclass(slots=True)
 class Principal:
     """Who is calling: the account acted in and the token that proved it."""
+
     account_id: str
     token_id: str
-    scopes: Any = None                      # list of scope dicts, None = everything
-    limits: Any = None                      # the acting account's limits (dict) or None
+    scopes: Any = None  # list of scope dicts, None = everything
+    limits: Any = None  # the acting account's limits (dict) or None
     session_routes: frozenset | None = None  # set for session tokens: the only routes allowed
 
 
 class Services(Protocol):
     """What the app lends its actions besides the pool (transport/app.py provides it)."""
+
     models: Registry
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
@@ -51,6 +55,7 @@ class Services(Protocol):
 @dataclass(slots=True)
 class Context:
     """What an action may use: the caller, the database pool, the app's services."""
+
     principal: Principal | None
     pool: Pool
     request_id: str
@@ -66,14 +71,16 @@ class Context:
 @dataclass(slots=True)
 class Call:
     """One call of an action: path parameters, the decoded query and body."""
+
     params: dict[str, str]
-    query: Any = None   # an instance of the action's `query` struct (None when it has none)
-    body: Any = None    # an instance of the action's `body` struct
+    query: Any = None  # an instance of the action's `query` struct (None when it has none)
+    body: Any = None  # an instance of the action's `body` struct
     jsonl: bool = False  # the client asked for application/jsonl
 
 
 class Stream:
     """An action's JSONL answer: an async iterator of encoded chunks (whole lines)."""
+
     __slots__ = ("chunks",)
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
@@ -88,8 +95,9 @@ def _declared_at(action: Action) -> tuple[str, int]:
     actions/ nor one of the action's own `__init__`s."""
     frame = sys._getframe(2)
     while frame.f_back is not None and (
-            os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _FRAMEWORK
-            or (frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is action)):
+        os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _FRAMEWORK
+        or (frame.f_code.co_name == "__init__" and frame.f_locals.get("self") is action)
+    ):
         frame = frame.f_back
     return frame.f_code.co_filename, frame.f_lineno
 
@@ -97,24 +105,32 @@ def _declared_at(action: Action) -> tuple[str, int]:
 class Action:
     """One route. A subclass sets what is fixed for it as class attributes and
     implements `run`; the flags that vary per route are given where it is made."""
+
     method: str = "POST"
-    path: str = ""                     # under /v1, e.g. "/bot/{botId}/fetch"
+    path: str = ""  # under /v1, e.g. "/bot/{botId}/fetch"
     summary: str = ""
     tag: str = ""
-    body: type | None = None           # msgspec Struct of the JSON body
-    query: type | None = None          # msgspec Struct of the query string
-    response: type | None = None       # msgspec Struct of the JSON answer
-    item: type | None = None           # lists: the JSONL `item` data
-    events: Any = None                 # streams: a tagged struct (or union) per JSONL line
-    public: bool = False               # served without a token
+    body: type | None = None  # msgspec Struct of the JSON body
+    query: type | None = None  # msgspec Struct of the query string
+    response: type | None = None  # msgspec Struct of the JSON answer
+    item: type | None = None  # lists: the JSONL `item` data
+    events: Any = None  # streams: a tagged struct (or union) per JSONL line
+    public: bool = False  # served without a token
     # A conversation-bound session token (widgets) may call this action for its own
     # conversation: the route's {conversationId} must be the session's conversation.
     session: bool = False
-    budget: str | None = None          # "messages" or "history": a rate-limit budget besides the general one
+    budget: str | None = None  # "messages" or "history": a rate-limit budget besides the general one
     changes_credentials: bool = False  # changes tokens or accounts: the token cache forgets at once
 
-    def __init__(self, path: str | None = None, *, summary: str | None = None, session: bool | None = None,
-                 budget: str | None = None, changes_credentials: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        summary: str | None = None,
+        session: bool | None = None,
+        budget: str | None = None,
+        changes_credentials: bool | None = None,
+    ) -> None:
         if path is not None:
             self.path = path
         if not self.path.startswith("/"):
@@ -167,7 +183,7 @@ def decode_query(pairs: list[tuple[str, str]], type_: type) -> Any:
     `meta.<key>=value` and `meta[key]=value` are taken out first into one `meta`
     object (the dot form is what the official SDKs send). The last of repeated keys
     wins; keys the struct does not name are ignored."""
-    values = gather(pairs, "meta" in type_.__struct_fields__)
+    values = gather(pairs, "meta" in field_names(type_))
     try:
         return msgspec.convert(values, type=type_, strict=False)
     except msgspec.ValidationError as exc:

@@ -26,15 +26,21 @@ Timestamp = Annotated[int, msgspec.Meta(ge=0, description="Epoch milliseconds")]
 # A non-negative number stored as a double: at most 2**53, so an integer reads back as sent.
 Amount = Annotated[float, msgspec.Meta(ge=0, le=2**53)]
 
-MetaDict = Annotated[dict[str, Any], msgspec.Meta(
-    description=(f"Meta data: at most {META_MAX_KEYS} keys, keys up to {META_MAX_KEY_LENGTH} "
-                 f"characters, string values up to {META_MAX_VALUE_LENGTH} characters (other "
-                 f"values up to {META_MAX_VALUE_LENGTH} characters as JSON). On update, "
-                 '`{"$update": {...}}` merges (RFC 7386) instead of replacing.'),
-    extra_json_schema={
-        "maxProperties": META_MAX_KEYS,
-        "propertyNames": {"minLength": 1, "maxLength": META_MAX_KEY_LENGTH},
-    })]
+MetaDict = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description=(
+            f"Meta data: at most {META_MAX_KEYS} keys, keys up to {META_MAX_KEY_LENGTH} "
+            f"characters, string values up to {META_MAX_VALUE_LENGTH} characters (other "
+            f"values up to {META_MAX_VALUE_LENGTH} characters as JSON). On update, "
+            '`{"$update": {...}}` merges (RFC 7386) instead of replacing.'
+        ),
+        extra_json_schema={
+            "maxProperties": META_MAX_KEYS,
+            "propertyNames": {"minLength": 1, "maxLength": META_MAX_KEY_LENGTH},
+        },
+    ),
+]
 
 _encode = msgspec.json.encode
 
@@ -49,14 +55,23 @@ def check_meta(meta: dict[str, Any], where: str = "meta", *, merge: bool = False
         if isinstance(value, str):
             if len(value) > META_MAX_VALUE_LENGTH:
                 raise ValueError(f"{where}.{key}: string values are at most {META_MAX_VALUE_LENGTH} characters")
-        elif value is not None and not isinstance(value, (bool, int, float)) \
-                and len(_encode(value)) > META_MAX_VALUE_LENGTH:
+        elif (
+            value is not None
+            and not isinstance(value, (bool, int, float))
+            and len(_encode(value)) > META_MAX_VALUE_LENGTH
+        ):
             raise ValueError(f"{where}.{key}: values are at most {META_MAX_VALUE_LENGTH} characters as JSON")
+
+
+def field_names(struct: type) -> tuple[str, ...]:
+    """A struct's attribute names, in order."""
+    return tuple(f.name for f in msgspec.structs.fields(struct))
 
 
 class Item(msgspec.Struct, rename="camel", omit_defaults=True):
     """A stored resource as the wire shows it. Attribute names are column names;
     absent (NULL) optional fields are omitted."""
+
     id: str
     created_at: int
     updated_at: int
@@ -75,6 +90,7 @@ class Body(msgspec.Struct, rename="camel", kw_only=True):
 class UpdateBody(Body):
     """An update body (actions/standard.py derives one per table): `meta` replaces,
     `{"meta": {"$update": {...}}}` or a top-level `$update` merges (RFC 7386)."""
+
     merge: MetaDict | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="$update")
 
     def __post_init__(self) -> None:

@@ -44,15 +44,19 @@ def gather(pairs: list[tuple[str, str]], meta: bool) -> dict[str, Any]:
 
 Cursor = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="The id of the last item of the previous page")]
 Order = Annotated[Literal["asc", "desc"], msgspec.Meta(description="Order by creation time")]
-Take = Annotated[int, msgspec.Meta(ge=1, le=TAKE_MAX, description=(
-    f"Items per page (default {TAKE_DEFAULT}, at most {TAKE_MAX})"))]
-MetaFilter = Annotated[dict[str, str], msgspec.Meta(description=(
-    "Meta filters, `meta.<key>=<value>` (or `meta[key]=value`); all must match"))]
+Take = Annotated[
+    int, msgspec.Meta(ge=1, le=TAKE_MAX, description=(f"Items per page (default {TAKE_DEFAULT}, at most {TAKE_MAX})"))
+]
+MetaFilter = Annotated[
+    dict[str, str],
+    msgspec.Meta(description=("Meta filters, `meta.<key>=<value>` (or `meta[key]=value`); all must match")),
+]
 Filter = Annotated[str, msgspec.Meta(max_length=FILTER_MAX_LENGTH)]
 
 
 class PageQuery(msgspec.Struct, kw_only=True):
     """A keyset page: lists that cannot filter by meta."""
+
     cursor: Cursor | None = None
     order: Order = "desc"
     take: Take = TAKE_DEFAULT
@@ -86,8 +90,11 @@ def list_query(noun: str, filters: tuple[str, ...] = (), meta: bool = True) -> t
         return base
     key = (noun, filters, meta)
     if key not in _QUERIES:
-        fields = [(c, Annotated[Filter, msgspec.Meta(description=f"Only items whose {camel(c)} equals this")]
-                   | None, None) for c in filters]
-        _QUERIES[key] = msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}ListQuery", fields, bases=(base,),
-                                          kw_only=True, rename="camel")
+        fields = [
+            (c, Annotated[Filter, msgspec.Meta(description=f"Only items whose {camel(c)} equals this")] | None, None)
+            for c in filters
+        ]
+        _QUERIES[key] = msgspec.defstruct(
+            f"{noun[:1].upper()}{noun[1:]}ListQuery", fields, bases=(base,), kw_only=True, rename="camel"
+        )
     return _QUERIES[key]

@@ -10,15 +10,16 @@ built from the column lists once, and is always parameterised."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import msgspec
 
 from ..errors import NotFound
 from .auth import enforce_limit
 from .base import Action, Call, Context, Stream, now_ms
-from .fields import META_MAX_KEYS, IdResponse, UpdateBody
+from .fields import META_MAX_KEYS, IdResponse, UpdateBody, field_names
 from .ids import new_id
 from .query import ListQuery, PageQuery, camel, list_query
 from .stream import item_lines
@@ -29,36 +30,37 @@ STREAM_BATCH = 500  # rows per keyset batch of a JSONL stream: memory stays cons
 @dataclass(frozen=True)
 class Parent:
     """The resource a nested one lives under, e.g. records under a dataset."""
-    table: str    # "datasets"
-    param: str    # path parameter, "datasetId"
-    column: str   # column in the child table, "dataset_id"
-    noun: str     # for messages, "dataset"
+
+    table: str  # "datasets"
+    param: str  # path parameter, "datasetId"
+    column: str  # column in the child table, "dataset_id"
+    noun: str  # for messages, "dataset"
     owner: str = "account_id"  # the parent table's owner column (partner users: parent_id)
 
 
 @dataclass
 class Table:
-    name: str                       # SQL table, "bots"
-    noun: str                       # "bot"; the id parameter is noun + "Id"
-    item: type                      # response struct; attribute names = column names
-    create: type                    # create body struct
+    name: str  # SQL table, "bots"
+    noun: str  # "bot"; the id parameter is noun + "Id"
+    item: type  # response struct; attribute names = column names
+    create: type  # create body struct
     tag: str
     parent: Parent | None = None
     refs: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (table, noun)
-    filters: tuple[str, ...] = ()   # extra equality filters on list (column names)
+    filters: tuple[str, ...] = ()  # extra equality filters on list (column names)
     defaults: dict[str, Callable[[], Any]] = field(default_factory=dict)  # column -> factory
-    owner: str = "account_id"       # the column naming the owning account (partner users: parent_id)
+    owner: str = "account_id"  # the column naming the owning account (partner users: parent_id)
     # Rows owned through their parent: the caller owns the parent, not the row (a
     # child account's tokens belong to the child; its parent manages them).
     through_parent: bool = False
     updatable: tuple[str, ...] | None = None  # the create fields update may change (default: all)
-    meta_filter: bool = True        # lists filter by meta (the table has a GIN index on meta)
+    meta_filter: bool = True  # lists filter by meta (the table has a GIN index on meta)
 
     def __post_init__(self) -> None:
-        self.columns = tuple(self.item.__struct_fields__)
+        self.columns = field_names(self.item)
         self.select = ", ".join(self.columns)
         self.id_param = self.noun + "Id"
-        self.writable = tuple(self.create.__struct_fields__)
+        self.writable = field_names(self.create)
         self.update = update_struct(self.create, self.noun, set(self.defaults), self.updatable)
         self.query = list_query(self.noun, self.filters, self.meta_filter)
         # $1 the row's id, $2 the caller's account, $3 the parent's id
@@ -66,8 +68,7 @@ class Table:
             where = f"id = $1 AND {self.owner} = $2"
         elif self.through_parent:
             p = self.parent
-            where = (f"id = $1 AND {p.column} = $3 AND EXISTS "
-                     f"(SELECT 1 FROM {p.table} WHERE id = $3 AND {p.owner} = $2)")
+            where = f"id = $1 AND {p.column} = $3 AND EXISTS (SELECT 1 FROM {p.table} WHERE id = $3 AND {p.owner} = $2)"
         else:
             where = f"id = $1 AND {self.owner} = $2 AND {self.parent.column} = $3"
         self.fetch_sql = f"SELECT {self.select} FROM {self.name} WHERE {where}"
@@ -92,8 +93,7 @@ class Table:
             args.append(call.params[self.parent.param])
         return args
 
-    def list_sql(self, scope_column: str, desc: bool, cursor: bool, meta: bool,
-                 filters: tuple[str, ...]) -> str:
+    def list_sql(self, scope_column: str, desc: bool, cursor: bool, meta: bool, filters: tuple[str, ...]) -> str:
         """One keyset page: `scope_column = $1` (the owner, or the parent for nested
         lists), the owner `= $2` unless that is the scope, then cursor, meta, filters."""
         key = (scope_column, desc, cursor, meta, filters)
@@ -113,8 +113,10 @@ class Table:
                 n += 1
                 where.append(f"{column} = ${n}")
             n += 1
-            sql = (f"SELECT {self.select} FROM {self.name} WHERE {' AND '.join(where)} "
-                   f"ORDER BY id {'DESC' if desc else 'ASC'} LIMIT ${n}")
+            sql = (
+                f"SELECT {self.select} FROM {self.name} WHERE {' AND '.join(where)} "
+                f"ORDER BY id {'DESC' if desc else 'ASC'} LIMIT ${n}"
+            )
             self._list_sql[key] = sql
         return sql
 
@@ -131,8 +133,9 @@ def update_struct(create: type, noun: str, not_null: set[str], only: tuple[str, 
         if not (f.required or f.name in not_null):
             annotation = annotation | None
         fields.append((f.name, annotation, msgspec.UNSET))
-    return msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}Update", fields, bases=(UpdateBody,),
-                             rename="camel", kw_only=True)
+    return msgspec.defstruct(
+        f"{noun[:1].upper()}{noun[1:]}Update", fields, bases=(UpdateBody,), rename="camel", kw_only=True
+    )
 
 
 _LIST_RESPONSES: dict[type, type] = {}
@@ -141,10 +144,13 @@ _LIST_RESPONSES: dict[type, type] = {}
 def list_response(item: type, noun: str) -> type:
     """`{items, cursor}` for one item struct (one per item type: the spec names it once)."""
     if item not in _LIST_RESPONSES:
-        _LIST_RESPONSES[item] = msgspec.defstruct(f"{noun[:1].upper()}{noun[1:]}List", [
-            ("items", list[item]),  # type: ignore[valid-type]
-            ("cursor", str | msgspec.UnsetType, msgspec.UNSET),
-        ])
+        _LIST_RESPONSES[item] = msgspec.defstruct(
+            f"{noun[:1].upper()}{noun[1:]}List",
+            [
+                ("items", list[item]),  # type: ignore[valid-type]
+                ("cursor", str | msgspec.UnsetType, msgspec.UNSET),
+            ],
+        )
     return _LIST_RESPONSES[item]
 
 
@@ -152,14 +158,16 @@ async def require_parent(conn, parent: Parent | None, ctx: Context, call: Call) 
     """Nested routes answer 404 when the parent is missing or another account's."""
     if parent is None:
         return
-    found = await conn.fetchval(f"SELECT 1 FROM {parent.table} WHERE id = $1 AND {parent.owner} = $2",
-                                call.params[parent.param], ctx.account_id)
+    found = await conn.fetchval(
+        f"SELECT 1 FROM {parent.table} WHERE id = $1 AND {parent.owner} = $2", call.params[parent.param], ctx.account_id
+    )
     if found is None:
         raise NotFound(f"{parent.noun} not found")
 
 
 class ListAction(Action):
     """A keyset page, or with Accept: application/jsonl the whole collection."""
+
     method = "GET"
 
     def __init__(self, table: Table, path: str, *, parent: Parent | None = None, **flags: Any) -> None:
@@ -170,7 +178,8 @@ class ListAction(Action):
         self.summary = self.summary or f"List {table.noun} items"
         self.item = table.item
         self.query = self.query or table.query
-        self.response = list_response(table.item, table.noun)
+        self.page = list_response(table.item, table.noun)
+        self.response = self.page
 
     async def run(self, ctx: Context, call: Call) -> Any:
         q = call.query
@@ -190,7 +199,7 @@ class ListAction(Action):
         items = [make(r) for r in rows[: q.take]]
         # A cursor only when there is more: a client stops when it is absent.
         cursor = items[-1].id if len(rows) > q.take else msgspec.UNSET
-        return self.response(items=items, cursor=cursor)
+        return self.page(items=items, cursor=cursor)
 
     def select(self, ctx: Context, call: Call, q: PageQuery, cursor: str | None, limit: int) -> tuple[str, list]:
         """The SQL and arguments of one keyset page; lists over a join override this."""
@@ -249,8 +258,7 @@ async def check_refs(conn, table: Table, ctx: Context, values: dict[str, Any]) -
         ref = values.get(column)
         if ref is None or ref is msgspec.UNSET:
             continue
-        found = await conn.fetchval(f"SELECT 1 FROM {ref_table} WHERE id = $1 AND account_id = $2",
-                                    ref, ctx.account_id)
+        found = await conn.fetchval(f"SELECT 1 FROM {ref_table} WHERE id = $1 AND account_id = $2", ref, ctx.account_id)
         if found is None:
             raise NotFound(f"{camel(column)}: {noun} not found")
 
@@ -309,8 +317,11 @@ class UpdateAction(Action):
 
     def changes(self, body: Any) -> dict[str, Any]:
         """The columns the body sets (UNSET fields are left alone; null meta is {})."""
-        sets = {name: value for name in self.table.update.__struct_fields__
-                if name != "merge" and (value := getattr(body, name)) is not msgspec.UNSET}
+        sets = {
+            name: value
+            for name in field_names(self.table.update)
+            if name != "merge" and (value := getattr(body, name)) is not msgspec.UNSET
+        }
         if "meta" in sets and sets["meta"] is None:
             sets["meta"] = {}
         return sets
@@ -375,12 +386,22 @@ async def count_owned(conn, account_id: str, tables: dict[str, str]) -> dict[str
 
 async def daily_counts(conn, table: str, account_id: str, since: int) -> list:
     """Rows an account made per UTC day since `since` ms: (date, total) rows, oldest first."""
-    return await conn.fetch(f"SELECT created_at / 86400000 * 86400000 AS date, count(*) AS total FROM {table} "
-                            "WHERE account_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1", account_id, since)
+    return await conn.fetch(
+        f"SELECT created_at / 86400000 * 86400000 AS date, count(*) AS total FROM {table} "
+        "WHERE account_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1",
+        account_id,
+        since,
+    )
 
 
-_STANDARD: dict[str, type] = {"list": ListAction, "fetch": FetchAction, "create": CreateAction,
-                              "update": UpdateAction, "delete": DeleteAction, "export": ExportAction}
+_STANDARD: dict[str, type] = {
+    "list": ListAction,
+    "fetch": FetchAction,
+    "create": CreateAction,
+    "update": UpdateAction,
+    "delete": DeleteAction,
+    "export": ExportAction,
+}
 
 
 def crud(table: Table, **routes: str | Action | None) -> list[Action]:

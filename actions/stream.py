@@ -8,7 +8,8 @@ its first line, so a failure before it is an HTTP error, not an error line."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import msgspec
 
@@ -27,6 +28,7 @@ class TokenEvent(msgspec.Struct, tag_field="type", tag="token"):
 
 class ReasoningTokenEvent(msgspec.Struct, tag_field="type", tag="reasoningToken"):
     """The model's reasoning, as it streams (not part of the answer's text)."""
+
     data: TokenData
 
 
@@ -38,6 +40,7 @@ class MessageData(msgspec.Struct, omit_defaults=True):
 
 class MessageEvent(msgspec.Struct, tag_field="type", tag="message"):
     """A message the engine adds: `context` (the records used) or `activity` (a call)."""
+
     data: MessageData
 
 
@@ -58,6 +61,7 @@ class ErrorData(msgspec.Struct):
 
 class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
     """A failure after the stream started (the stream ends after it)."""
+
     data: ErrorData
 
 

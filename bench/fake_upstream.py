@@ -13,9 +13,15 @@ import uvloop
 
 
 def chunk(content: str | None, finish: str | None = None, usage: dict | None = None) -> bytes:
-    body = {"id": "bench", "object": "chat.completion.chunk", "created": 0, "model": "bench-model",
-            "choices": [{"index": 0, "delta": {"content": content} if content is not None else {},
-                         "finish_reason": finish}]}
+    body = {
+        "id": "bench",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "bench-model",
+        "choices": [
+            {"index": 0, "delta": {"content": content} if content is not None else {}, "finish_reason": finish}
+        ],
+    }
     if usage:
         body["usage"] = usage
     data = b"data: " + json.dumps(body).encode() + b"\n\n"
@@ -33,8 +39,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
                     length = int(line.split(b":", 1)[1])
             if length:
                 await reader.readexactly(length)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                         b"transfer-encoding: chunked\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             for i in range(tokens):
                 writer.write(chunk(f"t{i} "))
                 await writer.drain()
@@ -54,8 +59,9 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--pace-ms", type=float, default=2.0)
     args = parser.parse_args()
-    server = await asyncio.start_server(lambda r, w: handle(r, w, args.tokens, args.pace_ms / 1000),
-                                        "127.0.0.1", args.port, backlog=2048)
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, args.tokens, args.pace_ms / 1000), "127.0.0.1", args.port, backlog=2048
+    )
     async with server:
         await server.serve_forever()
 

@@ -27,22 +27,55 @@ from starlette.routing import Route
 from botkit.actions.ids import new_id
 from botkit.store.pool import Pool
 
-TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
-             "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
+TOKEN_SQL = (
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
+)
 
-COLUMNS = ("id", "created_at", "updated_at", "meta", "alias", "name", "description", "model", "backstory",
-           "dataset_id", "skillset_id", "privacy", "moderation", "blueprint_id", "visibility")
+COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "meta",
+    "model",
+    "backstory",
+    "dataset_id",
+    "skillset_id",
+    "privacy",
+    "moderation",
+    "alias",
+    "name",
+    "description",
+    "blueprint_id",
+    "visibility",
+)
 SELECT = ", ".join(COLUMNS)
 FETCH_SQL = f"SELECT {SELECT} FROM bots WHERE id = $1 AND account_id = $2"
 LIST_SQL = f"SELECT {SELECT} FROM bots WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
 LIST_CURSOR_SQL = f"SELECT {SELECT} FROM bots WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-WRITABLE = ("alias", "name", "description", "meta", "model", "backstory", "dataset_id", "skillset_id",
-            "privacy", "moderation", "blueprint_id", "visibility")
+WRITABLE = (
+    "model",
+    "backstory",
+    "dataset_id",
+    "skillset_id",
+    "privacy",
+    "moderation",
+    "alias",
+    "name",
+    "description",
+    "meta",
+    "blueprint_id",
+    "visibility",
+)
 INSERT_COLUMNS = ("id", "account_id", "created_at", "updated_at", *WRITABLE)
-INSERT_SQL = (f"INSERT INTO bots ({', '.join(INSERT_COLUMNS)}) "
-              f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))})")
-UPDATE_MERGE_SQL = ("UPDATE bots SET meta = botkit_meta_limit(botkit_merge_patch(meta, $3::jsonb), 50), "
-                    "updated_at = $4 WHERE id = $1 AND account_id = $2 RETURNING id")
+INSERT_SQL = (
+    f"INSERT INTO bots ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))})"
+)
+UPDATE_MERGE_SQL = (
+    "UPDATE bots SET meta = botkit_meta_limit(botkit_merge_patch(meta, $3::jsonb), 50), "
+    "updated_at = $4 WHERE id = $1 AND account_id = $2 RETURNING id"
+)
 
 
 def _camel(name: str) -> str:
@@ -60,7 +93,7 @@ pool: Pool | None = None
 
 
 def item(row) -> dict:
-    return {k: v for k, v in zip(WIRE, row) if v is not None}
+    return {k: v for k, v in zip(WIRE, row, strict=True) if v is not None}
 
 
 async def account_of(conn, request) -> str | None:
@@ -156,8 +189,9 @@ async def update(request) -> Response:
         account = await account_of(conn, request)
         updated = None
         if account is not None:
-            updated = await conn.fetchval(UPDATE_MERGE_SQL, request.path_params["bot_id"], account, merge,
-                                          time.time_ns() // 1_000_000)
+            updated = await conn.fetchval(
+                UPDATE_MERGE_SQL, request.path_params["bot_id"], account, merge, time.time_ns() // 1_000_000
+            )
     finally:
         pool.release(conn)
     if account is None:
@@ -177,16 +211,27 @@ async def lifespan(app):
         await pool.close()
 
 
-app = Starlette(routes=[
-    Route("/noop", noop),
-    Route("/healthz", health),
-    Route("/v1/bot/{bot_id}/fetch", fetch),
-    Route("/v1/bot/list", list_bots),
-    Route("/v1/bot/create", create, methods=["POST"]),
-    Route("/v1/bot/{bot_id}/update", update, methods=["POST"]),
-], lifespan=lifespan)
+app = Starlette(
+    routes=[
+        Route("/noop", noop),
+        Route("/healthz", health),
+        Route("/v1/bot/{bot_id}/fetch", fetch),
+        Route("/v1/bot/list", list_bots),
+        Route("/v1/bot/create", create, methods=["POST"]),
+        Route("/v1/bot/{bot_id}/update", update, methods=["POST"]),
+    ],
+    lifespan=lifespan,
+)
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), loop="uvloop", http="httptools",
-                access_log=False, log_level="warning", lifespan="on")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["PORT"]),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+    )

@@ -24,14 +24,20 @@ from pydantic.alias_generators import to_camel
 
 from botkit.actions.ids import new_id  # the same id scheme as botkit
 
-TOKEN_SQL = ("SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
-             "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1")
-FETCH_SQL = ("SELECT id, created_at, updated_at, meta, alias, name, description, model, backstory, "
-             "dataset_id, skillset_id, privacy, moderation, blueprint_id, visibility "
-             "FROM bots WHERE id = $1 AND account_id = $2")
-INSERT_SQL = ("INSERT INTO bots (id, account_id, created_at, updated_at, alias, name, description, meta, "
-              "model, backstory, dataset_id, skillset_id, privacy, moderation, blueprint_id, visibility) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
+TOKEN_SQL = (
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
+)
+FETCH_SQL = (
+    "SELECT id, created_at, updated_at, meta, model, backstory, dataset_id, skillset_id, privacy, "
+    "moderation, alias, name, description, blueprint_id, visibility "
+    "FROM bots WHERE id = $1 AND account_id = $2"
+)
+INSERT_SQL = (
+    "INSERT INTO bots (id, account_id, created_at, updated_at, model, backstory, dataset_id, skillset_id, "
+    "privacy, moderation, alias, name, description, meta, blueprint_id, visibility) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+)
 
 
 class CamelModel(BaseModel):
@@ -110,8 +116,7 @@ async def health(request: Request) -> dict:
     return {"status": "ok"}
 
 
-@app.get("/v1/bot/{bot_id}/fetch", response_model=Bot, response_model_exclude_none=True,
-         response_model_by_alias=True)
+@app.get("/v1/bot/{bot_id}/fetch", response_model=Bot, response_model_exclude_none=True, response_model_by_alias=True)
 async def fetch_bot(bot_id: str, request: Request, account_id: str = Depends(current_account)) -> Bot:
     row = await request.app.state.pool.fetchrow(FETCH_SQL, bot_id, account_id)
     if row is None:
@@ -124,9 +129,24 @@ async def create_bot(body: BotCreate, request: Request, account_id: str = Depend
     now = int(time.time() * 1000)
     bot_id = new_id()
     await request.app.state.pool.execute(
-        INSERT_SQL, bot_id, account_id, now, now, body.alias, body.name, body.description, body.meta or {},
-        body.model, body.backstory, body.dataset_id, body.skillset_id, body.privacy, body.moderation,
-        body.blueprint_id, body.visibility)
+        INSERT_SQL,
+        bot_id,
+        account_id,
+        now,
+        now,
+        body.model,
+        body.backstory,
+        body.dataset_id,
+        body.skillset_id,
+        body.privacy,
+        body.moderation,
+        body.alias,
+        body.name,
+        body.description,
+        body.meta or {},
+        body.blueprint_id,
+        body.visibility,
+    )
     return Created(id=bot_id)
 
 

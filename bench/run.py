@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,13 +31,24 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import engine_stream  # noqa: E402
-from procs import free_port, rss_kb  # noqa: E402
 import seed as seeding  # noqa: E402
+from procs import (  # noqa: E402
+    CpuWatch,
+    exit_on_signals,
+    free_port,
+    process_tree,
+    quiet_waited,
+    rss_kb,
+    stop_group,
+    wait_quiet,
+)
+from targets import TARGETS  # noqa: E402
+
 from botkit.store.embedded import EmbeddedPostgres  # noqa: E402
 
 DATA = ROOT / ".data"
-PG_DIR = DATA / "bench-postgres"   # the bench's own embedded PostgreSQL (kept; the database is made anew)
-WORK = DATA / "bench"              # ids file, server logs, botkit's data dir (admin token)
+PG_DIR = DATA / "bench-postgres"  # the bench's own embedded PostgreSQL (kept; the database is made anew)
+WORK = DATA / "bench"  # ids file, server logs, botkit's data dir (admin token)
 RESULTS = BENCH / "results"
 LUA = BENCH / "wrk" / "bench.lua"
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -42,9 +56,9 @@ BOTKIT = ROOT / ".venv" / "bin" / "botkit"
 PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 
 THREADS, CONNECTIONS = 2, 64
-WRK_MAX_PER_THREAD = 2_000_000     # the count bound of one wrk run (the time bound is -d)
-BUDGET_S = 9 * 60                  # the whole run, this script included, stays under 10 minutes
-JSONL_RESERVE_S = 45               # kept for the JSONL export, the profile and shutting down
+WRK_MAX_PER_THREAD = 2_000_000  # the count bound of one wrk run (the time bound is -d)
+BUDGET_S = 9 * 60  # the whole run, this script included, stays under 10 minutes
+JSONL_RESERVE_S = 45  # kept for the JSONL export, the profile and shutting down
 
 CREATE_BODY = '{"name":"bench bot","description":"created by make bench","model":"gpt-4o","meta":{"source":"bench"}}'
 UPDATE_BODY = '{"meta":{"$update":{"k":"v"}}}'
@@ -64,99 +78,6 @@ def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - STARTED:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-# --- processes ------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (uvicorn's workers, when there are several)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return out
-
-
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> int:
-    """Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal)."""
-    f = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return sum(int(f[i]) for i in (1, 2, 3, 6, 7, 8))
-
-
-def proc_cpu(pid: int) -> int:
-    """utime + stime + the reaped children's (jiffies)."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-class CpuWatch:
-    """How much of the machine processes other than ours used during a window: this
-    machine may be shared (other sessions' tests), which moves figures; the report
-    says how much it did."""
-
-    def __init__(self, roots: list[int], server: "Server | None" = None) -> None:
-        self.roots = roots
-        self.server = server  # also: the CPU time this server's processes used
-
-    def _server_cpu(self) -> int:
-        return sum(proc_cpu(p) for p in self.server.pids()) if self.server else 0
-
-    def _ours(self) -> int:
-        pids = {p for r in self.roots for p in process_tree(r)}
-        t = os.times()  # this process and its reaped children (every finished wrk)
-        return sum(proc_cpu(p) for p in pids) + round((t.user + t.system + t.children_user + t.children_system) * CLK)
-
-    def __enter__(self) -> "CpuWatch":
-        self.t0, self.busy0, self.ours0, self.server0 = time.monotonic(), machine_busy(), self._ours(), self._server_cpu()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        elapsed = time.monotonic() - self.t0
-        capacity = max(elapsed * CLK * (os.cpu_count() or 1), 1)
-        busy, ours = machine_busy() - self.busy0, self._ours() - self.ours0
-        self.foreign_pct = max(0.0, 100 * (busy - ours) / capacity)
-        self.busy_pct = 100 * busy / capacity
-        self.server_cpu_s = (self._server_cpu() - self.server0) / CLK
-
-
-QUIET_WAIT_TOTAL_S = 60  # at most this long, over the whole run, waiting for other processes to calm down
-_quiet_waited = [0.0]
-
-
-def wait_quiet(max_s: float = 8, threshold_pct: float = 20) -> float:
-    """Before a figure (our servers idle): if the machine is busy with other work, wait a
-    little for it to finish (bounded per figure and per run). Returns the seconds waited."""
-    waited = 0.0
-    while waited < max_s and _quiet_waited[0] < QUIET_WAIT_TOTAL_S:
-        b0, t0 = machine_busy(), time.monotonic()
-        time.sleep(0.5)
-        busy = 100 * (machine_busy() - b0) / ((time.monotonic() - t0) * CLK * (os.cpu_count() or 1))
-        if busy < threshold_pct:
-            break
-        waited += 0.5
-        _quiet_waited[0] += 0.5
-    return waited
-
-
 class Server:
     def __init__(self, name: str, label: str, cmd: list[str], env: dict[str, str], routes: tuple[str, ...]):
         self.name, self.label, self.cmd, self.routes = name, label, cmd, routes
@@ -168,9 +89,16 @@ class Server:
 
     def start(self, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        out = open(self.log_path, "wb")  # noqa: SIM115  (the log lives as long as the server)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -194,47 +122,57 @@ class Server:
         return process_tree(self.proc.pid) if self.proc else []
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop_group(self.proc)
 
 
 # --- load -----------------------------------------------------------------------
 
+
 def wrk(server: Server, route: dict, seconds: int, token: str, ids_file: Path) -> dict:
-    env = {**os.environ, "BENCH_METHOD": route["method"], "BENCH_PATH": route["path"],
-           "BENCH_BODY": route.get("body", ""), "BENCH_TOKEN": token, "BENCH_IDS": str(route.get("ids", ids_file)),
-           "BENCH_MAX": str(WRK_MAX_PER_THREAD)}
-    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA),
-           server.base]
+    env = {
+        **os.environ,
+        "BENCH_METHOD": route["method"],
+        "BENCH_PATH": route["path"],
+        "BENCH_BODY": route.get("body", ""),
+        "BENCH_TOKEN": token,
+        "BENCH_IDS": str(route.get("ids", ids_file)),
+        "BENCH_MAX": str(WRK_MAX_PER_THREAD),
+    }
+    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), server.base]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 30)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    r = json.loads(line[len("BENCH_JSON "):])
+    r = json.loads(line[len("BENCH_JSON ") :])
     secs = r["duration_us"] / 1e6
     errors = sum(r[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     # A figure counts only when (nearly) every response was a 2xx: a server that answers
     # 429 or 500 fast is not fast. (A few socket errors as wrk stops are tolerated.)
     valid = r["err_status"] == 0 and errors <= max(1, r["requests"] // 1000)
-    return {"valid": valid, "rps": r["requests"] / secs, "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
-            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "requests": r["requests"],
-            "seconds": secs, "errors": errors, "non_2xx": r["err_status"], "timeouts": r["err_timeout"]}
+    return {
+        "valid": valid,
+        "rps": r["requests"] / secs,
+        "p50_ms": r["p50_us"] / 1000,
+        "p90_ms": r["p90_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+        "requests": r["requests"],
+        "seconds": secs,
+        "errors": errors,
+        "non_2xx": r["err_status"],
+        "timeouts": r["err_timeout"],
+    }
 
 
 def ensure_running(server: Server, notes: list[str]) -> None:
     """Something else on the machine may end a server (e.g. a `pkill -f "botkit serve"`
     by another session); start it again and say so."""
     if server.proc is not None and server.proc.poll() is not None:
-        notes.append(f"{server.name} had exited ({server.proc.returncode}) and was started again; "
-                     f"the figure it was serving then may carry errors")
+        notes.append(
+            f"{server.name} had exited ({server.proc.returncode}) and was started again; "
+            f"the figure it was serving then may carry errors"
+        )
         log("WARNING: " + notes[-1])
         server.start()
 
@@ -243,28 +181,38 @@ def median_of(samples: list[dict]) -> dict:
     """Medians over the rounds whose responses were all 2xx; the figure counts when at least
     half of its rounds did (a round can fail when something else on the machine interferes)."""
     good = [s for s in samples if s["valid"]] or samples
-    return {"rps": statistics.median(s["rps"] for s in good),
-            "p50_ms": statistics.median(s["p50_ms"] for s in good),
-            "p99_ms": statistics.median(s["p99_ms"] for s in good),
-            "cpu_us_per_req": statistics.median(s.get("server_cpu_us_per_req", 0.0) for s in good),
-            "errors": sum(s["errors"] for s in samples), "rounds": len(samples),
-            "rounds_invalid": sum(not s["valid"] for s in samples),
-            "valid": 2 * sum(s["valid"] for s in samples) >= len(samples) and any(s["valid"] for s in samples),
-            "foreign_cpu_pct_max": max(s.get("foreign_cpu_pct", 0.0) for s in samples)}
+    return {
+        "rps": statistics.median(s["rps"] for s in good),
+        "p50_ms": statistics.median(s["p50_ms"] for s in good),
+        "p99_ms": statistics.median(s["p99_ms"] for s in good),
+        "cpu_us_per_req": statistics.median(s.get("server_cpu_us_per_req", 0.0) for s in good),
+        "errors": sum(s["errors"] for s in samples),
+        "rounds": len(samples),
+        "rounds_invalid": sum(not s["valid"] for s in samples),
+        "valid": 2 * sum(s["valid"] for s in samples) >= len(samples) and any(s["valid"] for s in samples),
+        "foreign_cpu_pct_max": max(s.get("foreign_cpu_pct", 0.0) for s in samples),
+    }
 
 
 # --- checks ---------------------------------------------------------------------
+
 
 def check_sql_drift() -> list[str]:
     """The limit copies botkit's SQL; say so when the copies no longer match."""
     import limit_app
     import peer_app
+
     try:
         import importlib
+
         from botkit.actions.standard import UpdateAction
         from botkit.resources.bot import TABLE
-        token_sql = next(m._TOKEN_SQL for m in (importlib.import_module(f"botkit.actions.{n}") for n in ("auth", "base"))
-                         if hasattr(m, "_TOKEN_SQL"))
+
+        token_sql = next(
+            m._TOKEN_SQL
+            for m in (importlib.import_module(f"botkit.actions.{n}") for n in ("auth", "base"))
+            if hasattr(m, "_TOKEN_SQL")
+        )
         pairs = {
             "token": (limit_app.TOKEN_SQL, token_sql),
             "token (peer)": (peer_app.TOKEN_SQL, token_sql),
@@ -274,12 +222,15 @@ def check_sql_drift() -> list[str]:
             "list": (limit_app.LIST_SQL, TABLE.list_sql("account_id", True, False, False, ())),
             "deep": (limit_app.LIST_CURSOR_SQL, TABLE.list_sql("account_id", True, True, False, ())),
             "create": (limit_app.INSERT_SQL, TABLE.insert_sql),
-            "update": (limit_app.UPDATE_MERGE_SQL, UpdateAction(TABLE).sql((), True)),
+            "update": (limit_app.UPDATE_MERGE_SQL, UpdateAction(TABLE, "/bot/{botId}/update").sql((), True)),
         }
     except Exception as exc:  # the framework moved: report, don't fail the run
         return [f"could not compare the limit's SQL with botkit's: {type(exc).__name__}: {exc}"]
-    return [f"{name}: the limit runs {ours!r} but botkit runs {theirs!r}"
-            for name, (ours, theirs) in pairs.items() if ours != theirs]
+    return [
+        f"{name}: the limit runs {ours!r} but botkit runs {theirs!r}"
+        for name, (ours, theirs) in pairs.items()
+        if ours != theirs
+    ]
 
 
 def check_responses(servers: list[Server], routes: dict, token: str, bot_id: str) -> dict:
@@ -313,6 +264,7 @@ def check_responses(servers: list[Server], routes: dict, token: str, bot_id: str
 
 # --- JSONL export -----------------------------------------------------------------
 
+
 def jsonl_export(server: Server, token: str, dataset_id: str) -> dict:
     pids = server.pids()
     baseline = sum(rss_kb(p) for p in pids)
@@ -330,20 +282,25 @@ def jsonl_export(server: Server, token: str, dataset_id: str) -> dict:
     cpu0, t0 = time.process_time(), time.perf_counter()
     ttfb = None
     try:
-        with httpx.Client(timeout=httpx.Timeout(120, connect=10)) as c:
-            with c.stream("GET", f"{server.base}/v1/dataset/{dataset_id}/record/list",
-                          headers={"Authorization": f"Bearer {token}", "Accept": "application/jsonl"}) as r:
-                status = r.status_code
-                for chunk in r.iter_raw(1 << 16):
-                    if ttfb is None:
-                        ttfb = time.perf_counter() - t0
-                    lines += chunk.count(b"\n")
-                    size += len(chunk)
-                    if len(head) < 200:
-                        head += chunk[:200]
-                    tail = (tail + chunk)[-4096:]
-                    if time.perf_counter() - t0 > 100:  # bounded in time
-                        break
+        with (
+            httpx.Client(timeout=httpx.Timeout(120, connect=10)) as c,
+            c.stream(
+                "GET",
+                f"{server.base}/v1/dataset/{dataset_id}/record/list",
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/jsonl"},
+            ) as r,
+        ):
+            status = r.status_code
+            for chunk in r.iter_raw(1 << 16):
+                if ttfb is None:
+                    ttfb = time.perf_counter() - t0
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+                if len(head) < 200:
+                    head += chunk[:200]
+                tail = (tail + chunk)[-4096:]
+                if time.perf_counter() - t0 > 100:  # bounded in time
+                    break
     finally:
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
@@ -352,23 +309,54 @@ def jsonl_export(server: Server, token: str, dataset_id: str) -> dict:
     if status != 200:
         raise RuntimeError(f"HTTP {status}: {head[:200].decode(errors='replace')}")
     last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    ok = (status == 200 and lines == seeding.RECORDS and head.startswith(b'{"type":"item"')
-          and last.startswith(b'{"type":"item"') and not tail.endswith(b"\n\n"))
-    return {"records": lines, "seconds": elapsed, "records_per_s": lines / elapsed, "bytes": size,
-            "ttfb_ms": (ttfb or 0) * 1000, "rss_baseline_mb": baseline / 1024,
-            "rss_growth_mb": (peak[0] - baseline) / 1024, "client_cpu_s": cpu, "status": status, "ok": ok,
-            "processes": len(pids)}
+    ok = (
+        status == 200
+        and lines == seeding.RECORDS
+        and head.startswith(b'{"type":"item"')
+        and last.startswith(b'{"type":"item"')
+        and not tail.endswith(b"\n\n")
+    )
+    return {
+        "records": lines,
+        "seconds": elapsed,
+        "records_per_s": lines / elapsed,
+        "bytes": size,
+        "ttfb_ms": (ttfb or 0) * 1000,
+        "rss_baseline_mb": baseline / 1024,
+        "rss_growth_mb": (peak[0] - baseline) / 1024,
+        "client_cpu_s": cpu,
+        "status": status,
+        "ok": ok,
+        "processes": len(pids),
+    }
 
 
 # --- profile ----------------------------------------------------------------------
 
+
 def profile(server: Server, route_name: str, route: dict, seconds: int, token: str, ids_file: Path) -> dict:
-    """py-spy (sampling; it pauses the process for each sample, which costs a little speed but keeps the stacks whole) on the server's process(es) while wrk drives one route."""
+    """py-spy (sampling; it pauses the process for each sample, which costs a little speed but
+    keeps the stacks whole) on the server's process(es) while wrk drives one route."""
     out = RESULTS / f"profile-{server.name}-{route_name}.txt"
     pid = server.proc.pid  # one worker: the server is this process
-    spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--duration", str(seconds + 1),
-                            "--rate", "200", "--format", "raw", "--output", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spy = subprocess.Popen(
+        [
+            str(PY_SPY),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds + 1),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         time.sleep(0.5)
         load = wrk(server, route, seconds, token, ids_file)
@@ -416,6 +404,7 @@ def _short(frame: str) -> str:
 
 # --- report -----------------------------------------------------------------------
 
+
 def fmt_rps(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
@@ -428,20 +417,19 @@ def fmt_lat(m: dict | None) -> str:
     return "–" if m is None else f"{m['p50_ms']:.1f} / {m['p99_ms']:.1f}"
 
 
-def report(res: dict) -> str:
-    fig = res["figures"]
+def _figure_tables(fig: dict) -> list[str]:
+    """The req/s and latency table, and the server CPU time per request, of every route."""
     get = lambda server, route: fig.get(f"{server}:{route}")  # noqa: E731
-    rps = lambda server, route: (get(server, route) or {}).get("rps") if (get(server, route) or {}).get("valid") else None  # noqa: E731
-    shown = lambda server, route: (fmt_rps(get(server, route)["rps"]) + ("" if get(server, route)["valid"] else " ✗")) if get(server, route) else "–"  # noqa: E731
-    s = res["settings"]
+
+    def rps(server: str, route: str) -> float | None:
+        m = get(server, route) or {}
+        return m.get("rps") if m.get("valid") else None
+
+    def shown(server: str, route: str) -> str:
+        m = get(server, route)
+        return (fmt_rps(m["rps"]) + ("" if m["valid"] else " ✗")) if m else "–"
+
     lines = [
-        f"# make bench: {res['finished_at']}",
-        "",
-        f"{s['cores']} cores, PostgreSQL {s['postgres']} on a Unix socket ({s['postgres_durability']}), "
-        f"wrk -t{THREADS} -c{CONNECTIONS}, {s['duration_s']} s per figure after a {s['warmup_s']} s warm-up, "
-        f"median of {s['rounds_done']} interleaved round(s); commit {s['commit']}. "
-        f"req/s; latency p50 / p99 in ms. Compare ratios within one run, not figures across runs.",
-        "",
         "| route | botkit 1w | botkit 2w | limit | peer | botkit/limit | botkit/peer "
         "| botkit 1w p50/p99 | botkit 2w p50/p99 | limit p50/p99 | peer p50/p99 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -455,53 +443,102 @@ def report(res: dict) -> str:
             f"| {shown('limit', route)} | {shown('peer', route)} "
             f"| {fmt_ratio(b1 / lim if b1 and lim else None)} | {fmt_ratio(b1 / peer if b1 and peer else None)} "
             f"| {fmt_lat(get('botkit-1w', route))} | {fmt_lat(get('botkit-2w', route))} "
-            f"| {fmt_lat(get('limit', route))} | {fmt_lat(get('peer', route))} |")
-    lines += ["", "Server CPU time per request (µs; the server's processes only, median of the rounds; "
-              "steadier than req/s when other work shares the machine):", "",
-              "| route | botkit 1w | botkit 2w | limit | peer | botkit/limit | peer/botkit |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+            f"| {fmt_lat(get('limit', route))} | {fmt_lat(get('peer', route))} |"
+        )
+    lines += [
+        "",
+        "Server CPU time per request (µs; the server's processes only, median of the rounds; "
+        "steadier than req/s when other work shares the machine):",
+        "",
+        "| route | botkit 1w | botkit 2w | limit | peer | botkit/limit | peer/botkit |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     cpu = lambda server, route: (get(server, route) or {}).get("cpu_us_per_req")  # noqa: E731
     for route in ROUTE_ORDER:
         c = {n: cpu(n, route) for n in ("botkit-1w", "botkit-2w", "limit", "peer")}
         if not any(c.values()):
             continue
         b, lim, peer = c["botkit-1w"], c["limit"], c["peer"]
-        lines.append(f"| {ROUTE_TITLES[route]} | " + " | ".join("–" if v is None else f"{v:.0f}" for v in c.values())
-                     + f" | {fmt_ratio(b / lim if b and lim else None)} | {fmt_ratio(peer / b if b and peer else None)} |")
-    bad = [k for k, v in fig.items() if v["errors"]]
-    if bad:
-        lines += ["", "**Errors during load** (non-2xx, timeouts, socket errors; ✗ marks a figure that does not "
-                  "count, and no ratio is computed from it) in: "
-                  + ", ".join(f"{k} ({fig[k]['errors']:,})" for k in bad)]
-    foreign = [smp.get("foreign_cpu_pct", 0.0) for v in fig.values() for smp in v["samples"]]
-    if foreign:
-        noisy = sorted({k for k, v in fig.items() if v["foreign_cpu_pct_max"] > 10})
-        lines += ["", f"Other processes on this machine used {statistics.median(foreign):.1f}% of the CPUs "
-                  f"(median over the measured windows; max {max(foreign):.1f}%)."
-                  + (f" Figures disturbed by more than 10% in some round: {', '.join(noisy)}." if noisy else "")]
-    lines += ["", "Deep page (cursor 90,000 items deep) / page 1, p50 latency: " + ", ".join(
-        f"{name} {v:.2f}×" for name, v in res["deep_ratio"].items())]
-    lines += ["", "| JSONL export, 100,000 records | records/s | peak RSS growth | time | complete |",
-              "|---|---:|---:|---:|---|"]
+        cells = " | ".join("–" if v is None else f"{v:.0f}" for v in c.values())
+        lines.append(
+            f"| {ROUTE_TITLES[route]} | {cells} | {fmt_ratio(b / lim if b and lim else None)} "
+            f"| {fmt_ratio(peer / b if b and peer else None)} |"
+        )
+    return lines
+
+
+def _stream_tables(res: dict) -> list[str]:
+    """The JSONL export table and the completion-stream figures."""
+    lines = [
+        "",
+        "| JSONL export, 100,000 records | records/s | peak RSS growth | time | complete |",
+        "|---|---:|---:|---:|---|",
+    ]
     for name, j in res["jsonl"].items():
         if "error" in j:
             lines.append(f"| {name} | – | – | – | {j['error']} |")
             continue
-        lines.append(f"| {name} (median of {j['runs']}) | {j['records_per_s']:,.0f} | {j['rss_growth_mb']:.1f} MB "
-                     f"| {j['seconds']:.2f} s | {'yes' if j['ok'] else 'NO'} |")
+        lines.append(
+            f"| {name} (median of {j['runs']}) | {j['records_per_s']:,.0f} | {j['rss_growth_mb']:.1f} MB "
+            f"| {j['seconds']:.2f} s | {'yes' if j['ok'] else 'NO'} |"
+        )
     e = res.get("engine")
     if e:
         c = e["concurrent"]
-        lines += ["", f"Completion streams ({e['upstream']}; {e['streams_each_way']} streams each way, alternating):",
-                  "", "| | direct from the upstream | through botkit | added by botkit |", "|---|---:|---:|---:|",
-                  f"| time to first token, p50 | {e['direct_ttft_ms_p50']:.2f} ms | {e['botkit_ttft_ms_p50']:.2f} ms "
-                  f"| {e['ttft_added_ms_p50']:.2f} ms |",
-                  f"| gap between tokens, p50 | {e['direct_gap_us_p50']:,.0f} µs | {e['botkit_gap_us_p50']:,.0f} µs "
-                  f"| {e['token_added_us_p50']:,.0f} µs |",
-                  "", f"{c['streams']:,} streams at once through botkit (20 tokens 200 ms apart each): "
-                  f"{c['peak_open']:,} open together, {c['finished']:,} finished, {c['errors']} errors; "
-                  f"server RSS {c['rss_base_mb']:.0f} MB → {c['rss_peak_mb']:.0f} MB "
-                  f"(+{c['rss_growth_mb']:.0f} MB)."]
+        lines += [
+            "",
+            f"Completion streams ({e['upstream']}; {e['streams_each_way']} streams each way, alternating):",
+            "",
+            "| | direct from the upstream | through botkit | added by botkit |",
+            "|---|---:|---:|---:|",
+            f"| time to first token, p50 | {e['direct_ttft_ms_p50']:.2f} ms | {e['botkit_ttft_ms_p50']:.2f} ms "
+            f"| {e['ttft_added_ms_p50']:.2f} ms |",
+            f"| gap between tokens, p50 | {e['direct_gap_us_p50']:,.0f} µs | {e['botkit_gap_us_p50']:,.0f} µs "
+            f"| {e['token_added_us_p50']:,.0f} µs |",
+            "",
+            f"{c['streams']:,} streams at once through botkit (20 tokens 200 ms apart each): "
+            f"{c['peak_open']:,} open together, {c['finished']:,} finished, {c['errors']} errors; "
+            f"server RSS {c['rss_base_mb']:.0f} MB → {c['rss_peak_mb']:.0f} MB "
+            f"(+{c['rss_growth_mb']:.0f} MB).",
+        ]
+    return lines
+
+
+def report(res: dict) -> str:
+    fig = res["figures"]
+    s = res["settings"]
+    lines = [
+        f"# make bench: {res['finished_at']}",
+        "",
+        f"{s['cores']} cores, PostgreSQL {s['postgres']} on a Unix socket ({s['postgres_durability']}), "
+        f"wrk -t{THREADS} -c{CONNECTIONS}, {s['duration_s']} s per figure after a {s['warmup_s']} s warm-up, "
+        f"median of {s['rounds_done']} interleaved round(s); commit {s['commit']}. "
+        f"req/s; latency p50 / p99 in ms. Compare ratios within one run, not figures across runs.",
+        "",
+    ]
+    lines += _figure_tables(fig)
+    bad = [k for k, v in fig.items() if v["errors"]]
+    if bad:
+        lines += [
+            "",
+            "**Errors during load** (non-2xx, timeouts, socket errors; ✗ marks a figure that does not "
+            "count, and no ratio is computed from it) in: " + ", ".join(f"{k} ({fig[k]['errors']:,})" for k in bad),
+        ]
+    foreign = [smp.get("foreign_cpu_pct", 0.0) for v in fig.values() for smp in v["samples"]]
+    if foreign:
+        noisy = sorted({k for k, v in fig.items() if v["foreign_cpu_pct_max"] > 10})
+        lines += [
+            "",
+            f"Other processes on this machine used {statistics.median(foreign):.1f}% of the CPUs "
+            f"(median over the measured windows; max {max(foreign):.1f}%)."
+            + (f" Figures disturbed by more than 10% in some round: {', '.join(noisy)}." if noisy else ""),
+        ]
+    lines += [
+        "",
+        "Deep page (cursor 90,000 items deep) / page 1, p50 latency: "
+        + ", ".join(f"{name} {v:.2f}×" for name, v in res["deep_ratio"].items()),
+    ]
+    lines += _stream_tables(res)
     lines += ["", "| target (issue 5) | measured | met |", "|---|---:|---|"]
     for t in res["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {t['met']} |")
@@ -510,50 +547,68 @@ def report(res: dict) -> str:
     mism = [k for k, v in res["checks"]["same_as_botkit"].items() if not v]
     not_ok = [f"{k}={v}" for k, v in res["checks"]["status"].items() if v != 200]
     if mism or not_ok:
-        lines += ["", "**Check failures before load:** " + ", ".join(not_ok + [f"{m} answers differently" for m in mism])]
+        lines += [
+            "",
+            "**Check failures before load:** " + ", ".join(not_ok + [f"{m} answers differently" for m in mism]),
+        ]
     for note in res.get("notes", []):
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
 
 
 def targets(res: dict) -> list[dict]:
+    """The target table: every figure against its number in TARGETS (bench/targets.py)."""
     fig = res["figures"]
     rps = lambda server, route: (fig.get(f"{server}:{route}") or {}).get("rps")  # noqa: E731
     valid = lambda *keys: all((fig.get(k) or {}).get("valid", False) for k in keys)  # noqa: E731
     out = []
 
     def add(text: str, value: float | None, ok: bool | None, unit: str = "") -> None:
-        out.append({"target": text, "measured": "–" if value is None else f"{value:.2f}{unit}",
-                    "value": value, "met": "–" if ok is None else ("yes" if ok else "NO")})
+        out.append(
+            {
+                "target": text,
+                "measured": "–" if value is None else f"{value:.2f}{unit}",
+                "value": value,
+                "met": "–" if ok is None else ("yes" if ok else "NO"),
+            }
+        )
 
     def invalid(text: str, keys: list[str]) -> None:
-        out.append({"target": text, "value": None, "met": "–",
-                    "measured": "not measured: errors in " + ", ".join(k for k in keys if not valid(k))})
+        out.append(
+            {
+                "target": text,
+                "value": None,
+                "met": "–",
+                "measured": "not measured: errors in " + ", ".join(k for k in keys if not valid(k)),
+            }
+        )
 
-    for route in ("fetch", "create", "list"):
-        text, keys = f"botkit/limit ≥ 0.85 on {route} (1 worker)", [f"botkit-1w:{route}", f"limit:{route}"]
-        if not valid(*keys):
-            invalid(text, keys)
-            continue
-        v = rps("botkit-1w", route) / rps("limit", route)
-        add(text, v, v >= 0.85)
-    for route in ("fetch", "create"):
-        text, keys = f"botkit/peer ≥ 3 on {route} (1 worker)", [f"botkit-1w:{route}", f"peer:{route}"]
-        if not valid(*keys):
-            invalid(text, keys)
-            continue
-        v = rps("botkit-1w", route) / rps("peer", route)
-        add(text, v, v >= 3)
-    text, keys = "list 90,000 deep: p50 within 1.1× of page 1 (botkit 1 worker)", ["botkit-1w:deep", "botkit-1w:list"]
+    for other, name in (("limit", "botkit_vs_limit"), ("peer", "botkit_vs_peer")):
+        bound = TARGETS[name]["at_least"]
+        for route in TARGETS[name]["routes"]:
+            text, keys = f"botkit/{other} ≥ {bound:g} on {route} (1 worker)", [f"botkit-1w:{route}", f"{other}:{route}"]
+            if not valid(*keys):
+                invalid(text, keys)
+                continue
+            v = rps("botkit-1w", route) / rps(other, route)
+            add(text, v, v >= bound)
+    bound = TARGETS["deep_vs_page1"]["at_most"]
+    text = f"list 90,000 deep: p50 within {bound:g}× of page 1 (botkit 1 worker)"
+    keys = ["botkit-1w:deep", "botkit-1w:list"]
     if not valid(*keys):
         invalid(text, keys)
     else:
         v = res["deep_ratio"].get("botkit-1w")
-        add(text, v, None if v is None else v <= 1.1, "×")
+        add(text, v, None if v is None else v <= bound, "×")
     j = res["jsonl"].get("botkit-1w", {})
     v = j.get("rss_growth_mb")
-    add("JSONL export: RSS growth < 50 MB over 100,000 records (1 worker)", v,
-        None if v is None else v < 50 and j.get("ok", False), " MB")
+    bound = TARGETS["jsonl_rss_growth_mb"]["below"]
+    add(
+        f"JSONL export: RSS growth < {bound:g} MB over 100,000 records (1 worker)",
+        v,
+        None if v is None else v < bound and j.get("ok", False),
+        " MB",
+    )
     engine = res.get("engine")
     for text, key, limit in engine_stream.TARGETS:
         if engine is None:
@@ -564,244 +619,400 @@ def targets(res: dict) -> list[dict]:
     return out
 
 
-# --- main -------------------------------------------------------------------------
+# --- the phases of a run ------------------------------------------------------------
 
-def git_commit() -> str:
+
+@dataclass
+class Setup:
+    """The seeded bench database and the request shapes the loads send to it."""
+
+    seeded: seeding.Seeded
+    ids_file: Path  # the bot ids fetch picks from at random
+    routes: dict  # route name -> method, path, body (and ids file) for wrk
+
+    @property
+    def token(self) -> str:
+        return self.seeded.token
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_ROUNDS", 5)),
+        help="interleaved rounds; the figures are their medians (default 5)",
+    )
+    ap.add_argument(
+        "--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 3)), help="seconds per figure (default 3)"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=int(os.environ.get("BENCH_WARMUP", 1)),
+        help="warm-up seconds before each figure (default 1)",
+    )
+    ap.add_argument(
+        "--profile",
+        default=os.environ.get("BENCH_PROFILE", ""),
+        help="comma-separated routes to profile with py-spy on botkit 1w and the limit (e.g. fetch)",
+    )
+    ap.add_argument("--no-peer", action="store_true", help="skip the FastAPI peer")
+    ap.add_argument("--no-2w", action="store_true", help="skip botkit with two workers")
+    return ap.parse_args(argv)
+
+
+def start_postgres_and_seed(pg: EmbeddedPostgres) -> Setup:
+    log(f"starting the bench PostgreSQL in {PG_DIR.relative_to(ROOT)} (fsync off)")
+    admin_dsn = pg.start()
+    log(f"seeding {seeding.BOTS:,} bots and a dataset of {seeding.RECORDS:,} records")
+    seeded = asyncio.run(seeding.seed(admin_dsn))
+    log(f"seeded in {seeded.seconds:.1f}s")
+    ids_file = WORK / "bot-ids.txt"
+    ids_file.write_text("\n".join(seeded.bot_ids) + "\n")
+    # Updates leave dead row versions (meta has a GIN index, so a meta merge is never a HOT
+    # update) that a keyset scan walks past until vacuum: updates go to the newer bots only,
+    # so the rows the deep page reads stay as seeded and the deep/page-1 ratio measures depth.
+    update_ids = WORK / "bot-ids-update.txt"
+    update_ids.write_text("\n".join(seeded.bot_ids[seeding.BOTS - seeding.DEEP + 10_000 :]) + "\n")
+    return Setup(seeded=seeded, ids_file=ids_file, routes=make_routes(seeded.deep_cursor, update_ids))
+
+
+def make_routes(deep_cursor: str, update_ids: Path) -> dict:
+    return {
+        "fetch": {"method": "GET", "path": "/v1/bot/{id}/fetch"},
+        "create": {"method": "POST", "path": "/v1/bot/create", "body": CREATE_BODY},
+        "list": {"method": "GET", "path": "/v1/bot/list?take=20"},
+        "deep": {"method": "GET", "path": f"/v1/bot/list?take=20&cursor={deep_cursor}"},
+        "update": {"method": "POST", "path": "/v1/bot/{id}/update", "body": UPDATE_BODY, "ids": update_ids},
+        "noop": {"method": "GET", "path": "/noop"},
+    }
+
+
+def make_servers(args: argparse.Namespace, dsn: str) -> list[Server]:
+    db_env = {
+        "DATABASE_URL": dsn,
+        "BOTKIT_DATA_DIR": str(WORK / "botkit"),
+        "BOTKIT_LOG_LEVEL": "warning",
+        # The request rate limits stay on (their per-request count is part of what is
+        # measured) but far above what a bench can send in a minute.
+        "BOTKIT_RATE_LIMIT": str(10**9),
+        "BOTKIT_RATE_LIMIT_ACCOUNT": str(10**9),
+    }
+    all_routes = ROUTE_ORDER
+    servers = [Server("botkit-1w", "botkit, 1 worker", [str(BOTKIT), "serve"], {**db_env, "WORKERS": "1"}, all_routes)]
+    if not args.no_2w:
+        servers.append(
+            Server("botkit-2w", "botkit, 2 workers", [str(BOTKIT), "serve"], {**db_env, "WORKERS": "2"}, all_routes)
+        )
+    servers.append(Server("limit", "the limit", [str(PYTHON), str(BENCH / "limit_app.py")], db_env, all_routes))
+    if not args.no_peer:
+        servers.append(
+            Server(
+                "peer",
+                "FastAPI + pydantic peer",
+                [str(PYTHON), str(BENCH / "peer_app.py")],
+                db_env,
+                ("fetch", "create"),
+            )
+        )
+    return servers
+
+
+def start_servers(servers: list[Server]) -> None:
+    for s in servers:  # one after the other: botkit's start-up (migrate, admin token) is not raced
+        log(f"starting {s.name} on port {s.port}")
+        s.start()
+
+
+def cpu_roots(pg: EmbeddedPostgres, servers: list[Server]) -> list[int]:
+    """The bench's own processes (with their descendants): the PostgreSQL and the servers."""
+    from botkit.store.embedded import running_pid
+
+    return [p for p in [running_pid(pg.data), *(s.proc.pid for s in servers if s.proc)] if p]
+
+
+def run_checks(servers: list[Server], setup: Setup) -> dict:
+    checks = {"sql_drift": check_sql_drift()}
+    checks.update(
+        check_responses(servers, setup.routes, setup.token, setup.seeded.bot_ids[len(setup.seeded.bot_ids) // 2])
+    )
+    for d in checks["sql_drift"]:
+        log(f"WARNING: {d}")
+    for k, v in checks["status"].items():
+        if v != 200:
+            log(f"WARNING: {k} answered {v} before the load")
+    for k, v in checks["same_as_botkit"].items():
+        if not v:
+            log(f"WARNING: {k} answers differently from botkit")
+    return checks
+
+
+def measure_rounds(
+    args: argparse.Namespace, servers: list[Server], setup: Setup, roots: Callable[[], list[int]], notes: list[str]
+) -> tuple[dict[str, list[dict]], int]:
+    """Every route on every server, in interleaved rounds; whole rounds are dropped rather
+    than overrun the time budget. Returns the samples by figure and the rounds done."""
+    samples: dict[str, list[dict]] = {}
+    rounds_done = 0
+    round_seconds = None
+    for rnd in range(args.rounds):
+        left = BUDGET_S - (time.monotonic() - STARTED) - JSONL_RESERVE_S
+        if round_seconds is not None and round_seconds > left:
+            notes.append(f"stopped after {rounds_done} of {args.rounds} rounds to stay in the time budget")
+            log(notes[-1])
+            break
+        t_round = time.monotonic()
+        for route in ROUTE_ORDER:
+            order = [s for s in servers if route in s.routes]
+            k = rnd % len(order)
+            for s in order[k:] + order[:k]:  # rotate, so no server always goes first
+                r = measure_figure(args, s, route, rnd, setup, roots, notes)
+                samples.setdefault(f"{s.name}:{route}", []).append(r)
+        if rnd == 0:  # the HTTP stack's own ceiling, once: shows wrk is not the bottleneck
+            samples["limit:noop"] = [measure_noop(args, servers, setup, roots)]
+        rounds_done += 1
+        round_seconds = time.monotonic() - t_round
+    return samples, rounds_done
+
+
+def measure_figure(
+    args: argparse.Namespace,
+    s: Server,
+    route: str,
+    rnd: int,
+    setup: Setup,
+    roots: Callable[[], list[int]],
+    notes: list[str],
+) -> dict:
+    """One sample of one figure: a warm-up, then the measured wrk run and the CPU it took."""
+    ensure_running(s, notes)
+    if wait_quiet():
+        log("waited for other processes on the machine to calm down")
+    if args.warmup:
+        wrk(s, setup.routes[route], args.warmup, setup.token, setup.ids_file)
+    with CpuWatch(roots(), s) as cpu:
+        r = wrk(s, setup.routes[route], args.duration, setup.token, setup.ids_file)
+    r["foreign_cpu_pct"], r["machine_busy_pct"] = cpu.foreign_pct, cpu.busy_pct
+    # CPU time of the server per request: steadier than req/s on a shared machine
+    r["server_cpu_us_per_req"] = 1e6 * cpu.server_cpu_s / max(r["requests"], 1)
+    log(
+        f"round {rnd + 1} {s.name:9s} {route:6s} {r['rps']:8,.0f} req/s  "
+        f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+        f"(others used {cpu.foreign_pct:4.1f}% of the CPUs)" + (f"  ERRORS {r['errors']}" if r["errors"] else "")
+    )
+    return r
+
+
+def measure_noop(args: argparse.Namespace, servers: list[Server], setup: Setup, roots: Callable[[], list[int]]) -> dict:
+    lim = next(s for s in servers if s.name == "limit")
+    if args.warmup:
+        wrk(lim, setup.routes["noop"], args.warmup, setup.token, setup.ids_file)
+    with CpuWatch(roots()) as cpu:
+        r = wrk(lim, setup.routes["noop"], args.duration, setup.token, setup.ids_file)
+    r["foreign_cpu_pct"], r["machine_busy_pct"] = cpu.foreign_pct, cpu.busy_pct
+    log(f"round 1 limit     noop   {r['rps']:8,.0f} req/s")
+    return r
+
+
+def summarize(samples: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """The figures (medians of their rounds) and the deep-page/page-1 p50 ratio per server."""
+    figures = {k: {**median_of(v), "samples": v} for k, v in samples.items()}
+    deep_ratio = {}
+    for name in ("botkit-1w", "botkit-2w", "limit"):
+        a, b = figures.get(f"{name}:deep"), figures.get(f"{name}:list")
+        if a and b:
+            deep_ratio[name] = a["p50_ms"] / b["p50_ms"]
+    return figures, deep_ratio
+
+
+def measure_jsonl(servers: list[Server], setup: Setup, notes: list[str]) -> dict:
+    out = {}
+    for s in servers:
+        if not s.name.startswith("botkit"):
+            continue
+        ensure_running(s, notes)
+        out[s.name] = jsonl_runs(s, setup)
+    return out
+
+
+def jsonl_runs(server: Server, setup: Setup) -> dict:
+    """Three exports (fewer at the end of the time budget): their medians, or the first error."""
+    runs = []
+    for _ in range(3):
+        try:
+            runs.append(jsonl_export(server, setup.token, setup.seeded.dataset_id))
+        except Exception as exc:  # report it in the table; the rest of the run stands
+            j = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            log(f"jsonl {server.name}: {j['error']}")
+            return j
+        if time.monotonic() - STARTED > BUDGET_S - 20:
+            break
+    j = {
+        "records_per_s": statistics.median(r["records_per_s"] for r in runs),
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "rss_growth_mb": max(r["rss_growth_mb"] for r in runs),
+        "ok": all(r["ok"] for r in runs),
+        "runs": len(runs),
+        "samples": runs,
+    }
+    log(
+        f"jsonl {server.name}: {j['records_per_s']:,.0f} records/s, RSS growth {j['rss_growth_mb']:.1f} MB, "
+        f"complete={j['ok']}"
+    )
+    return j
+
+
+def measure_engine(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
+    # PLUG-IN POINT: the completion-stream benchmark (bench/engine_stream.py), once the engine exists.
+    log("completion streams: direct vs through botkit, then 1,000 at once")
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return engine_stream.measure(
+            servers={s.name: s.base for s in servers}, token=setup.token, dsn=setup.seeded.dsn, work=WORK
+        )
+    except Exception as exc:  # report it; the rest of the run stands
+        notes.append(f"completion-stream benchmark failed: {type(exc).__name__}: {exc}"[:300])
+        return None
+
+
+def run_profiles(args: argparse.Namespace, servers: list[Server], setup: Setup, notes: list[str]) -> dict:
+    profiles = {}
+    for route in [r for r in args.profile.split(",") if r]:
+        for s in servers:
+            if s.name in ("botkit-1w", "limit") and route in s.routes:
+                if time.monotonic() - STARTED > BUDGET_S - 15:
+                    notes.append(f"skipped the profile of {s.name} {route} to stay in the time budget")
+                    continue
+                log(f"profiling {s.name} {route} with py-spy")
+                profiles[f"{s.name}:{route}"] = profile(
+                    s, route, setup.routes[route], max(args.duration, 5), setup.token, setup.ids_file
+                )
+    return profiles
+
+
+def finish_results(res: dict, args: argparse.Namespace, setup: Setup, checks: dict, rounds_done: int) -> None:
+    """The checks, the seed, the settings and the targets, after the measurements."""
+    res["checks"] = checks
+    res["seed"] = setup.seeded.summary()
+    res["settings"] = {
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "postgres": pg_version(setup.seeded.dsn),
+        "postgres_durability": "fsync, synchronous_commit and full_page_writes off",
+        "wrk": wrk_version(),
+        "threads": THREADS,
+        "connections": CONNECTIONS,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
+        "rounds_done": rounds_done,
+        "commit": git_commit(),
+        "pool_size": 10,
+    }
+    if quiet_waited():
+        res["notes"].append(f"waited {quiet_waited():.0f} s in all for other processes to calm down")
+    res["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    res["targets"] = targets(res)
+    res["elapsed_s"] = time.monotonic() - STARTED
+
+
+def write_report(res: dict) -> None:
+    """results/latest.{json,md} and the same under a UTC timestamp; the table and the profiles on stdout."""
+    md = report(res)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    for name in ("latest", stamp):
+        (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+        (RESULTS / f"{name}.md").write_text(md)
+    print(md)
+    print_profiles(res["profiles"])
+    log(f"done in {res['elapsed_s']:.0f}s; wrote {RESULTS.relative_to(ROOT)}/latest.md and latest.json")
+
+
+def print_profiles(profiles: dict) -> None:
+    for key, p in profiles.items():
+        summ = p["summary"]
+        print(
+            f"## profile {key}: {p['load']['rps']:,.0f} req/s under py-spy, {summ.get('samples')} samples "
+            f"({p['file']})\n\nself %:"
+        )
+        for f, pct in summ.get("self_pct", [])[:15]:
+            print(f"  {pct:5.1f}  {f}")
+        print("inclusive %:")
+        for f, pct in summ.get("inclusive_pct", [])[:25]:
+            print(f"  {pct:5.1f}  {f}")
+        print()
+
+
+def stop_all(servers: list[Server], pg: EmbeddedPostgres) -> None:
+    for s in reversed(servers):
+        try:
+            s.stop()
+        except Exception as exc:  # keep stopping the others
+            log(f"stopping {s.name} failed: {exc}")
+    try:
+        pg.stop()
+    except Exception as exc:
+        log(f"stopping PostgreSQL failed: {exc}")
+
+
+# --- main -------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)),
-                    help="interleaved rounds; the figures are their medians (default 5)")
-    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 3)),
-                    help="seconds per figure (default 3)")
-    ap.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 1)),
-                    help="warm-up seconds before each figure (default 1)")
-    ap.add_argument("--profile", default=os.environ.get("BENCH_PROFILE", ""),
-                    help="comma-separated routes to profile with py-spy on botkit 1w and the limit (e.g. fetch)")
-    ap.add_argument("--no-peer", action="store_true", help="skip the FastAPI peer")
-    ap.add_argument("--no-2w", action="store_true", help="skip botkit with two workers")
-    args = ap.parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminate)
-
+    args = parse_args(argv)
+    exit_on_signals(signal.SIGTERM, signal.SIGHUP)
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     pg = EmbeddedPostgres(PG_DIR, fast=True)
     servers: list[Server] = []
     res: dict = {"notes": []}
     try:
-        log(f"starting the bench PostgreSQL in {PG_DIR.relative_to(ROOT)} (fsync off)")
-        admin_dsn = pg.start()
-        log(f"seeding {seeding.BOTS:,} bots and a dataset of {seeding.RECORDS:,} records")
-        seeded = asyncio.run(seeding.seed(admin_dsn))
-        log(f"seeded in {seeded.seconds:.1f}s")
-        ids_file = WORK / "bot-ids.txt"
-        ids_file.write_text("\n".join(seeded.bot_ids) + "\n")
-        # Updates leave dead row versions (meta has a GIN index, so a meta merge is never a HOT
-        # update) that a keyset scan walks past until vacuum: updates go to the newer bots only,
-        # so the rows the deep page reads stay as seeded and the deep/page-1 ratio measures depth.
-        update_ids = WORK / "bot-ids-update.txt"
-        update_ids.write_text("\n".join(seeded.bot_ids[seeding.BOTS - seeding.DEEP + 10_000:]) + "\n")
-        token = seeded.token
-        routes = {
-            "fetch": {"method": "GET", "path": "/v1/bot/{id}/fetch"},
-            "create": {"method": "POST", "path": "/v1/bot/create", "body": CREATE_BODY},
-            "list": {"method": "GET", "path": "/v1/bot/list?take=20"},
-            "deep": {"method": "GET", "path": f"/v1/bot/list?take=20&cursor={seeded.deep_cursor}"},
-            "update": {"method": "POST", "path": "/v1/bot/{id}/update", "body": UPDATE_BODY, "ids": update_ids},
-            "noop": {"method": "GET", "path": "/noop"},
-        }
-
-        db_env = {"DATABASE_URL": seeded.dsn, "BOTKIT_DATA_DIR": str(WORK / "botkit"),
-                  "BOTKIT_LOG_LEVEL": "warning",
-                  # The request rate limits stay on (their per-request count is part of what is
-                  # measured) but far above what a bench can send in a minute.
-                  "BOTKIT_RATE_LIMIT": str(10**9), "BOTKIT_RATE_LIMIT_ACCOUNT": str(10**9)}
-        all_routes = ROUTE_ORDER
-        servers.append(Server("botkit-1w", "botkit, 1 worker", [str(BOTKIT), "serve"],
-                              {**db_env, "WORKERS": "1"}, all_routes))
-        if not args.no_2w:
-            servers.append(Server("botkit-2w", "botkit, 2 workers", [str(BOTKIT), "serve"],
-                                  {**db_env, "WORKERS": "2"}, all_routes))
-        servers.append(Server("limit", "the limit", [str(PYTHON), str(BENCH / "limit_app.py")], db_env,
-                              all_routes))
-        if not args.no_peer:
-            servers.append(Server("peer", "FastAPI + pydantic peer", [str(PYTHON), str(BENCH / "peer_app.py")],
-                                  db_env, ("fetch", "create")))
-        for s in servers:  # one after the other: botkit's start-up (migrate, admin token) is not raced
-            log(f"starting {s.name} on port {s.port}")
-            s.start()
-
-        def cpu_roots() -> list[int]:
-            from botkit.store.embedded import running_pid
-            return [p for p in [running_pid(pg.data), *(s.proc.pid for s in servers if s.proc)] if p]
-
-        checks = {"sql_drift": check_sql_drift()}
-        checks.update(check_responses(servers, routes, token, seeded.bot_ids[len(seeded.bot_ids) // 2]))
-        for d in checks["sql_drift"]:
-            log(f"WARNING: {d}")
-        for k, v in checks["status"].items():
-            if v != 200:
-                log(f"WARNING: {k} answered {v} before the load")
-        for k, v in checks["same_as_botkit"].items():
-            if not v:
-                log(f"WARNING: {k} answers differently from botkit")
-
-        samples: dict[str, list[dict]] = {}
-        rounds_done = 0
-        round_seconds = None
-        for rnd in range(args.rounds):
-            left = BUDGET_S - (time.monotonic() - STARTED) - JSONL_RESERVE_S
-            if round_seconds is not None and round_seconds > left:
-                res["notes"].append(f"stopped after {rounds_done} of {args.rounds} rounds to stay in the time budget")
-                log(res["notes"][-1])
-                break
-            t_round = time.monotonic()
-            for route in ROUTE_ORDER:
-                order = [s for s in servers if route in s.routes]
-                k = rnd % len(order)
-                for s in order[k:] + order[:k]:  # rotate, so no server always goes first
-                    ensure_running(s, res["notes"])
-                    if wait_quiet():
-                        log("waited for other processes on the machine to calm down")
-                    if args.warmup:
-                        wrk(s, routes[route], args.warmup, token, ids_file)
-                    with CpuWatch(cpu_roots(), s) as cpu:
-                        r = wrk(s, routes[route], args.duration, token, ids_file)
-                    r["foreign_cpu_pct"], r["machine_busy_pct"] = cpu.foreign_pct, cpu.busy_pct
-                    # CPU time of the server per request: steadier than req/s on a shared machine
-                    r["server_cpu_us_per_req"] = 1e6 * cpu.server_cpu_s / max(r["requests"], 1)
-                    samples.setdefault(f"{s.name}:{route}", []).append(r)
-                    log(f"round {rnd + 1} {s.name:9s} {route:6s} {r['rps']:8,.0f} req/s  "
-                        f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-                        f"(others used {cpu.foreign_pct:4.1f}% of the CPUs)"
-                        + (f"  ERRORS {r['errors']}" if r["errors"] else ""))
-            if rnd == 0:  # the HTTP stack's own ceiling, once: shows wrk is not the bottleneck
-                lim = next(s for s in servers if s.name == "limit")
-                if args.warmup:
-                    wrk(lim, routes["noop"], args.warmup, token, ids_file)
-                with CpuWatch(cpu_roots()) as cpu:
-                    r = wrk(lim, routes["noop"], args.duration, token, ids_file)
-                r["foreign_cpu_pct"], r["machine_busy_pct"] = cpu.foreign_pct, cpu.busy_pct
-                samples["limit:noop"] = [r]
-                log(f"round 1 limit     noop   {r['rps']:8,.0f} req/s")
-            rounds_done += 1
-            round_seconds = time.monotonic() - t_round
-
-        figures = {k: {**median_of(v), "samples": v} for k, v in samples.items()}
-        res["figures"] = figures
-        res["deep_ratio"] = {}
-        for name in ("botkit-1w", "botkit-2w", "limit"):
-            a, b = figures.get(f"{name}:deep"), figures.get(f"{name}:list")
-            if a and b:
-                res["deep_ratio"][name] = a["p50_ms"] / b["p50_ms"]
-
-        res["jsonl"] = {}
-        for s in servers:
-            if not s.name.startswith("botkit"):
-                continue
-            ensure_running(s, res["notes"])
-            runs = []
-            for _ in range(3):
-                try:
-                    runs.append(jsonl_export(s, token, seeded.dataset_id))
-                except Exception as exc:  # report it in the table; the rest of the run stands
-                    res["jsonl"][s.name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-                    log(f"jsonl {s.name}: {res['jsonl'][s.name]['error']}")
-                    break
-                if time.monotonic() - STARTED > BUDGET_S - 20:
-                    break
-            if runs and s.name not in res["jsonl"]:
-                res["jsonl"][s.name] = {
-                    "records_per_s": statistics.median(r["records_per_s"] for r in runs),
-                    "seconds": statistics.median(r["seconds"] for r in runs),
-                    "rss_growth_mb": max(r["rss_growth_mb"] for r in runs),
-                    "ok": all(r["ok"] for r in runs), "runs": len(runs), "samples": runs}
-                j = res["jsonl"][s.name]
-                log(f"jsonl {s.name}: {j['records_per_s']:,.0f} records/s, RSS growth {j['rss_growth_mb']:.1f} MB, "
-                    f"complete={j['ok']}")
-
-        # PLUG-IN POINT: the completion-stream benchmark (bench/engine_stream.py), once the engine exists.
-        log("completion streams: direct vs through botkit, then 1,000 at once")
-        try:
-            res["engine"] = engine_stream.measure(servers={s.name: s.base for s in servers}, token=token,
-                                                  dsn=seeded.dsn, work=WORK)
-        except Exception as exc:  # report it; the rest of the run stands
-            res["engine"] = None
-            res["notes"].append(f"completion-stream benchmark failed: {type(exc).__name__}: {exc}"[:300])
-
-        res["profiles"] = {}
-        for route in [r for r in args.profile.split(",") if r]:
-            for s in servers:
-                if s.name in ("botkit-1w", "limit") and route in s.routes:
-                    if time.monotonic() - STARTED > BUDGET_S - 15:
-                        res["notes"].append(f"skipped the profile of {s.name} {route} to stay in the time budget")
-                        continue
-                    log(f"profiling {s.name} {route} with py-spy")
-                    res["profiles"][f"{s.name}:{route}"] = profile(s, route, routes[route], max(args.duration, 5),
-                                                                   token, ids_file)
-
-        res["checks"] = checks
-        res["seed"] = seeded.summary()
-        res["settings"] = {
-            "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "postgres": pg_version(seeded.dsn), "postgres_durability": "fsync, synchronous_commit and "
-            "full_page_writes off", "wrk": wrk_version(), "threads": THREADS, "connections": CONNECTIONS,
-            "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
-            "rounds_done": rounds_done, "commit": git_commit(), "pool_size": 10,
-        }
-        if _quiet_waited[0]:
-            res["notes"].append(f"waited {_quiet_waited[0]:.0f} s in all for other processes to calm down")
-        res["finished_at"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        res["targets"] = targets(res)
-        res["elapsed_s"] = time.monotonic() - STARTED
-        md = report(res)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        for name in ("latest", stamp):
-            (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-            (RESULTS / f"{name}.md").write_text(md)
-        print(md)
-        for key, p in res["profiles"].items():
-            summ = p["summary"]
-            print(f"## profile {key}: {p['load']['rps']:,.0f} req/s under py-spy, {summ.get('samples')} samples "
-                  f"({p['file']})\n\nself %:")
-            for f, pct in summ.get("self_pct", [])[:15]:
-                print(f"  {pct:5.1f}  {f}")
-            print("inclusive %:")
-            for f, pct in summ.get("inclusive_pct", [])[:25]:
-                print(f"  {pct:5.1f}  {f}")
-            print()
-        log(f"done in {res['elapsed_s']:.0f}s; wrote {RESULTS.relative_to(ROOT)}/latest.md and latest.json")
+        setup = start_postgres_and_seed(pg)
+        servers.extend(make_servers(args, setup.seeded.dsn))
+        start_servers(servers)
+        checks = run_checks(servers, setup)
+        samples, rounds_done = measure_rounds(
+            args, servers, setup, functools.partial(cpu_roots, pg, servers), res["notes"]
+        )
+        res["figures"], res["deep_ratio"] = summarize(samples)
+        res["jsonl"] = measure_jsonl(servers, setup, res["notes"])
+        res["engine"] = measure_engine(servers, setup, res["notes"])
+        res["profiles"] = run_profiles(args, servers, setup, res["notes"])
+        finish_results(res, args, setup, checks, rounds_done)
+        write_report(res)
         return 0
     finally:
-        for s in reversed(servers):
-            try:
-                s.stop()
-            except Exception as exc:  # keep stopping the others
-                log(f"stopping {s.name} failed: {exc}")
-        try:
-            pg.stop()
-        except Exception as exc:
-            log(f"stopping PostgreSQL failed: {exc}")
+        stop_all(servers, pg)
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def pg_version(dsn: str) -> str:
     async def get() -> str:
         import asyncpg
+
         conn = await asyncpg.connect(dsn)
         try:
             return await conn.fetchval("SHOW server_version")
         finally:
             await conn.close()
+
     try:
         return asyncio.run(get())
     except Exception:

@@ -46,8 +46,8 @@ class Seeded:
     account_id: str
     token: str
     dataset_id: str
-    bot_ids: list[str]      # ascending (oldest first)
-    deep_cursor: str        # the id DEEP items into the newest-first list
+    bot_ids: list[str]  # ascending (oldest first)
+    deep_cursor: str  # the id DEEP items into the newest-first list
     seconds: float
 
     def summary(self) -> dict:
@@ -88,7 +88,11 @@ async def seed(admin_dsn: str) -> Seeded:
             dataset_id = new_id()
             await conn.execute(
                 "INSERT INTO datasets (id, account_id, name, store, meta, created_at, updated_at) "
-                "VALUES ($1, $2, 'bench records', 'default', '{}', $3, $3)", dataset_id, account_id, now)
+                "VALUES ($1, $2, 'bench records', 'default', '{}', $3, $3)",
+                dataset_id,
+                account_id,
+                now,
+            )
             record_ids = [new_id() for _ in range(RECORDS)]
             await conn.execute(_RECORDS_SQL, record_ids, account_id, dataset_id, now)
         await conn.execute("VACUUM ANALYZE accounts, tokens, bots, datasets, records")
@@ -96,5 +100,12 @@ async def seed(admin_dsn: str) -> Seeded:
         await conn.close()
     assert bot_ids == sorted(bot_ids), "new_id must be increasing"
     deep_cursor = bot_ids[BOTS - DEEP]  # newest first: item number DEEP (1-based) is this one
-    return Seeded(dsn=dsn, account_id=account_id, token=token, dataset_id=dataset_id,
-                  bot_ids=bot_ids, deep_cursor=deep_cursor, seconds=time.perf_counter() - started)
+    return Seeded(
+        dsn=dsn,
+        account_id=account_id,
+        token=token,
+        dataset_id=dataset_id,
+        bot_ids=bot_ids,
+        deep_cursor=deep_cursor,
+        seconds=time.perf_counter() - started,
+    )

@@ -29,7 +29,7 @@ PASSAGE_OVERHEAD = 3  # "[n] " (3 pieces up to n = 9999); the "\n\n" separators 
 
 @dataclass(slots=True)
 class Turn:
-    role: str   # "user" or "assistant"
+    role: str  # "user" or "assistant"
     text: str
 
 
@@ -40,8 +40,8 @@ class DoesNotFit(BadRequest):
 @dataclass
 class Fitted:
     messages: list[dict[str, Any]]
-    passages: list[Passage]           # kept, best first
-    history: list[Turn]               # kept, oldest first
+    passages: list[Passage]  # kept, best first
+    history: list[Turn]  # kept, oldest first
     dropped_history: int = 0
     dropped_passages: int = 0
     cost: int = 0
@@ -50,8 +50,8 @@ class Fitted:
 @dataclass
 class Parts:
     instructions: str
-    passages: list[Passage] = field(default_factory=list)   # any order; ranked here
-    history: list[Turn] = field(default_factory=list)       # oldest first
+    passages: list[Passage] = field(default_factory=list)  # any order; ranked here
+    history: list[Turn] = field(default_factory=list)  # oldest first
     latest: Turn | None = None
     tail: list[dict[str, Any]] = field(default_factory=list)
     tools_cost: int = 0
@@ -92,6 +92,7 @@ def fit(window: int, parts: Parts) -> Fitted:
         fixed += tokens.message_cost(parts.latest.text)
     system_fixed = tokens.count(_system(parts, []))
     header = tokens.count(parts.match_instruction or RECORDS_HEADER) if ranked else 0
+
     # a system message exists when there are instructions or records
     def system_cost(n_passages: int, passage_total: int) -> int:
         if not system_fixed and not n_passages:
@@ -101,8 +102,10 @@ def fit(window: int, parts: Parts) -> Fitted:
     mandatory = fixed + system_cost(0, 0)
     if mandatory > window:
         what = "the latest user message" if parts.latest is not None else "the instructions"
-        raise DoesNotFit(f"{what} and the instructions need {mandatory} tokens, more than the model's "
-                         f"input window of {window} tokens")
+        raise DoesNotFit(
+            f"{what} and the instructions need {mandatory} tokens, more than the model's "
+            f"input window of {window} tokens"
+        )
     history_costs = [tokens.message_cost(t.text) for t in parts.history]
     passage_costs = [passage_cost(p) for p in ranked]
     h_total = sum(history_costs)
@@ -125,5 +128,11 @@ def fit(window: int, parts: Parts) -> Fitted:
     if parts.latest is not None:
         messages.append({"role": parts.latest.role, "content": parts.latest.text})
     messages.extend(parts.tail)
-    return Fitted(messages=messages, passages=kept, history=history, dropped_history=first,
-                  dropped_passages=len(ranked) - n_p, cost=messages_cost(messages) + parts.tools_cost)
+    return Fitted(
+        messages=messages,
+        passages=kept,
+        history=history,
+        dropped_history=first,
+        dropped_passages=len(ranked) - n_p,
+        cost=messages_cost(messages) + parts.tools_cost,
+    )

@@ -46,8 +46,9 @@ async def embed(info: EmbeddingsInfo, texts: list[str], bounds: Timeouts) -> lis
     while True:
         attempt += 1
         try:
-            response = await http.client().post(f"{info.base_url}/embeddings", content=body, headers=headers,
-                                            timeout=timeout)
+            response = await http.client().post(
+                f"{info.base_url}/embeddings", content=body, headers=headers, timeout=timeout
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
             if attempt > retries:
                 raise ModelUnavailable(f"the embeddings endpoint cannot be reached ({type(exc).__name__})") from None

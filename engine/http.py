@@ -8,15 +8,16 @@ import weakref
 
 import httpx
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 def client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None or found.is_closed:
-        found = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-                                  follow_redirects=False)
+        found = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100), follow_redirects=False
+        )
         _clients[loop] = found
     return found
 

@@ -28,10 +28,11 @@ _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 @dataclass(slots=True)
 class Function:
     """A client function offered with the request."""
+
     name: str
     description: str
-    parameters: dict[str, Any]        # JSON Schema of its arguments
-    result: dict[str, Any] | None     # {"data": ...}: the engine answers with it; else the client runs it
+    parameters: dict[str, Any]  # JSON Schema of its arguments
+    result: dict[str, Any] | None  # {"data": ...}: the engine answers with it; else the client runs it
 
 
 @dataclass(slots=True)
@@ -47,21 +48,22 @@ class Draft:
     params: Params
     requested: str
     timeouts: Any
-    instructions: list[str]           # instruction/backstory messages of the conversation
-    passages: list[Passage]           # its context messages
+    instructions: list[str]  # instruction/backstory messages of the conversation
+    passages: list[Passage]  # its context messages
     history: list[Turn]
     latest: Turn | None
-    after: list[dict[str, Any]]       # what follows the latest user message
+    after: list[dict[str, Any]]  # what follows the latest user message
     query: str = ""
 
 
 @dataclass
 class Extras:
     """What the request adds to the bot's configuration."""
+
     backstory: str | None = None
     functions: list[Function] = field(default_factory=list)
     abilities: list[Ability] = field(default_factory=list)
-    passages: list[Passage] = field(default_factory=list)   # retrieved records, memories, inline records
+    passages: list[Passage] = field(default_factory=list)  # retrieved records, memories, inline records
     match_instruction: str | None = None
     mismatch_instruction: str | None = None
     limits: Limits = field(default_factory=Limits)
@@ -90,17 +92,27 @@ def draft(registry: Registry, model: str | None, messages: list[tuple[str, str]]
     """(type, text) messages, oldest first, for the model a model string names."""
     info, params, requested = registry.resolve(model)
     if params.interaction_max_messages is not None:
-        messages = messages[-params.interaction_max_messages:]
+        messages = messages[-params.interaction_max_messages :]
     instructions, passages, turns = _split(messages)
     last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
     if last_user is None:
         if not turns:
             raise BadRequest("there is no user or bot message to answer")
         return Draft(info, params, requested, registry.timeouts, instructions, passages, turns, None, [])
-    after = [{"role": t.role, "content": t.text} for t in turns[last_user + 1:]]
+    after = [{"role": t.role, "content": t.text} for t in turns[last_user + 1 :]]
     latest = turns[last_user]
-    return Draft(info, params, requested, registry.timeouts, instructions, passages, turns[:last_user], latest,
-                 after, query=clean_query(latest.text))
+    return Draft(
+        info,
+        params,
+        requested,
+        registry.timeouts,
+        instructions,
+        passages,
+        turns[:last_user],
+        latest,
+        after,
+        query=clean_query(latest.text),
+    )
 
 
 def function_tools(functions: list[Function], taken: set[str]) -> list[Tool]:
@@ -110,26 +122,54 @@ def function_tools(functions: list[Function], taken: set[str]) -> list[Tool]:
             raise BadRequest(f"functions[{i}].name: {f.name!r} is given twice")
         taken.add(f.name)
         result = f.result or {}
-        tools.append(Tool(name=f.name, description=f.description, parameters=f.parameters, kind="function",
-                          has_result="data" in result, result=result.get("data")))
+        tools.append(
+            Tool(
+                name=f.name,
+                description=f.description,
+                parameters=f.parameters,
+                kind="function",
+                has_result="data" in result,
+                result=result.get("data"),
+            )
+        )
     return tools
 
 
 def ability_tools(abilities: list[Ability], taken: set[str]) -> list[Tool]:
-    return [Tool(name=tool_name(a.name or "ability", taken), description=a.description or a.name,
-                 parameters=_EMPTY_PARAMETERS, kind="ability", instruction=a.instruction)
-            for a in abilities[:ABILITIES_MAX * 2]]
+    return [
+        Tool(
+            name=tool_name(a.name or "ability", taken),
+            description=a.description or a.name,
+            parameters=_EMPTY_PARAMETERS,
+            kind="ability",
+            instruction=a.instruction,
+        )
+        for a in abilities[: ABILITIES_MAX * 2]
+    ]
 
 
 def build(d: Draft, backstory: str | None, extras: Extras) -> Job:
     taken: set[str] = set()
     tools = function_tools(extras.functions, taken) + ability_tools(extras.abilities, taken)
     instructions = [s for s in (backstory, extras.backstory) if s] + d.instructions
-    parts = Parts(instructions="\n\n".join(instructions), passages=d.passages + extras.passages,
-                  history=d.history, latest=d.latest, tail=d.after,
-                  match_instruction=extras.match_instruction,
-                  mismatch_instruction=extras.mismatch_instruction if d.query else None)
-    job = Job(model=d.model, params=d.params, requested=d.requested, parts=parts, timeouts=d.timeouts,
-              tools=tools, limits=extras.limits, query=d.query)
+    parts = Parts(
+        instructions="\n\n".join(instructions),
+        passages=d.passages + extras.passages,
+        history=d.history,
+        latest=d.latest,
+        tail=d.after,
+        match_instruction=extras.match_instruction,
+        mismatch_instruction=extras.mismatch_instruction if d.query else None,
+    )
+    job = Job(
+        model=d.model,
+        params=d.params,
+        requested=d.requested,
+        parts=parts,
+        timeouts=d.timeouts,
+        tools=tools,
+        limits=extras.limits,
+        query=d.query,
+    )
     prepare(job)  # 400 now if even the instructions and the latest message cannot fit
     return job

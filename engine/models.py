@@ -29,10 +29,17 @@ _PARAM = re.compile(r"^(\w+)=([\w.\-]{1,64})$")
 
 
 RETRIEVAL = ModelInfo(
-    name=RETRIEVAL_MODEL, provider="botkit", family="retrieval", max_tokens=16384,
-    max_input_tokens=12288, max_output_tokens=4096,
-    description=("Built in, no network and no weights: not a generative model. It answers with the "
-                 "dataset records that best match the user's message, and says so when nothing matches."))
+    name=RETRIEVAL_MODEL,
+    provider="botkit",
+    family="retrieval",
+    max_tokens=16384,
+    max_input_tokens=12288,
+    max_output_tokens=4096,
+    description=(
+        "Built in, no network and no weights: not a generative model. It answers with the "
+        "dataset records that best match the user's message, and says so when nothing matches."
+    ),
+)
 
 
 def _int(name: str, raw: str, lo: int, hi: int) -> int:
@@ -58,9 +65,8 @@ _SETTERS = {
     "temperature": ("temperature", lambda raw: _float("temperature", raw, 0, 2)),
     "frequencyPenalty": ("frequency_penalty", lambda raw: _float("frequencyPenalty", raw, -2, 2)),
     "presencePenalty": ("presence_penalty", lambda raw: _float("presencePenalty", raw, -2, 2)),
-    "seed": ("seed", lambda raw: _int("seed", raw, -(2 ** 53), 2 ** 53)),
-    "interactionMaxMessages": ("interaction_max_messages",
-                               lambda raw: _int("interactionMaxMessages", raw, 1, 10_000)),
+    "seed": ("seed", lambda raw: _int("seed", raw, -(2**53), 2**53)),
+    "interactionMaxMessages": ("interaction_max_messages", lambda raw: _int("interactionMaxMessages", raw, 1, 10_000)),
 }
 
 
@@ -68,8 +74,7 @@ def parse(model: str) -> tuple[str, Params]:
     """`name/param=value/...` → (name, Params); 400 naming what is wrong."""
     name, *pairs = model.split("/")
     if not _NAME.match(name):
-        raise BadRequest(f"model: {model[:80]!r} is not a model name "
-                         "(write `name` or `name/param=value/...`)")
+        raise BadRequest(f"model: {model[:80]!r} is not a model name (write `name` or `name/param=value/...`)")
     params = Params()
     seen = set()
     for pair in pairs:
@@ -106,8 +111,10 @@ class Registry:
                 # Nothing but the embedded responder: it answers, and says which model
                 # was asked for and is not configured.
                 return self.models[self.default], params, name
-            raise BadRequest(f"model: {name!r} is not available here "
-                             f"(platform/model/list lists the models; {', '.join(list(self.models)[:10])})")
+            raise BadRequest(
+                f"model: {name!r} is not available here "
+                f"(platform/model/list lists the models; {', '.join(list(self.models)[:10])})"
+            )
         return info, params, name
 
 
@@ -144,11 +151,17 @@ def _model(e: dict[str, Any], s: Settings, base_url: str | None) -> ModelInfo:
     if not _NAME.match(name):
         raise ValueError(f"model name {name!r}: letters, digits and . : - _ only")
     return ModelInfo(
-        name=name, provider=e.get("provider") or _provider(url), family=e.get("family") or _family(name),
-        max_tokens=max_tokens, max_input_tokens=int(e.get("maxInputTokens", max_tokens - max_out)),
-        max_output_tokens=max_out, upstream=e.get("model") or name, base_url=url,
+        name=name,
+        provider=e.get("provider") or _provider(url),
+        family=e.get("family") or _family(name),
+        max_tokens=max_tokens,
+        max_input_tokens=int(e.get("maxInputTokens", max_tokens - max_out)),
+        max_output_tokens=max_out,
+        upstream=e.get("model") or name,
+        base_url=url,
         api_key=e.get("apiKey") or s.model_api_key or None,
-        description=e.get("description") or f"{name} served by {urlsplit(url).netloc}")
+        description=e.get("description") or f"{name} served by {urlsplit(url).netloc}",
+    )
 
 
 def _embeddings(s: Settings, base_url: str | None) -> EmbeddingsInfo | None:
@@ -156,8 +169,9 @@ def _embeddings(s: Settings, base_url: str | None) -> EmbeddingsInfo | None:
         return None
     url = (s.embeddings_base_url or base_url or "").rstrip("/")
     if not url:
-        raise ValueError("BOTKIT_EMBEDDINGS_MODEL is set but neither BOTKIT_EMBEDDINGS_BASE_URL "
-                         "nor BOTKIT_MODEL_BASE_URL")
+        raise ValueError(
+            "BOTKIT_EMBEDDINGS_MODEL is set but neither BOTKIT_EMBEDDINGS_BASE_URL nor BOTKIT_MODEL_BASE_URL"
+        )
     return EmbeddingsInfo(model=s.embeddings_model, base_url=url, api_key=s.embeddings_api_key or s.model_api_key)
 
 
@@ -176,6 +190,10 @@ def from_settings(s: Settings) -> Registry:
     default = s.model_default or next(iter(models))
     if default not in models:
         raise ValueError(f"BOTKIT_MODEL_DEFAULT {default!r} is not one of BOTKIT_MODELS")
-    return Registry(models=models, default=default, configured=configured, embeddings=_embeddings(s, base_url),
-                    timeouts=Timeouts(connect=s.model_connect_timeout, read=s.model_read_timeout,
-                                      retries=s.model_retries))
+    return Registry(
+        models=models,
+        default=default,
+        configured=configured,
+        embeddings=_embeddings(s, base_url),
+        timeouts=Timeouts(connect=s.model_connect_timeout, read=s.model_read_timeout, retries=s.model_retries),
+    )

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import httpx
@@ -64,8 +65,13 @@ _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 def request_body(req: ModelRequest) -> dict[str, Any]:
     p = req.params
-    body: dict[str, Any] = {"model": req.model.upstream, "messages": req.messages, "stream": True,
-                            "stream_options": {"include_usage": True}, "max_tokens": req.max_tokens}
+    body: dict[str, Any] = {
+        "model": req.model.upstream,
+        "messages": req.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": req.max_tokens,
+    }
     if p.temperature is not None:
         body["temperature"] = p.temperature
     if p.frequency_penalty is not None:
@@ -105,8 +111,9 @@ async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Rea
         attempt += 1
         last = attempt > bounds.retries
         started = False
-        request = client.build_request("POST", url, content=content, timeout=timeout,
-                                       headers={**headers, "Content-Type": "application/json"})
+        request = client.build_request(
+            "POST", url, content=content, timeout=timeout, headers={**headers, "Content-Type": "application/json"}
+        )
         response: httpx.Response | None = None
         try:
             try:
@@ -126,14 +133,8 @@ async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Rea
                 await response.aclose()
                 await asyncio.sleep(0.1 * 2 ** (attempt - 1))
                 continue
-            if status == 429:
-                detail = _upstream_message(await _read_some(response))
-                raise ModelTooManyRequests(f"the model provider is rate limiting: {detail}")
             if status >= 400:
-                detail = _upstream_message(await _read_some(response))
-                if status in (400, 404, 413, 422):
-                    raise ModelBadRequest(f"the model provider refused the request ({status}): {detail}")
-                raise ModelError(f"the model provider answered {status}: {detail}")
+                raise _refused(status, _upstream_message(await _read_some(response)))
             async for item in _events(response, info.name):
                 started = True
                 yield item
@@ -155,6 +156,15 @@ async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Rea
                     await response.aclose()
 
 
+def _refused(status: int, detail: str) -> Exception:
+    """A 4xx answer as the MODEL_* error it is (nothing is retried)."""
+    if status == 429:
+        return ModelTooManyRequests(f"the model provider is rate limiting: {detail}")
+    if status in (400, 404, 413, 422):
+        return ModelBadRequest(f"the model provider refused the request ({status}): {detail}")
+    return ModelError(f"the model provider answered {status}: {detail}")
+
+
 async def _read_some(response: httpx.Response, limit: int = 4096) -> bytes:
     out = b""
     async for chunk in response.aiter_bytes():
@@ -164,8 +174,29 @@ async def _read_some(response: httpx.Response, limit: int = 4096) -> bytes:
     return out
 
 
+def _chunk(data: str) -> _Chunk:
+    try:
+        chunk = _decode_chunk(data)
+    except msgspec.DecodeError:
+        raise ModelError(f"the model sent a chunk that is not a completion chunk: {data[:120]!r}") from None
+    if chunk.error is not None:
+        raise ModelError(f"the model failed mid-stream: {_upstream_message(data.encode())}")
+    return chunk
+
+
+def _add_tool_deltas(calls: dict[int, list[str]], deltas: list[_ToolDelta]) -> None:
+    """Tool calls stream in pieces: index → [id, name, arguments] so far."""
+    for tc in deltas:
+        slot = calls.setdefault(tc.index, ["", "", ""])
+        if tc.id:
+            slot[0] = tc.id
+        if tc.function is not None:
+            slot[1] += tc.function.name or ""
+            slot[2] += tc.function.arguments or ""
+
+
 async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Reasoning | Finish]:
-    calls: dict[int, list[str]] = {}  # index → [id, name, arguments]
+    calls: dict[int, list[str]] = {}
     finish: str | None = None
     usage: _Usage | None = None
     async for line in response.aiter_lines():
@@ -174,12 +205,7 @@ async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Re
         data = line[5:].strip()
         if data == "[DONE]":
             break
-        try:
-            chunk = _decode_chunk(data)
-        except msgspec.DecodeError:
-            raise ModelError(f"the model sent a chunk that is not a completion chunk: {data[:120]!r}") from None
-        if chunk.error is not None:
-            raise ModelError(f"the model failed mid-stream: {_upstream_message(data.encode())}")
+        chunk = _chunk(data)
         if chunk.usage is not None:
             usage = chunk.usage
         for choice in chunk.choices or ():
@@ -189,22 +215,18 @@ async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Re
                     yield Reasoning(delta.reasoning_content)
                 if delta.content:
                     yield delta.content
-                for tc in delta.tool_calls or ():
-                    slot = calls.setdefault(tc.index, ["", "", ""])
-                    if tc.id:
-                        slot[0] = tc.id
-                    if tc.function is not None:
-                        if tc.function.name:
-                            slot[1] += tc.function.name
-                        if tc.function.arguments:
-                            slot[2] += tc.function.arguments
+                _add_tool_deltas(calls, delta.tool_calls or [])
             if choice.finish_reason:
                 finish = choice.finish_reason
     if finish is None:
         raise ModelError("the model stream ended before the model finished")
-    tool_calls = [ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}")
-                  for i, c in sorted(calls.items()) if c[1]]
+    tool_calls = [
+        ToolCall(id=c[0] or f"call_{i}", name=c[1], arguments=c[2] or "{}") for i, c in sorted(calls.items()) if c[1]
+    ]
     reason = "tool_calls" if tool_calls else ("length" if finish == "length" else "stop")
-    yield Finish(reason=reason, tool_calls=tool_calls,
-                 input_tokens=usage.prompt_tokens if usage else None,
-                 output_tokens=usage.completion_tokens if usage else None)
+    yield Finish(
+        reason=reason,
+        tool_calls=tool_calls,
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+    )

@@ -12,14 +12,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str                     # the name requests use
-    provider: str                 # "botkit", "openai", "openai-compatible", ...
+    name: str  # the name requests use
+    provider: str  # "botkit", "openai", "openai-compatible", ...
     family: str
-    max_tokens: int               # the context window (input + output)
+    max_tokens: int  # the context window (input + output)
     max_input_tokens: int
     max_output_tokens: int
-    upstream: str = ""            # the model name sent to the provider
-    base_url: str | None = None   # None: the embedded retrieval responder
+    upstream: str = ""  # the model name sent to the provider
+    base_url: str | None = None  # None: the embedded retrieval responder
     api_key: str | None = None
     description: str = ""
     created_at: int = 0
@@ -32,6 +32,7 @@ class ModelInfo:
 @dataclass
 class Params:
     """What a model string sets (None: the model's default)."""
+
     max_tokens: int | None = None
     temperature: float | None = None
     frequency_penalty: float | None = None
@@ -43,6 +44,7 @@ class Params:
 @dataclass(frozen=True)
 class EmbeddingsInfo:
     """An OpenAI-compatible `/embeddings` endpoint and the model it serves."""
+
     model: str
     base_url: str
     api_key: str | None = None
@@ -51,6 +53,7 @@ class EmbeddingsInfo:
 @dataclass(frozen=True)
 class Timeouts:
     """Every upstream call's bounds: connect, each chunk's read, and retries."""
+
     connect: float = 5.0
     read: float = 60.0
     retries: int = 2
@@ -66,20 +69,22 @@ class ToolCall:
 @dataclass(slots=True)
 class Reasoning:
     """A piece of the model's reasoning (`delta.reasoning_content`), not part of the answer."""
+
     text: str
 
 
 @dataclass(slots=True)
 class Finish:
-    reason: str                       # "stop", "length" or "tool_calls"
+    reason: str  # "stop", "length" or "tool_calls"
     tool_calls: list[ToolCall] = field(default_factory=list)
-    input_tokens: int | None = None   # as the provider reported them (None: not reported)
+    input_tokens: int | None = None  # as the provider reported them (None: not reported)
     output_tokens: int | None = None
 
 
 @dataclass(slots=True)
 class Passage:
     """A retrieved dataset record (or inline extension record) in the context."""
+
     text: str
     score: float
     id: str | None = None
@@ -91,10 +96,10 @@ class Passage:
 class ModelRequest:
     model: ModelInfo
     params: Params
-    messages: list[dict[str, Any]]    # OpenAI chat messages
-    tools: list[dict[str, Any]]       # OpenAI tool definitions
+    messages: list[dict[str, Any]]  # OpenAI chat messages
+    tools: list[dict[str, Any]]  # OpenAI tool definitions
     max_tokens: int
-    query: str = ""                   # the latest user message
+    query: str = ""  # the latest user message
     passages: list[Passage] = field(default_factory=list)
-    requested: str = ""               # the model name the request asked for
-    prefix: str = ""                  # what this turn already said (a continuation goes on from it)
+    requested: str = ""  # the model name the request asked for
+    prefix: str = ""  # what this turn already said (a continuation goes on from it)

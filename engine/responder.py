@@ -9,7 +9,7 @@ calls functions."""
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from . import tokens
 from .models import RETRIEVAL_MODEL
@@ -20,16 +20,15 @@ MAX_PASSAGES = 3
 
 
 def answer(req: ModelRequest) -> str:
-    note = (f"(This is botkit's built-in retrieval responder, not a generative model: "
-            f"no language model is configured")
+    note = "(This is botkit's built-in retrieval responder, not a generative model: no language model is configured"
     if req.requested and req.requested != RETRIEVAL_MODEL:
-        note += f", so the requested model \"{req.requested[:80]}\" is not available"
+        note += f', so the requested model "{req.requested[:80]}" is not available'
     note += ". Set BOTKIT_MODEL_BASE_URL and BOTKIT_MODELS to use one.)"
     passages = [p for p in req.passages if p.text.strip()][:MAX_PASSAGES]
     if not req.query.strip():
         return "There is no user message to answer. " + note
     if not passages:
-        return ("I found nothing in the knowledge base that matches your message. " + note)
+        return "I found nothing in the knowledge base that matches your message. " + note
     parts = ["Here is what I found in the knowledge base that best matches your message:"]
     for i, p in enumerate(passages, 1):
         parts.append(f"{i}. {p.text.strip()}")
@@ -40,7 +39,7 @@ def answer(req: ModelRequest) -> str:
 async def stream(req: ModelRequest) -> AsyncIterator[str | Finish]:
     text = answer(req)
     if req.prefix and text.startswith(req.prefix):
-        text = text[len(req.prefix):]  # a continuation: go on where the last call stopped
+        text = text[len(req.prefix) :]  # a continuation: go on where the last call stopped
     budget = req.max_tokens
     out = []
     reason = "stop"

@@ -37,13 +37,17 @@ log = logging.getLogger("botkit.engine")
 DEFAULT_MIN_SCORE = 0.0
 DEFAULT_MAX_RECORDS = 10
 DEFAULT_MAX_TOKENS = 3000
-QUERY_MAX_CHARS = 2000      # a longer query (e.g. a whole user message) is cut here for search
-CANDIDATES = 200            # best full-text candidates scored exactly
+QUERY_MAX_CHARS = 2000  # a longer query (e.g. a whole user message) is cut here for search
+CANDIDATES = 200  # best full-text candidates scored exactly
 FILTER_MAX_KEYS = 20
 
-Filter = Annotated[dict[str, Any], msgspec.Meta(
-    description="Meta filters: `{key: value}` or `{key: {\"$eq\"|\"$ne\"|\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\": value}}`; "
-                f"all must hold; at most {FILTER_MAX_KEYS} keys")]
+Filter = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='Meta filters: `{key: value}` or `{key: {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}`; '
+        f"all must hold; at most {FILTER_MAX_KEYS} keys"
+    ),
+]
 
 
 class ScoredRecord(msgspec.Struct, omit_defaults=True):
@@ -96,9 +100,12 @@ _VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embeddi
 
 def _sql(filter_sql: str, vector: bool) -> str:
     return _SQL.format(
-        filter=filter_sql, candidates=CANDIDATES,
+        filter=filter_sql,
+        candidates=CANDIDATES,
         vector_candidates=_VECTOR_CANDIDATES.format(filter=filter_sql) if vector else "",
-        vector_join=_VECTOR_JOIN if vector else "", score=_VECTOR_SCORE if vector else _LEXICAL)
+        vector_join=_VECTOR_JOIN if vector else "",
+        score=_VECTOR_SCORE if vector else _LEXICAL,
+    )
 
 
 _MISSING = """
@@ -117,8 +124,9 @@ BACKFILL = 256  # records embedded per search, at most (the newest first)
 _embeddings_table: bool | None = None
 
 
-async def _query_vector(conn, account_id: str, dataset_id: str, query: str, info: EmbeddingsInfo | None,
-                        bounds: Timeouts) -> tuple[str, str] | None:
+async def _query_vector(
+    conn, account_id: str, dataset_id: str, query: str, info: EmbeddingsInfo | None, bounds: Timeouts
+) -> tuple[str, str] | None:
     """(model, the query's vector) when embeddings are configured and stored; embeds
     the dataset's records that have none (or a stale one) on the way."""
     global _embeddings_table
@@ -136,8 +144,13 @@ async def _query_vector(conn, account_id: str, dataset_id: str, query: str, info
         return None
     if missing:
         try:
-            await conn.executemany(_UPSERT, [(r["id"], account_id, dataset_id, info.model, r["md5"],
-                                              vector_literal(v)) for r, v in zip(missing, vectors[1:])])
+            await conn.executemany(
+                _UPSERT,
+                [
+                    (r["id"], account_id, dataset_id, info.model, r["md5"], vector_literal(v))
+                    for r, v in zip(missing, vectors[1:], strict=True)
+                ],
+            )
         except asyncpg.PostgresError as exc:  # e.g. a record deleted meanwhile
             log.warning("storing record embeddings failed: %s", exc)
     return info.model, vector_literal(vectors[0])
@@ -173,7 +186,7 @@ def _filter_sql(filter: dict[str, Any] | None, first: int) -> tuple[str, list[An
         if op in ("$eq", "$ne"):
             if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 500):
                 raise BadRequest(f"filter.{key}: compare with a string (up to 500 characters), number or boolean")
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 raise BadRequest(f"filter.{key}: the number is too large")
             if isinstance(value, str) and "\x00" in value:
                 raise BadRequest(f"filter.{key}: NUL characters are not allowed")
@@ -189,8 +202,10 @@ def _filter_sql(filter: dict[str, Any] | None, first: int) -> tuple[str, list[An
             if not math.isfinite(number):
                 raise BadRequest(f"filter.{key}: the number is too large")
             k = arg(key, "text")
-            sql.append(f"AND (CASE WHEN jsonb_typeof(r.meta -> {k}) = 'number' "
-                       f"THEN (r.meta ->> {k})::float8 {_OPS[op]} {arg(number, 'float8')} ELSE false END)")
+            sql.append(
+                f"AND (CASE WHEN jsonb_typeof(r.meta -> {k}) = 'number' "
+                f"THEN (r.meta ->> {k})::float8 {_OPS[op]} {arg(number, 'float8')} ELSE false END)"
+            )
     return " ".join(sql), args
 
 
@@ -208,14 +223,23 @@ def clean_query(text: str) -> str:
 @dataclass(frozen=True)
 class Bounds:
     """A dataset's search settings (None: the defaults above)."""
+
     min_score: float | None = None
     max_records: float | None = None
     max_tokens: float | None = None
 
 
-async def search_records(conn, account_id: str, dataset_id: str, query: str, bounds: Bounds, *,
-                         embeddings: EmbeddingsInfo | None = None, timeouts: Timeouts = Timeouts(),
-                         filter: dict[str, Any] | None = None) -> list[ScoredRecord]:
+async def search_records(
+    conn,
+    account_id: str,
+    dataset_id: str,
+    query: str,
+    bounds: Bounds,
+    *,
+    embeddings: EmbeddingsInfo | None = None,
+    timeouts: Timeouts = Timeouts(),
+    filter: dict[str, Any] | None = None,
+) -> list[ScoredRecord]:
     """The best records of one dataset for `query`, best first, within the bounds."""
     query = clean_query(query)
     if not query.strip():
@@ -240,12 +264,22 @@ async def search_records(conn, account_id: str, dataset_id: str, query: str, bou
         if out and used + cost > budget:
             break
         if not out and cost > budget:  # the best record alone is over the budget: shortened
-            out.append(ScoredRecord(id=r["id"], text=tokens.truncate(r["text"], budget), score=round(float(r["score"]), 6),
-                                    source=r["source"], meta=r["meta"]))
+            out.append(
+                ScoredRecord(
+                    id=r["id"],
+                    text=tokens.truncate(r["text"], budget),
+                    score=round(float(r["score"]), 6),
+                    source=r["source"],
+                    meta=r["meta"],
+                )
+            )
             break
         used += cost
-        out.append(ScoredRecord(id=r["id"], text=r["text"], score=round(float(r["score"]), 6),
-                                source=r["source"], meta=r["meta"]))
+        out.append(
+            ScoredRecord(
+                id=r["id"], text=r["text"], score=round(float(r["score"]), 6), source=r["source"], meta=r["meta"]
+            )
+        )
     return out
 
 
@@ -254,9 +288,64 @@ def passages(records: list[ScoredRecord]) -> list[Passage]:
 
 
 _WORD = re.compile(r"\w+")
-_STOP = frozenset("a an and are as at be but by for from has have how i if in into is it its me my no not of on "
-                  "or our so than that the their them then there these they this to was we were what when where "
-                  "which who why will with you your".split())
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
 
 
 def rank_inline(query: str, texts: list[tuple[str, dict | None]], limit: int = DEFAULT_MAX_RECORDS) -> list[Passage]:

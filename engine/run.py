@@ -9,15 +9,17 @@ ApiError on failure; anything raised before its first event is a request error."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import msgspec
 
 from . import openai, responder, tokens
-from .context import DoesNotFit, Parts, fit
-from .provider import Finish, ModelInfo, ModelRequest, Params, Reasoning, Timeouts
-from .tools import Tool, definitions, definitions_cost, parse_arguments, run as run_tool
+from .context import DoesNotFit, Fitted, Parts, fit
+from .provider import Finish, ModelInfo, ModelRequest, Params, Passage, Reasoning, Timeouts
+from .tools import Tool, definitions, definitions_cost, parse_arguments
+from .tools import run as run_tool
 
 DEFAULT_ITERATIONS = 6
 DEFAULT_CALLS = 12
@@ -35,6 +37,7 @@ class Limits:
 @dataclass
 class Job:
     """One completion to run, as plain data (engine/job.py builds it)."""
+
     model: ModelInfo
     params: Params
     requested: str
@@ -59,7 +62,7 @@ class Outcome:
     input_tokens: int
     output_tokens: int
     model: str
-    messages: list[Message]   # the activity messages to store with the bot message
+    messages: list[Message]  # the activity messages to store with the bot message
 
 
 def provider_stream(req: ModelRequest, timeouts: Timeouts) -> AsyncIterator[str | Reasoning | Finish]:
@@ -83,6 +86,80 @@ def _max_tokens(job: Job) -> int:
     return max(1, out)
 
 
+def _fit(window: int, parts: Parts, first_call: bool) -> Fitted | None:
+    """The context of the next call; None when a later call's no longer fits (the
+    first call's not fitting is the request's 400)."""
+    try:
+        return fit(window, parts)
+    except DoesNotFit:
+        if first_call:
+            raise
+        return None
+
+
+def _tokens_used(finish: Finish, fitted_cost: int, said: str) -> tuple[int, int]:
+    """(input, output) tokens of one model call: the provider's counts, else the estimate."""
+    out = finish.output_tokens
+    if out is None:
+        out = tokens.count(said) + sum(tokens.count(c.arguments) for c in finish.tool_calls)
+    return (finish.input_tokens if finish.input_tokens is not None else fitted_cost), out
+
+
+def _context_message(passages: list[Passage]) -> Message:
+    """The `context` message: the records the first call was shown."""
+    records = [{"id": p.id, "score": round(p.score, 4)} if p.id else {"score": round(p.score, 4)} for p in passages]
+    return Message("context", "\n\n".join(p.text for p in passages), {"records": records})
+
+
+@dataclass
+class _Calls:
+    messages: list[Message]  # the activity messages of the calls
+    tail: list[dict[str, Any]]  # the assistant message and the results, for the next call
+    calls: int  # calls made so far in the completion
+    stop: str | None = None  # "activity" (the client's turn) or "iteration" (over limits.calls)
+
+
+def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], calls: int, window: int) -> _Calls:
+    """The model's tool calls: a client function without a result hands the turn
+    over; any other is answered here (bounded by limits.calls)."""
+    done = _Calls([], [], calls)
+    results: list[dict[str, Any]] = []
+    for c in finish.tool_calls:
+        if done.calls >= job.limits.calls:
+            done.stop = done.stop or "iteration"
+            break
+        done.calls += 1
+        args = parse_arguments(c.arguments)
+        tool = by_name.get(c.name)
+        if tool is not None and tool.kind == "function" and not tool.has_result:
+            done.messages.append(
+                Message(
+                    "activity",
+                    f"{c.name}({c.arguments})",
+                    {"activity": {"type": "request", "function": {"name": c.name, "arguments": args}}},
+                )
+            )
+            done.stop = "activity"
+            continue
+        result = run_tool(tool, c.name, args)
+        encoded = tokens.truncate(msgspec.json.encode(result).decode(), max(16, window // 4))
+        done.messages.append(
+            Message(
+                "activity",
+                f"{c.name}({c.arguments}) → {encoded}",
+                {"activity": {"type": "response", "function": {"name": c.name, "arguments": args, "result": result}}},
+            )
+        )
+        results.append({"role": "tool", "tool_call_id": c.id, "content": encoded})
+    # answered calls must follow their assistant message
+    calls_made = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in finish.tool_calls
+    ][: len(results)]
+    done.tail = [{"role": "assistant", "content": said or None, "tool_calls": calls_made}, *results]
+    return done
+
+
 async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcome]:
     parts = job.parts
     window = job.model.max_input_tokens
@@ -97,84 +174,56 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
     reason = "stop"
     turn_prefix = ""  # the text of the current answer so far (for continuations)
     while True:
-        try:
-            fitted = fit(window, parts)
-        except DoesNotFit:
-            if first_call:
-                raise
+        fitted = _fit(window, parts, first_call)
+        if fitted is None:
             reason = "length"  # the turn grew past the window: stop honestly
             break
         # the context message names the records the first call kept; it is emitted with
         # the first model output, so that a model failing before it is an HTTP error
         if first_call and fitted.passages:
-            pending.append(Message("context", "\n\n".join(p.text for p in fitted.passages), {
-                "records": [{"id": p.id, "score": round(p.score, 4)} if p.id else {"score": round(p.score, 4)}
-                            for p in fitted.passages]}))
+            pending.append(_context_message(fitted.passages))
         first_call = False
         iterations += 1
-        req = ModelRequest(model=job.model, params=job.params, messages=fitted.messages, tools=tool_defs,
-                           max_tokens=_max_tokens(job), query=job.query, passages=fitted.passages,
-                           requested=job.requested, prefix=turn_prefix)
+        req = ModelRequest(
+            model=job.model,
+            params=job.params,
+            messages=fitted.messages,
+            tools=tool_defs,
+            max_tokens=_max_tokens(job),
+            query=job.query,
+            passages=fitted.passages,
+            requested=job.requested,
+            prefix=turn_prefix,
+        )
         said: list[str] = []
         finish: Finish | None = None
         async for item in provider_stream(req, job.timeouts):
-            if pending:
-                for m in pending:
-                    yield m
-                pending.clear()
+            while pending:
+                yield pending.pop(0)
             if type(item) is str:
                 said.append(item)
                 yield item
-            elif type(item) is Reasoning:
-                yield item
-            else:
+            elif isinstance(item, Finish):
                 finish = item
-        if finish is None:  # pragma: no cover - providers always finish or raise
-            finish = Finish(reason="stop")
+            else:
+                yield item
+        finish = finish or Finish(reason="stop")  # providers always finish or raise
         call_text = "".join(said)
         text.append(call_text)
-        input_tokens += finish.input_tokens if finish.input_tokens is not None else fitted.cost
-        output_tokens += (finish.output_tokens if finish.output_tokens is not None
-                          else tokens.count(call_text) + sum(tokens.count(c.arguments) for c in finish.tool_calls))
+        used_in, used_out = _tokens_used(finish, fitted.cost, call_text)
+        input_tokens += used_in
+        output_tokens += used_out
         if finish.reason == "tool_calls":
             turn_prefix = ""
-            assistant = {"role": "assistant", "content": call_text or None, "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in finish.tool_calls]}
-            results: list[dict[str, Any]] = []
-            handed_over = False
-            over_limit = False
-            for c in finish.tool_calls:
-                args = parse_arguments(c.arguments)
-                tool = by_name.get(c.name)
-                if calls >= job.limits.calls:
-                    over_limit = True
-                    break
-                calls += 1
-                if tool is not None and tool.kind == "function" and not tool.has_result:
-                    m = Message("activity", f"{c.name}({c.arguments})", {"activity": {
-                        "type": "request", "function": {"name": c.name, "arguments": args}}})
-                    stored.append(m)
-                    yield m
-                    handed_over = True
-                    continue
-                result = run_tool(tool, c.name, args)
-                encoded = msgspec.json.encode(result).decode()
-                encoded = tokens.truncate(encoded, max(16, window // 4))
-                m = Message("activity", f"{c.name}({c.arguments}) → {encoded}", {"activity": {
-                    "type": "response", "function": {"name": c.name, "arguments": args, "result": result}}})
+            done = _run_calls(job, finish, call_text, by_name, calls, window)
+            calls = done.calls
+            for m in done.messages:
                 stored.append(m)
                 yield m
-                results.append({"role": "tool", "tool_call_id": c.id, "content": encoded})
-            if handed_over:
-                reason = "activity"
+            if done.stop is not None:
+                reason = done.stop
                 break
-            if over_limit:
-                reason = "iteration"
-                break
-            # answered calls must follow their assistant message
-            assistant["tool_calls"] = assistant["tool_calls"][:len(results)]
-            parts.tail.extend([assistant, *results])
+            parts.tail.extend(done.tail)
             if iterations >= job.limits.iterations:
                 reason = "iteration"
                 break
@@ -183,8 +232,9 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
             if continuations < job.limits.continuations:
                 continuations += 1
                 turn_prefix += call_text
-                parts.tail.extend([{"role": "assistant", "content": call_text},
-                                   {"role": "user", "content": CONTINUE_PROMPT}])
+                parts.tail.extend(
+                    [{"role": "assistant", "content": call_text}, {"role": "user", "content": CONTINUE_PROMPT}]
+                )
                 continue
             reason = "length"
             break
@@ -192,5 +242,11 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
         break
     for m in pending:  # nothing streamed (an empty answer): still report the context
         yield m
-    yield Outcome(text="".join(text), reason=reason, input_tokens=input_tokens, output_tokens=output_tokens,
-                  model=job.model.name, messages=stored)
+    yield Outcome(
+        text="".join(text),
+        reason=reason,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        model=job.model.name,
+        messages=stored,
+    )

@@ -24,13 +24,13 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 @dataclass(slots=True)
 class Tool:
-    name: str                 # the name the model sees (OpenAI: ^[A-Za-z0-9_-]{1,64}$)
+    name: str  # the name the model sees (OpenAI: ^[A-Za-z0-9_-]{1,64}$)
     description: str
     parameters: dict[str, Any]
-    kind: str                 # "function" or "ability"
+    kind: str  # "function" or "ability"
     has_result: bool = False
-    result: Any = None        # a function's fixed result.data
-    instruction: str = ""     # an ability's instruction
+    result: Any = None  # a function's fixed result.data
+    instruction: str = ""  # an ability's instruction
 
 
 def tool_name(raw: str, taken: set[str]) -> str:
@@ -44,8 +44,13 @@ def tool_name(raw: str, taken: set[str]) -> str:
 
 
 def definitions(tools: list[Tool]) -> list[dict[str, Any]]:
-    return [{"type": "function", "function": {"name": t.name, "description": t.description[:1024],
-                                              "parameters": t.parameters}} for t in tools]
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description[:1024], "parameters": t.parameters},
+        }
+        for t in tools
+    ]
 
 
 def definitions_cost(tools: list[Tool]) -> int:
@@ -64,6 +69,8 @@ def run(tool: Tool | None, name: str, arguments: Any) -> Any:
     if tool is None:
         return {"error": f"there is no function named {name!r}"}
     if tool.kind == "ability":
-        return {"instruction": tool.instruction,
-                "note": "botkit does not run ability instructions itself yet; use the instruction as guidance"}
+        return {
+            "instruction": tool.instruction,
+            "note": "botkit does not run ability instructions itself yet; use the instruction as guidance",
+        }
     return tool.result

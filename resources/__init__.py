@@ -5,11 +5,37 @@ spec builder alike (`botkit routes` prints it)."""
 from __future__ import annotations
 
 from ..actions.base import Action
-from . import (bot, completion, contact, conversation, dataset, file, memory, partner, platform, secret, skillset,
-               task, usage)
+from . import (
+    bot,
+    completion,
+    contact,
+    conversation,
+    dataset,
+    file,
+    memory,
+    partner,
+    platform,
+    secret,
+    skillset,
+    task,
+    usage,
+)
 
-_MODULES = (bot, completion, contact, conversation, dataset, file, memory, partner, platform, secret, skillset,
-            task, usage)
+_MODULES = (
+    bot,
+    completion,
+    contact,
+    conversation,
+    dataset,
+    file,
+    memory,
+    partner,
+    platform,
+    secret,
+    skillset,
+    task,
+    usage,
+)
 
 
 def _ordered(actions: list[Action]) -> list[Action]:

@@ -35,8 +35,14 @@ class BotCreate(BotConfig):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="bots", noun="bot", item=Bot, create=BotCreate, tag="Bot",
-              refs={"dataset_id": ("datasets", "dataset"), "skillset_id": ("skillsets", "skillset")})
+TABLE = Table(
+    name="bots",
+    noun="bot",
+    item=Bot,
+    create=BotCreate,
+    tag="Bot",
+    refs={"dataset_id": ("datasets", "dataset"), "skillset_id": ("skillsets", "skillset")},
+)
 
 _CONFIG_SQL = f"SELECT {', '.join(BOT_CONFIG)} FROM bots WHERE id = $1 AND account_id = $2"
 
@@ -52,9 +58,11 @@ async def exists(conn, account_id: str, bot_id: str) -> bool:
 
 
 _CLONE_COLUMNS = [c for c in TABLE.insert_columns if c not in ("id", "account_id", "created_at", "updated_at")]
-_CLONE_SQL = (f"INSERT INTO bots (id, account_id, created_at, updated_at, {', '.join(_CLONE_COLUMNS)}) "
-              f"SELECT $1, account_id, $3, $3, {', '.join(_CLONE_COLUMNS)} FROM bots "
-              f"WHERE id = $2 AND account_id = $4 RETURNING id")
+_CLONE_SQL = (
+    f"INSERT INTO bots (id, account_id, created_at, updated_at, {', '.join(_CLONE_COLUMNS)}) "
+    f"SELECT $1, account_id, $3, $3, {', '.join(_CLONE_COLUMNS)} FROM bots "
+    f"WHERE id = $2 AND account_id = $4 RETURNING id"
+)
 
 
 class CloneBot(Action):
@@ -93,14 +101,14 @@ class CreateBotSession(Action):
         body: BotSessionCreate = call.body
         bot_id = call.params["botId"]
         seed = body.messages or []
-        async with ctx.pool.connection() as conn:
-            async with conn.transaction():
-                if not await exists(conn, ctx.account_id, bot_id):
-                    raise NotFound("bot not found")
-                conversation_id = await conversation.start_with_bot(conn, ctx, bot_id, body.meta or {}, seed)
+        async with ctx.pool.connection() as conn, conn.transaction():
+            if not await exists(conn, ctx.account_id, bot_id):
+                raise NotFound("bot not found")
+            conversation_id = await conversation.start_with_bot(conn, ctx, bot_id, body.meta or {}, seed)
         _, token, expires_at = ctx.services.issue_session(ctx.account_id, conversation_id, body.duration_in_seconds)
-        return BotSessionCreated(id=bot_id, conversation_id=conversation_id, token=token, expires_at=expires_at,
-                              messages=seed or None)
+        return BotSessionCreated(
+            id=bot_id, conversation_id=conversation_id, token=token, expires_at=expires_at, messages=seed or None
+        )
 
 
 class BotUsage(msgspec.Struct):
@@ -128,8 +136,14 @@ class FetchBotUsage(Action):
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/bot/list", fetch="/bot/{botId}/fetch", create="/bot/create",
-          update="/bot/{botId}/update", delete="/bot/{botId}/delete"),
+    *crud(
+        TABLE,
+        list="/bot/list",
+        fetch="/bot/{botId}/fetch",
+        create="/bot/create",
+        update="/bot/{botId}/update",
+        delete="/bot/{botId}/delete",
+    ),
     CloneBot("/bot/{botId}/clone"),
     VoteAction(TABLE, "/bot/{botId}/upvote"),
     VoteAction(TABLE, "/bot/{botId}/downvote"),

@@ -8,16 +8,21 @@ from typing import Annotated
 
 import msgspec
 
-from ..actions.fields import Body, Item, LongText, Ref
+from ..actions.fields import Body, Item, LongText, Ref, field_names
 
 # `(?![\s\S])` is "end of input" in both Python and ECMA regexes; `$` would also
 # match before a final newline in Python.
-ModelName = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])",
-                                        examples=["gpt-4o", "gpt-4o/temperature=0.2"])]
+ModelName = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])", examples=["gpt-4o", "gpt-4o/temperature=0.2"]
+    ),
+]
 
 
 class BotConfig(Body):
     """The configuration a completion runs with."""
+
     model: ModelName | None = None
     backstory: LongText | None = None
     dataset_id: Ref | None = None
@@ -26,11 +31,12 @@ class BotConfig(Body):
     moderation: bool | None = None
 
 
-BOT_CONFIG = tuple(BotConfig.__struct_fields__)  # the column names, in bots and conversations alike
+BOT_CONFIG = field_names(BotConfig)  # the column names, in bots and conversations alike
 
 
 class Configured(Item):
     """A stored resource with a bot configuration (bots, conversations)."""
+
     meta: dict
     model: str | None = None
     backstory: str | None = None

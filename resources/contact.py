@@ -36,6 +36,7 @@ class Contact(Item):
 
 class ContactUpsert(Body):
     """What conversation/{id}/contact/upsert may set; create adds the rest."""
+
     name: Name | None = None
     description: Description | None = None
     meta: MetaDict | None = None
@@ -54,20 +55,24 @@ class ContactEnsure(ContactCreate, kw_only=True):
     fingerprint: Fingerprint  # required here: it is what "ensure" looks up
 
 
-TABLE = Table(name="contacts", noun="contact", item=Contact, create=ContactCreate, tag="Contact",
-              defaults={"fingerprint": new_id})
+TABLE = Table(
+    name="contacts", noun="contact", item=Contact, create=ContactCreate, tag="Contact", defaults={"fingerprint": new_id}
+)
 
 PARENT = Parent(table="contacts", param="contactId", column="contact_id", noun="contact")
 
 # The no-op DO UPDATE makes RETURNING give the existing row's id: one atomic
 # statement, so concurrent ensures with one fingerprint agree on one contact.
-_ENSURE_SQL = (TABLE.insert_sql + " ON CONFLICT (account_id, fingerprint) "
-               "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id")
+_ENSURE_SQL = (
+    TABLE.insert_sql + " ON CONFLICT (account_id, fingerprint) "
+    "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id"
+)
 
 
 class EnsureContact(CreateAction):
     """The contact with this fingerprint: the existing one, or a new one made from the body.
     Idempotent, and safe under concurrent calls with the same fingerprint."""
+
     summary = "Find the contact with this fingerprint, or create it"
     body = ContactEnsure
 
@@ -84,6 +89,7 @@ class UpsertConversationContact(Action):
     """The conversation's contact: with a fingerprint, the contact that has it (made when
     missing); without one, the conversation's current contact (made when it has none).
     Sent fields are written to it and the conversation points to it."""
+
     tag = "Conversation"
     summary = "Create or update the contact of a conversation"
     body = ContactUpsert
@@ -93,37 +99,56 @@ class UpsertConversationContact(Action):
         body = call.body
         sent = {f: getattr(body, f) for f in _UPSERT_FIELDS if getattr(body, f) is not None}
         now = now_ms()
-        async with ctx.pool.connection() as conn:
-            async with conn.transaction():
-                current = await conversation.contact_of(conn, ctx.account_id, call.params["conversationId"])
-                if current is None:
-                    raise NotFound("conversation not found")
-                contact_id = None if body.fingerprint else current["contact_id"]
-                if contact_id is None:
-                    fingerprint = body.fingerprint or new_id()
-                    contact_id = await conn.fetchval(
-                        "INSERT INTO contacts (id, account_id, fingerprint, meta, created_at, updated_at) "
-                        "VALUES ($1, $2, $3, '{}', $4, $4) ON CONFLICT (account_id, fingerprint) "
-                        "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id",
-                        new_id(), ctx.account_id, fingerprint, now)
-                if sent:
-                    assign = ", ".join(f"{c} = ${i}" for i, c in enumerate(sent, start=3))
-                    await conn.execute(f"UPDATE contacts SET {assign}, updated_at = ${3 + len(sent)} "
-                                       f"WHERE id = $1 AND account_id = $2",
-                                       contact_id, ctx.account_id, *sent.values(), now)
-                await conversation.set_contact(conn, ctx.account_id, call.params["conversationId"], contact_id, now)
+        async with ctx.pool.connection() as conn, conn.transaction():
+            current = await conversation.contact_of(conn, ctx.account_id, call.params["conversationId"])
+            if current is None:
+                raise NotFound("conversation not found")
+            contact_id = None if body.fingerprint else current["contact_id"]
+            if contact_id is None:
+                fingerprint = body.fingerprint or new_id()
+                contact_id = await conn.fetchval(
+                    "INSERT INTO contacts (id, account_id, fingerprint, meta, created_at, updated_at) "
+                    "VALUES ($1, $2, $3, '{}', $4, $4) ON CONFLICT (account_id, fingerprint) "
+                    "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id",
+                    new_id(),
+                    ctx.account_id,
+                    fingerprint,
+                    now,
+                )
+            if sent:
+                assign = ", ".join(f"{c} = ${i}" for i, c in enumerate(sent, start=3))
+                await conn.execute(
+                    f"UPDATE contacts SET {assign}, updated_at = ${3 + len(sent)} WHERE id = $1 AND account_id = $2",
+                    contact_id,
+                    ctx.account_id,
+                    *sent.values(),
+                    now,
+                )
+            await conversation.set_contact(conn, ctx.account_id, call.params["conversationId"], contact_id, now)
         return IdResponse(id=contact_id)
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/contact/list", fetch="/contact/{contactId}/fetch", create="/contact/create",
-          update="/contact/{contactId}/update", delete="/contact/{contactId}/delete", export="/contact/export"),
+    *crud(
+        TABLE,
+        list="/contact/list",
+        fetch="/contact/{contactId}/fetch",
+        create="/contact/create",
+        update="/contact/{contactId}/update",
+        delete="/contact/{contactId}/delete",
+        export="/contact/export",
+    ),
     EnsureContact(TABLE, "/contact/ensure"),
-    ListAction(conversation.TABLE, "/contact/{contactId}/conversation/list", parent=PARENT,
-               summary="List a contact's conversations"),
+    ListAction(
+        conversation.TABLE,
+        "/contact/{contactId}/conversation/list",
+        parent=PARENT,
+        summary="List a contact's conversations",
+    ),
     ListAction(memory.TABLE, "/contact/{contactId}/memory/list", parent=PARENT, summary="List a contact's memories"),
-    ListAction(rating.TABLE, "/contact/{contactId}/rating/list", parent=PARENT,
-               summary="List the ratings a contact gave"),
+    ListAction(
+        rating.TABLE, "/contact/{contactId}/rating/list", parent=PARENT, summary="List the ratings a contact gave"
+    ),
     ListAction(secret.TABLE, "/contact/{contactId}/secret/list", parent=PARENT, summary="List a contact's secrets"),
     secret.VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
     secret.RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True),

@@ -55,11 +55,20 @@ class ConversationCreated(msgspec.Struct, omit_defaults=True):
     messages: list[SeedMessage] | None = None
 
 
-TABLE = Table(name="conversations", noun="conversation", item=Conversation, create=ConversationCreate,
-              tag="Conversation",
-              refs={"bot_id": ("bots", "bot"), "contact_id": ("contacts", "contact"),
-                    "task_id": ("tasks", "task"), "dataset_id": ("datasets", "dataset"),
-                    "skillset_id": ("skillsets", "skillset")})
+TABLE = Table(
+    name="conversations",
+    noun="conversation",
+    item=Conversation,
+    create=ConversationCreate,
+    tag="Conversation",
+    refs={
+        "bot_id": ("bots", "bot"),
+        "contact_id": ("contacts", "contact"),
+        "task_id": ("tasks", "task"),
+        "dataset_id": ("datasets", "dataset"),
+        "skillset_id": ("skillsets", "skillset"),
+    },
+)
 
 PARENT = Parent(table="conversations", param="conversationId", column="conversation_id", noun="conversation")
 
@@ -94,11 +103,19 @@ class MessageCreated(msgspec.Struct):
     entities: list[Entity]
 
 
-MESSAGES = Table(name="messages", noun="message", item=Message, create=MessageCreate, tag="Conversation",
-                 parent=PARENT, defaults={"entities": list})
+MESSAGES = Table(
+    name="messages",
+    noun="message",
+    item=Message,
+    create=MessageCreate,
+    tag="Conversation",
+    parent=PARENT,
+    defaults={"entities": list},
+)
 
 
 # --- the SQL of conversations and messages that other modules use ---------------
+
 
 @dataclass(slots=True)
 class NewMessage:
@@ -109,10 +126,12 @@ class NewMessage:
 
 
 # meta and entities go as JSON text: a list inside the array would read as a dimension
-_INSERT_MESSAGES = ("INSERT INTO messages (id, account_id, conversation_id, type, text, meta, entities, "
-                    "created_at, updated_at) "
-                    "SELECT id, $2, $3, type, text, meta::jsonb, entities::jsonb, $8, $8 FROM unnest($1::text[], "
-                    "$4::text[], $5::text[], $6::text[], $7::text[]) AS m (id, type, text, meta, entities)")
+_INSERT_MESSAGES = (
+    "INSERT INTO messages (id, account_id, conversation_id, type, text, meta, entities, "
+    "created_at, updated_at) "
+    "SELECT id, $2, $3, type, text, meta::jsonb, entities::jsonb, $8, $8 FROM unnest($1::text[], "
+    "$4::text[], $5::text[], $6::text[], $7::text[]) AS m (id, type, text, meta, entities)"
+)
 _JSON = msgspec.json.Encoder()
 
 
@@ -120,11 +139,17 @@ async def insert_messages(conn, account_id: str, conversation_id: str, messages:
     """Messages of one conversation, in one statement, in order (ids increase); NUL
     characters, which text columns refuse, are dropped."""
     ids = [new_id() for _ in messages]
-    await conn.execute(_INSERT_MESSAGES, ids, account_id, conversation_id,
-                       [m.type for m in messages], [m.text.replace("\x00", "") for m in messages],
-                       [_JSON.encode(m.meta or {}).decode() for m in messages],
-                       [_JSON.encode(m.entities or []).decode() for m in messages],
-                       now_ms())
+    await conn.execute(
+        _INSERT_MESSAGES,
+        ids,
+        account_id,
+        conversation_id,
+        [m.type for m in messages],
+        [m.text.replace("\x00", "") for m in messages],
+        [_JSON.encode(m.meta or {}).decode() for m in messages],
+        [_JSON.encode(m.entities or []).decode() for m in messages],
+        now_ms(),
+    )
     return ids
 
 
@@ -135,8 +160,10 @@ async def insert_seed(conn, ctx: Context, conversation_id: str, seed: list[SeedM
         await insert_messages(conn, ctx.account_id, conversation_id, [NewMessage(m.type, m.text) for m in seed])
 
 
-_RUN_CONFIG = (f"SELECT id, bot_id, contact_id, task_id, {', '.join(BOT_CONFIG)} FROM conversations "
-               "WHERE id = $1 AND account_id = $2")
+_RUN_CONFIG = (
+    f"SELECT id, bot_id, contact_id, task_id, {', '.join(BOT_CONFIG)} FROM conversations "
+    "WHERE id = $1 AND account_id = $2"
+)
 
 
 async def run_config(conn, account_id: str, conversation_id: str):
@@ -146,20 +173,30 @@ async def run_config(conn, account_id: str, conversation_id: str):
 
 async def history(conn, account_id: str, conversation_id: str, limit: int) -> list[tuple[str, str]]:
     """The newest `limit` messages as (type, text), oldest first."""
-    rows = await conn.fetch("SELECT type, text FROM messages WHERE conversation_id = $1 AND account_id = $2 "
-                            "ORDER BY id DESC LIMIT $3", conversation_id, account_id, limit)
+    rows = await conn.fetch(
+        "SELECT type, text FROM messages WHERE conversation_id = $1 AND account_id = $2 ORDER BY id DESC LIMIT $3",
+        conversation_id,
+        account_id,
+        limit,
+    )
     return [(r["type"], r["text"]) for r in reversed(rows)]
 
 
 async def contact_of(conn, account_id: str, conversation_id: str):
     """The conversation's row, locked for this transaction, with its contact_id (None: no such conversation)."""
-    return await conn.fetchrow("SELECT contact_id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
-                               conversation_id, account_id)
+    return await conn.fetchrow(
+        "SELECT contact_id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE", conversation_id, account_id
+    )
 
 
 async def set_contact(conn, account_id: str, conversation_id: str, contact_id: str, now: int) -> None:
-    await conn.execute("UPDATE conversations SET contact_id = $3, updated_at = $4 WHERE id = $1 AND account_id = $2",
-                       conversation_id, account_id, contact_id, now)
+    await conn.execute(
+        "UPDATE conversations SET contact_id = $3, updated_at = $4 WHERE id = $1 AND account_id = $2",
+        conversation_id,
+        account_id,
+        contact_id,
+        now,
+    )
 
 
 async def start_with_bot(conn, ctx: Context, bot_id: str, meta: dict, seed: list[SeedMessage]) -> str:
@@ -167,8 +204,15 @@ async def start_with_bot(conn, ctx: Context, bot_id: str, meta: dict, seed: list
     await enforce_limit(conn, ctx.principal, "conversation", "conversations")
     conversation_id = new_id()
     now = now_ms()
-    await conn.execute("INSERT INTO conversations (id, account_id, bot_id, meta, created_at, updated_at) "
-                       "VALUES ($1, $2, $3, $4, $5, $5)", conversation_id, ctx.account_id, bot_id, meta, now)
+    await conn.execute(
+        "INSERT INTO conversations (id, account_id, bot_id, meta, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $5)",
+        conversation_id,
+        ctx.account_id,
+        bot_id,
+        meta,
+        now,
+    )
     await insert_seed(conn, ctx, conversation_id, seed)
     return conversation_id
 
@@ -180,24 +224,29 @@ async def bot_counts(conn, account_id: str, bot_id: str, lo: int, hi: int) -> tu
         " AND created_at >= $3 AND created_at < $4) AS conversations, "
         "(SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
         " WHERE c.bot_id = $1 AND c.account_id = $2 AND m.created_at >= $3 AND m.created_at < $4) AS messages",
-        bot_id, account_id, lo, hi)
+        bot_id,
+        account_id,
+        lo,
+        hi,
+    )
     return row["conversations"], row["messages"]
 
 
 # --- actions ------------------------------------------------------------------------
 
+
 class CreateConversation(CreateAction):
     """Creates the conversation and, in the same transaction, its seed `messages`."""
+
     body = ConversationCreateBody
     response = ConversationCreated
 
     async def run(self, ctx: Context, call: Call) -> ConversationCreated:
         values = self.values(ctx, call)
         seed = call.body.messages or []
-        async with ctx.pool.connection() as conn:
-            async with conn.transaction():
-                await self.insert(conn, ctx, call, values)
-                await insert_seed(conn, ctx, values["id"], seed)
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await self.insert(conn, ctx, call, values)
+            await insert_seed(conn, ctx, values["id"], seed)
         return ConversationCreated(id=values["id"], messages=seed or None)
 
 
@@ -211,8 +260,16 @@ class CreateMessage(CreateAction):
         return MessageCreated(id=values["id"], entities=call.body.entities or [])
 
 
-Duration = Annotated[float, msgspec.Meta(gt=0, le=SESSION_MAX_SECONDS, description=(
-    f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}, at most {SESSION_MAX_SECONDS})"))]
+Duration = Annotated[
+    float,
+    msgspec.Meta(
+        gt=0,
+        le=SESSION_MAX_SECONDS,
+        description=(
+            f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}, at most {SESSION_MAX_SECONDS})"
+        ),
+    ),
+]
 
 
 class ConversationSessionCreate(Body):
@@ -228,6 +285,7 @@ class SessionCreated(msgspec.Struct, rename="camel"):
 class CreateConversationSession(Action):
     """A session token carries the routes it allows (every action made with
     session=True, bound to this conversation) and its lifetime, nothing more."""
+
     tag = "Conversation"
     summary = "Create a session token for one conversation (for widgets)"
     body = ConversationSessionCreate
@@ -235,11 +293,16 @@ class CreateConversationSession(Action):
 
     async def run(self, ctx: Context, call: Call) -> SessionCreated:
         conversation_id = call.params["conversationId"]
-        if await ctx.pool.fetchval("SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2",
-                                   conversation_id, ctx.account_id) is None:
+        if (
+            await ctx.pool.fetchval(
+                "SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2", conversation_id, ctx.account_id
+            )
+            is None
+        ):
             raise NotFound("conversation not found")
-        session_id, token, expires_at = ctx.services.issue_session(ctx.account_id, conversation_id,
-                                                                   call.body.duration_in_seconds)
+        session_id, token, expires_at = ctx.services.issue_session(
+            ctx.account_id, conversation_id, call.body.duration_in_seconds
+        )
         return SessionCreated(id=session_id, token=token, expires_at=expires_at)
 
 
@@ -262,7 +325,12 @@ class FetchConversationUsage(Action):
             messages = await conn.fetchval(
                 "SELECT CASE WHEN EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) THEN "
                 "(SELECT count(*) FROM messages WHERE conversation_id = $1 AND account_id = $2 "
-                " AND created_at >= $3 AND created_at < $4) END", conversation_id, ctx.account_id, r.lo, r.hi)
+                " AND created_at >= $3 AND created_at < $4) END",
+                conversation_id,
+                ctx.account_id,
+                r.lo,
+                r.hi,
+            )
             if messages is None:
                 raise NotFound("conversation not found")
             tokens = await tokens_in(conn, ctx.account_id, r.lo, r.hi, conversation_id=conversation_id)
@@ -270,18 +338,25 @@ class FetchConversationUsage(Action):
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/conversation/list", create=CreateConversation(TABLE, "/conversation/create"),
-          fetch=FetchAction(TABLE, "/conversation/{conversationId}/fetch", session=True),
-          update="/conversation/{conversationId}/update", delete="/conversation/{conversationId}/delete",
-          export="/conversation/export"),
+    *crud(
+        TABLE,
+        list="/conversation/list",
+        create=CreateConversation(TABLE, "/conversation/create"),
+        fetch=FetchAction(TABLE, "/conversation/{conversationId}/fetch", session=True),
+        update="/conversation/{conversationId}/update",
+        delete="/conversation/{conversationId}/delete",
+        export="/conversation/export",
+    ),
     VoteAction(TABLE, "/conversation/{conversationId}/upvote"),
     VoteAction(TABLE, "/conversation/{conversationId}/downvote"),
-    *crud(MESSAGES,
-          list=ListAction(MESSAGES, "/conversation/{conversationId}/message/list", session=True, budget="history"),
-          fetch="/conversation/{conversationId}/message/{messageId}/fetch",
-          create=CreateMessage(MESSAGES, "/conversation/{conversationId}/message/create", budget="messages"),
-          update="/conversation/{conversationId}/message/{messageId}/update",
-          delete="/conversation/{conversationId}/message/{messageId}/delete"),
+    *crud(
+        MESSAGES,
+        list=ListAction(MESSAGES, "/conversation/{conversationId}/message/list", session=True, budget="history"),
+        fetch="/conversation/{conversationId}/message/{messageId}/fetch",
+        create=CreateMessage(MESSAGES, "/conversation/{conversationId}/message/create", budget="messages"),
+        update="/conversation/{conversationId}/message/{messageId}/update",
+        delete="/conversation/{conversationId}/message/{messageId}/delete",
+    ),
     VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/upvote"),
     VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/downvote"),
     CreateConversationSession("/conversation/{conversationId}/session/create"),

@@ -8,7 +8,19 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..actions.base import Action, Call, Context, now_ms
-from ..actions.fields import Alias, Amount, Body, Description, IdResponse, Item, LongText, MetaDict, Name, Ref, Visibility
+from ..actions.fields import (
+    Alias,
+    Amount,
+    Body,
+    Description,
+    IdResponse,
+    Item,
+    LongText,
+    MetaDict,
+    Name,
+    Ref,
+    Visibility,
+)
 from ..actions.query import PageQuery
 from ..actions.standard import ListAction, Parent, Table, crud
 from ..engine import retrieval
@@ -55,8 +67,14 @@ class DatasetCreate(Body):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="datasets", noun="dataset", item=Dataset, create=DatasetCreate, tag="Dataset",
-              defaults={"store": lambda: "default"})
+TABLE = Table(
+    name="datasets",
+    noun="dataset",
+    item=Dataset,
+    create=DatasetCreate,
+    tag="Dataset",
+    defaults={"store": lambda: "default"},
+)
 
 PARENT = Parent(table="datasets", param="datasetId", column="dataset_id", noun="dataset")
 
@@ -75,8 +93,10 @@ class RecordCreate(Body):
 
 RECORDS = Table(name="records", noun="record", item=Record, create=RecordCreate, tag="Dataset", parent=PARENT)
 
-_SEARCH_SETTINGS = ("SELECT search_min_score, search_max_records, search_max_tokens, match_instruction, "
-                    "mismatch_instruction FROM datasets WHERE id = $1 AND account_id = $2")
+_SEARCH_SETTINGS = (
+    "SELECT search_min_score, search_max_records, search_max_tokens, match_instruction, "
+    "mismatch_instruction FROM datasets WHERE id = $1 AND account_id = $2"
+)
 
 
 async def search_settings(conn, account_id: str, dataset_id: str):
@@ -85,15 +105,22 @@ async def search_settings(conn, account_id: str, dataset_id: str):
 
 
 def bounds(settings) -> retrieval.Bounds:
-    return retrieval.Bounds(min_score=settings["search_min_score"], max_records=settings["search_max_records"],
-                            max_tokens=settings["search_max_tokens"])
+    return retrieval.Bounds(
+        min_score=settings["search_min_score"],
+        max_records=settings["search_max_records"],
+        max_tokens=settings["search_max_tokens"],
+    )
 
 
 # --- search --------------------------------------------------------------------
 
-SearchFilter = Annotated[dict[str, Any], msgspec.Meta(
-    description="Meta filters: `{key: value}` or `{key: {\"$eq\"|\"$ne\"|\"$gt\"|\"$gte\"|\"$lt\"|\"$lte\": value}}`; "
-                f"all must hold; at most {retrieval.FILTER_MAX_KEYS} keys")]
+SearchFilter = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='Meta filters: `{key: value}` or `{key: {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}`; '
+        f"all must hold; at most {retrieval.FILTER_MAX_KEYS} keys"
+    ),
+]
 
 
 class SearchBody(Body):
@@ -120,13 +147,21 @@ class SearchDataset(Action):
             settings = await search_settings(conn, ctx.account_id, dataset_id)
             if settings is None:
                 raise NotFound("dataset not found")
-            records = await retrieval.search_records(conn, ctx.account_id, dataset_id, body.search, bounds(settings),
-                                                     embeddings=models.embeddings, timeouts=models.timeouts,
-                                                     filter=body.filter)
+            records = await retrieval.search_records(
+                conn,
+                ctx.account_id,
+                dataset_id,
+                body.search,
+                bounds(settings),
+                embeddings=models.embeddings,
+                timeouts=models.timeouts,
+                filter=body.filter,
+            )
         return SearchResult(id=dataset_id, records=records)
 
 
 # --- files attached to a dataset ---------------------------------------------
+
 
 class FileAttach(Body):
     type: Literal["source"] = "source"
@@ -136,8 +171,10 @@ class FileDetach(Body):
     delete_records: bool = False
 
 
-_OWNED = ("SELECT (SELECT 1 FROM datasets WHERE id = $1 AND account_id = $3), "
-          "(SELECT 1 FROM files WHERE id = $2 AND account_id = $3)")
+_OWNED = (
+    "SELECT (SELECT 1 FROM datasets WHERE id = $1 AND account_id = $3), "
+    "(SELECT 1 FROM files WHERE id = $2 AND account_id = $3)"
+)
 
 
 async def _require_both(conn, call: Call, ctx: Context) -> None:
@@ -160,7 +197,12 @@ class AttachFile(Action):
             await conn.execute(
                 "INSERT INTO dataset_files (dataset_id, file_id, account_id, type, created_at) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dataset_id, file_id) DO UPDATE SET type = EXCLUDED.type",
-                call.params["datasetId"], call.params["fileId"], ctx.account_id, call.body.type, now_ms())
+                call.params["datasetId"],
+                call.params["fileId"],
+                ctx.account_id,
+                call.body.type,
+                now_ms(),
+            )
         return IdResponse(id=call.params["datasetId"])
 
 
@@ -174,16 +216,23 @@ class DetachFile(Action):
         async with ctx.pool.connection() as conn:
             await _require_both(conn, call, ctx)
             async with conn.transaction():
-                await conn.execute("DELETE FROM dataset_files WHERE dataset_id = $1 AND file_id = $2",
-                                   call.params["datasetId"], call.params["fileId"])
+                await conn.execute(
+                    "DELETE FROM dataset_files WHERE dataset_id = $1 AND file_id = $2",
+                    call.params["datasetId"],
+                    call.params["fileId"],
+                )
                 if call.body.delete_records:  # records made from a file name it as their source
-                    await conn.execute("DELETE FROM records WHERE dataset_id = $1 AND source = $2",
-                                       call.params["datasetId"], "file:" + call.params["fileId"])
+                    await conn.execute(
+                        "DELETE FROM records WHERE dataset_id = $1 AND source = $2",
+                        call.params["datasetId"],
+                        "file:" + call.params["fileId"],
+                    )
         return IdResponse(id=call.params["datasetId"])
 
 
 class DatasetFiles(ListAction):
     """The files attached to a dataset, paged by file id."""
+
     query = PageQuery
     summary = "List the files attached to a dataset"
 
@@ -194,17 +243,31 @@ class DatasetFiles(ListAction):
         if cursor:
             where += f" AND a.file_id {'<' if q.desc else '>'} $4"
             args.append(cursor)
-        sql = (f"SELECT {cols} FROM dataset_files a JOIN files f ON f.id = a.file_id WHERE {where} "
-               f"ORDER BY a.file_id {'DESC' if q.desc else 'ASC'} LIMIT $3")
+        sql = (
+            f"SELECT {cols} FROM dataset_files a JOIN files f ON f.id = a.file_id WHERE {where} "
+            f"ORDER BY a.file_id {'DESC' if q.desc else 'ASC'} LIMIT $3"
+        )
         return sql, args
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/dataset/list", fetch="/dataset/{datasetId}/fetch", create="/dataset/create",
-          update="/dataset/{datasetId}/update", delete="/dataset/{datasetId}/delete"),
-    *crud(RECORDS, list="/dataset/{datasetId}/record/list", fetch="/dataset/{datasetId}/record/{recordId}/fetch",
-          create="/dataset/{datasetId}/record/create", update="/dataset/{datasetId}/record/{recordId}/update",
-          delete="/dataset/{datasetId}/record/{recordId}/delete", export="/dataset/{datasetId}/record/export"),
+    *crud(
+        TABLE,
+        list="/dataset/list",
+        fetch="/dataset/{datasetId}/fetch",
+        create="/dataset/create",
+        update="/dataset/{datasetId}/update",
+        delete="/dataset/{datasetId}/delete",
+    ),
+    *crud(
+        RECORDS,
+        list="/dataset/{datasetId}/record/list",
+        fetch="/dataset/{datasetId}/record/{recordId}/fetch",
+        create="/dataset/{datasetId}/record/create",
+        update="/dataset/{datasetId}/record/{recordId}/update",
+        delete="/dataset/{datasetId}/record/{recordId}/delete",
+        export="/dataset/{datasetId}/record/export",
+    ),
     SearchDataset("/dataset/{datasetId}/search"),
     AttachFile("/dataset/{datasetId}/file/{fileId}/attach"),
     DetachFile("/dataset/{datasetId}/file/{fileId}/detach"),

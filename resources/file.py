@@ -29,5 +29,11 @@ class FileCreate(Body):
 
 TABLE = Table(name="files", noun="file", item=File, create=FileCreate, tag="File")
 
-ACTIONS: list[Action] = crud(TABLE, list="/file/list", fetch="/file/{fileId}/fetch", create="/file/create",
-                             update="/file/{fileId}/update", delete="/file/{fileId}/delete")
+ACTIONS: list[Action] = crud(
+    TABLE,
+    list="/file/list",
+    fetch="/file/{fileId}/fetch",
+    create="/file/create",
+    update="/file/{fileId}/update",
+    delete="/file/{fileId}/delete",
+)

@@ -9,8 +9,16 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Amount, Body, Description, Item, MetaDict, Name, Timestamp
-from ..actions.standard import (CreateAction, DeleteAction, FetchAction, ListAction, Parent, Table, UpdateAction,
-                                require_parent)
+from ..actions.standard import (
+    CreateAction,
+    DeleteAction,
+    FetchAction,
+    ListAction,
+    Parent,
+    Table,
+    UpdateAction,
+    require_parent,
+)
 from .token import Scope, issue_token
 
 Count = Amount
@@ -28,6 +36,7 @@ class Limits(msgspec.Struct, rename="camel", omit_defaults=True):
     """Creating past a limit answers 429 LIMITS_REACHED naming it. conversations and
     messages count per calendar month (UTC); database.* and bots count what exists;
     tokens (model tokens a month) apply once usage is recorded."""
+
     tokens: Count | None = None
     conversations: Count | None = None
     messages: Count | None = None
@@ -57,13 +66,15 @@ class PartnerUserCreate(Body):
 
 # The child's rows reference accounts(id) ON DELETE CASCADE: deleting a child deletes
 # everything it owns, its tokens and its own children, in one statement.
-TABLE = Table(name="accounts", noun="user", item=PartnerUser, create=PartnerUserCreate, tag="Partner",
-              owner="parent_id")
+TABLE = Table(
+    name="accounts", noun="user", item=PartnerUser, create=PartnerUserCreate, tag="Partner", owner="parent_id"
+)
 
 USER = Parent(table="accounts", param="userId", column="account_id", noun="user", owner="parent_id")
 
 
 # --- a child's API tokens -------------------------------------------------------
+
 
 class PartnerToken(Item):
     meta: dict
@@ -91,13 +102,22 @@ class PartnerTokenCreated(msgspec.Struct, rename="camel"):
 
 # A child's tokens are the child's rows (account_id = the child), managed by its
 # parent: owned through the parent. The meta filter is off: tokens.meta has no index.
-TOKENS = Table(name="tokens", noun="token", item=PartnerToken, create=PartnerTokenCreate, tag="Partner",
-               parent=USER, through_parent=True, updatable=("name", "description", "config", "meta"),
-               meta_filter=False)
+TOKENS = Table(
+    name="tokens",
+    noun="token",
+    item=PartnerToken,
+    create=PartnerTokenCreate,
+    tag="Partner",
+    parent=USER,
+    through_parent=True,
+    updatable=("name", "description", "config", "meta"),
+    meta_filter=False,
+)
 
 
 class CreatePartnerToken(Action):
     """The secret is made here and shown only in this answer (token.py stores its digest)."""
+
     tag = "Partner"
     summary = "Create an API token for a child account (the secret is shown only here)"
     body = PartnerTokenCreate
@@ -110,8 +130,16 @@ class CreatePartnerToken(Action):
             await require_parent(conn, USER, ctx, call)
             created = now_ms()
             token_id, secret = await issue_token(
-                conn, call.params["userId"], name=body.name, description=body.description, meta=body.meta or {},
-                config=body.config, scopes=body.scopes, expires_at=body.expires_at, created_at=created)
+                conn,
+                call.params["userId"],
+                name=body.name,
+                description=body.description,
+                meta=body.meta or {},
+                config=body.config,
+                scopes=body.scopes,
+                expires_at=body.expires_at,
+                created_at=created,
+            )
         return PartnerTokenCreated(id=token_id, token=secret, created_at=created)
 
 
@@ -121,11 +149,20 @@ ACTIONS: list[Action] = [
     CreateAction(TABLE, "/partner/user/create", changes_credentials=True),
     UpdateAction(TABLE, "/partner/user/{userId}/update", changes_credentials=True),
     DeleteAction(TABLE, "/partner/user/{userId}/delete", changes_credentials=True),
-    ListAction(TOKENS, "/partner/user/{userId}/token/list",
-               summary="List a child account's API tokens (never their secrets)"),
+    ListAction(
+        TOKENS, "/partner/user/{userId}/token/list", summary="List a child account's API tokens (never their secrets)"
+    ),
     CreatePartnerToken("/partner/user/{userId}/token/create"),
-    UpdateAction(TOKENS, "/partner/user/{userId}/token/{tokenId}/update",
-                 summary="Update a child account's API token", changes_credentials=True),
-    DeleteAction(TOKENS, "/partner/user/{userId}/token/{tokenId}/delete",
-                 summary="Delete (revoke) a child account's API token", changes_credentials=True),
+    UpdateAction(
+        TOKENS,
+        "/partner/user/{userId}/token/{tokenId}/update",
+        summary="Update a child account's API token",
+        changes_credentials=True,
+    ),
+    DeleteAction(
+        TOKENS,
+        "/partner/user/{userId}/token/{tokenId}/delete",
+        summary="Delete (revoke) a child account's API token",
+        changes_credentials=True,
+    ),
 ]

@@ -4,7 +4,8 @@ names)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 import msgspec
 
@@ -28,8 +29,10 @@ class PlatformModel(Item):
 
 
 class ModelListQuery(ListQuery, kw_only=True):
-    cursor: Annotated[str, msgspec.Meta(max_length=256, description="The name of the last model of the "
-                                                                    "previous page")] | None = None
+    cursor: (
+        Annotated[str, msgspec.Meta(max_length=256, description="The name of the last model of the previous page")]
+        | None
+    ) = None
 
 
 class PlatformModelList(msgspec.Struct):
@@ -38,11 +41,19 @@ class PlatformModelList(msgspec.Struct):
 
 
 def _item(m: ModelInfo, default: str) -> PlatformModel:
-    return PlatformModel(id=m.name, created_at=m.created_at, updated_at=m.created_at, name=m.name,
-                         provider=m.provider, family=m.family, max_tokens=m.max_tokens,
-                         max_input_tokens=m.max_input_tokens, max_output_tokens=m.max_output_tokens,
-                         meta={"default": m.name == default, "embedded": m.embedded},
-                         description=m.description or None)
+    return PlatformModel(
+        id=m.name,
+        created_at=m.created_at,
+        updated_at=m.created_at,
+        name=m.name,
+        provider=m.provider,
+        family=m.family,
+        max_tokens=m.max_tokens,
+        max_input_tokens=m.max_input_tokens,
+        max_output_tokens=m.max_output_tokens,
+        meta={"default": m.name == default, "embedded": m.embedded},
+        description=m.description or None,
+    )
 
 
 def _select(models: Registry, q: ModelListQuery) -> list[PlatformModel]:
@@ -72,7 +83,7 @@ class ListPlatformModels(Action):
         items = _select(ctx.services.models, q)
         if call.jsonl:
             return Stream(_lines(items))
-        page = items[:q.take]
+        page = items[: q.take]
         return PlatformModelList(items=page, cursor=page[-1].id if len(items) > q.take else msgspec.UNSET)
 
 

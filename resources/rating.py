@@ -41,8 +41,13 @@ TABLE = Table(name="ratings", noun="rating", item=Rating, create=Upvote, tag="Ra
 _TARGET = {
     "bots": ("NULL", "t.id", "NULL", "NULL", "bots t"),
     "conversations": ("t.contact_id", "t.bot_id", "t.id", "NULL", "conversations t"),
-    "messages": ("c.contact_id", "c.bot_id", "t.conversation_id", "t.id",
-                 "messages t JOIN conversations c ON c.id = t.conversation_id"),
+    "messages": (
+        "c.contact_id",
+        "c.bot_id",
+        "t.conversation_id",
+        "t.id",
+        "messages t JOIN conversations c ON c.id = t.conversation_id",
+    ),
 }
 
 
@@ -68,7 +73,8 @@ class VoteAction(Action):
             "INSERT INTO ratings (id, account_id, created_at, updated_at, value, reason, "
             "contact_id, bot_id, conversation_id, message_id) "
             f"SELECT $3, t.account_id, $4, $4, $5, $6, {contact}, {bot}, {conversation}, {message} "
-            f"FROM {source} WHERE {where} RETURNING id")
+            f"FROM {source} WHERE {where} RETURNING id"
+        )
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         target_id = call.params[self.target.id_param]

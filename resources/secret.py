@@ -46,8 +46,14 @@ class SecretCreate(Body):
         return f"SecretCreate(name={self.name!r}, value=<hidden>)"
 
 
-TABLE = Table(name="secrets", noun="secret", item=Secret, create=SecretCreate, tag="Secret",
-              refs={"contact_id": ("contacts", "contact")})
+TABLE = Table(
+    name="secrets",
+    noun="secret",
+    item=Secret,
+    create=SecretCreate,
+    tag="Secret",
+    refs={"contact_id": ("contacts", "contact")},
+)
 
 
 class SecretVerification(msgspec.Struct):
@@ -64,16 +70,18 @@ class VerifySecret(Action):
     def __init__(self, path: str, contact: bool = False) -> None:
         super().__init__(path)
         self.contact = contact  # the contact-scoped route: the secret must be that contact's
-        self.sql = ("SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2"
-                    + (" AND contact_id = $3" if contact else ""))
+        self.sql = "SELECT value IS NOT NULL FROM secrets WHERE id = $1 AND account_id = $2" + (
+            " AND contact_id = $3" if contact else ""
+        )
 
     async def run(self, ctx: Context, call: Call) -> SecretVerification:
         args = [call.params["secretId"], ctx.account_id] + ([call.params["contactId"]] if self.contact else [])
         has_value = await ctx.pool.fetchval(self.sql, *args)
         if has_value is None:
             raise NotFound("secret not found")
-        return SecretVerification(id=call.params["secretId"],
-                                  status="authenticated" if has_value else "unauthenticated")
+        return SecretVerification(
+            id=call.params["secretId"], status="authenticated" if has_value else "unauthenticated"
+        )
 
 
 class RevokeSecret(Action):
@@ -85,12 +93,16 @@ class RevokeSecret(Action):
     def __init__(self, path: str, contact: bool = False) -> None:
         super().__init__(path)
         self.contact = contact
-        self.sql = ("UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2"
-                    + (" AND contact_id = $4" if contact else "") + " RETURNING id")
+        self.sql = (
+            "UPDATE secrets SET value = NULL, updated_at = $3 WHERE id = $1 AND account_id = $2"
+            + (" AND contact_id = $4" if contact else "")
+            + " RETURNING id"
+        )
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         args = [call.params["secretId"], ctx.account_id, now_ms()] + (
-            [call.params["contactId"]] if self.contact else [])
+            [call.params["contactId"]] if self.contact else []
+        )
         revoked = await ctx.pool.fetchval(self.sql, *args)
         if revoked is None:
             raise NotFound("secret not found")
@@ -98,8 +110,14 @@ class RevokeSecret(Action):
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/secret/list", fetch="/secret/{secretId}/fetch", create="/secret/create",
-          update="/secret/{secretId}/update", delete="/secret/{secretId}/delete"),
+    *crud(
+        TABLE,
+        list="/secret/list",
+        fetch="/secret/{secretId}/fetch",
+        create="/secret/create",
+        update="/secret/{secretId}/update",
+        delete="/secret/{secretId}/delete",
+    ),
     VerifySecret("/secret/{secretId}/verify"),
     RevokeSecret("/secret/{secretId}/revoke"),
 ]

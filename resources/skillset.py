@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..actions.base import Action
 from ..actions.fields import Alias, Body, Description, Item, LongText, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Parent, Table, crud
-from ..engine.job import ABILITIES_MAX, Ability as EngineAbility
+from ..engine.job import ABILITIES_MAX
+from ..engine.job import Ability as EngineAbility
 
 
 class Skillset(Item):
@@ -55,30 +56,47 @@ class AbilityCreate(Body):
     instruction: LongText | None = None
 
 
-ABILITIES = Table(name="abilities", noun="ability", item=Ability, create=AbilityCreate,
-                  tag="Skillset", parent=PARENT,
-                  refs={"secret_id": ("secrets", "secret"), "file_id": ("files", "file"), "bot_id": ("bots", "bot")},
-                  # the reference always returns these three; an ability created without them has them empty
-                  defaults={"name": str, "description": str, "instruction": str})
-
+ABILITIES = Table(
+    name="abilities",
+    noun="ability",
+    item=Ability,
+    create=AbilityCreate,
+    tag="Skillset",
+    parent=PARENT,
+    refs={"secret_id": ("secrets", "secret"), "file_id": ("files", "file"), "bot_id": ("bots", "bot")},
+    # the reference always returns these three; an ability created without them has them empty
+    defaults={"name": str, "description": str, "instruction": str},
+)
 
 
 async def abilities_of(conn, account_id: str, skillset_id: str) -> list[EngineAbility]:
     """A skillset's abilities, as the engine offers them to the model (oldest first)."""
-    rows = await conn.fetch("SELECT name, description, instruction FROM abilities "
-                            "WHERE skillset_id = $1 AND account_id = $2 ORDER BY id LIMIT $3",
-                            skillset_id, account_id, ABILITIES_MAX)
-    return [EngineAbility(name=r["name"], description=r["description"], instruction=r["instruction"])
-            for r in rows]
+    rows = await conn.fetch(
+        "SELECT name, description, instruction FROM abilities "
+        "WHERE skillset_id = $1 AND account_id = $2 ORDER BY id LIMIT $3",
+        skillset_id,
+        account_id,
+        ABILITIES_MAX,
+    )
+    return [EngineAbility(name=r["name"], description=r["description"], instruction=r["instruction"]) for r in rows]
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/skillset/list", fetch="/skillset/{skillsetId}/fetch", create="/skillset/create",
-          update="/skillset/{skillsetId}/update", delete="/skillset/{skillsetId}/delete"),
-    *crud(ABILITIES, list="/skillset/{skillsetId}/ability/list",
-          fetch="/skillset/{skillsetId}/ability/{abilityId}/fetch",
-          create="/skillset/{skillsetId}/ability/create",
-          update="/skillset/{skillsetId}/ability/{abilityId}/update",
-          delete="/skillset/{skillsetId}/ability/{abilityId}/delete",
-          export="/skillset/{skillsetId}/ability/export"),
+    *crud(
+        TABLE,
+        list="/skillset/list",
+        fetch="/skillset/{skillsetId}/fetch",
+        create="/skillset/create",
+        update="/skillset/{skillsetId}/update",
+        delete="/skillset/{skillsetId}/delete",
+    ),
+    *crud(
+        ABILITIES,
+        list="/skillset/{skillsetId}/ability/list",
+        fetch="/skillset/{skillsetId}/ability/{abilityId}/fetch",
+        create="/skillset/{skillsetId}/ability/create",
+        update="/skillset/{skillsetId}/ability/{abilityId}/update",
+        delete="/skillset/{skillsetId}/ability/{abilityId}/delete",
+        export="/skillset/{skillsetId}/ability/export",
+    ),
 ]

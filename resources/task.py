@@ -44,13 +44,20 @@ class TaskCreate(Body):
     max_time: Positive | None = None
 
 
-TABLE = Table(name="tasks", noun="task", item=Task, create=TaskCreate, tag="Task",
-              refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
-              filters=("bot_id", "contact_id", "status"))
+TABLE = Table(
+    name="tasks",
+    noun="task",
+    item=Task,
+    create=TaskCreate,
+    tag="Task",
+    refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
+    filters=("bot_id", "contact_id", "status"),
+)
 
 
 class CancelTask(Action):
     """Marks the task canceled (its executions come with the task runner)."""
+
     tag = "Task"
     summary = "Cancel a task"
     body = Body
@@ -59,14 +66,24 @@ class CancelTask(Action):
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         canceled = await ctx.pool.fetchval(
             "UPDATE tasks SET status = 'canceled', updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
-            call.params["taskId"], ctx.account_id, now_ms())
+            call.params["taskId"],
+            ctx.account_id,
+            now_ms(),
+        )
         if canceled is None:
             raise NotFound("task not found")
         return IdResponse(id=canceled)
 
 
 ACTIONS: list[Action] = [
-    *crud(TABLE, list="/task/list", fetch="/task/{taskId}/fetch", create="/task/create",
-          update="/task/{taskId}/update", delete="/task/{taskId}/delete", export="/task/export"),
+    *crud(
+        TABLE,
+        list="/task/list",
+        fetch="/task/{taskId}/fetch",
+        create="/task/create",
+        update="/task/{taskId}/update",
+        delete="/task/{taskId}/delete",
+        export="/task/export",
+    ),
     CancelTask("/task/{taskId}/cancel"),
 ]

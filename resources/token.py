@@ -19,6 +19,7 @@ class Scope(msgspec.Struct, omit_defaults=True):
     "conversation", "partner" or "*"), `actions` its last ("list", "fetch", "create",
     ...; all when absent), `ids` the route's first id (any when absent; with ids,
     routes that name no id, such as list and create, are not allowed)."""
+
     resource: _Word
     actions: Annotated[list[_Word], msgspec.Meta(max_length=50)] | None = None
     ids: Annotated[list[_Word], msgspec.Meta(max_length=100)] | None = None
@@ -28,10 +29,18 @@ def new_secret() -> str:
     return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def issue_token(conn, account_id: str, *, name: str | None = None, description: str | None = None,
-                      meta: dict | None = None, config: dict | None = None,
-                      scopes: list | None = None, expires_at: int | None = None,
-                      created_at: int | None = None) -> tuple[str, str]:
+async def issue_token(
+    conn,
+    account_id: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    meta: dict | None = None,
+    config: dict | None = None,
+    scopes: list | None = None,
+    expires_at: int | None = None,
+    created_at: int | None = None,
+) -> tuple[str, str]:
     """Create a token; return (token id, secret). Only the digest is stored."""
     secret = new_secret()
     token_id = new_id()
@@ -41,12 +50,20 @@ async def issue_token(conn, account_id: str, *, name: str | None = None, descrip
     await conn.execute(
         "INSERT INTO tokens (id, account_id, secret_hash, name, description, meta, config, scopes, expires_at, "
         "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, COALESCE($6, '{}'::jsonb), $7, $8, $9, $10, $10)",
-        token_id, account_id, hash_secret(secret), name, description, meta or None, config, scopes, expires_at, now)
+        token_id,
+        account_id,
+        hash_secret(secret),
+        name,
+        description,
+        meta or None,
+        config,
+        scopes,
+        expires_at,
+        now,
+    )
     return token_id, secret
 
 
 async def token_is_valid(conn, secret: str) -> bool:
-    row = await conn.fetchrow("SELECT revoked_at, expires_at FROM tokens WHERE secret_hash = $1",
-                              hash_secret(secret))
-    return row is not None and row["revoked_at"] is None and (
-        row["expires_at"] is None or row["expires_at"] > now_ms())
+    row = await conn.fetchrow("SELECT revoked_at, expires_at FROM tokens WHERE secret_hash = $1", hash_secret(secret))
+    return row is not None and row["revoked_at"] is None and (row["expires_at"] is None or row["expires_at"] > now_ms())

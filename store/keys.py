@@ -12,6 +12,7 @@ async def session_key(pool: Pool, configured: str | None) -> bytes:
     first start and kept in the database."""
     if configured:
         return configured.encode()
-    await pool.execute("INSERT INTO server_keys (name, value) VALUES ('session', $1) ON CONFLICT DO NOTHING",
-                       secrets.token_bytes(32))
+    await pool.execute(
+        "INSERT INTO server_keys (name, value) VALUES ('session', $1) ON CONFLICT DO NOTHING", secrets.token_bytes(32)
+    )
     return await pool.fetchval("SELECT value FROM server_keys WHERE name = 'session'")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import asyncpg
 
@@ -14,8 +14,14 @@ log = logging.getLogger("botkit.store")
 
 
 class Listener:
-    def __init__(self, dsn: str, channel: str, on_message: Callable[[str], None],
-                 on_up: Callable[[], None], on_down: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        on_message: Callable[[str], None],
+        on_up: Callable[[], None],
+        on_down: Callable[[], None],
+    ) -> None:
         self.dsn = dsn
         self.channel = channel
         self.on_message = on_message
@@ -47,7 +53,7 @@ class Listener:
                     await self._connect()
                     delay = 0.1
                     break
-                except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                     log.warning("LISTEN %s: reconnecting failed: %s", self.channel, exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)

@@ -26,7 +26,8 @@ async def migrate(dsn: str) -> list[str]:
         try:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
             for path in migration_files():
                 if path.name in done:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -28,9 +28,13 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     # jsonb/json as Python values, through msgspec both ways: it encodes structs, and
     # it decodes integers of any size (jsonb keeps them; orjson would refuse them).
     for name in ("jsonb", "json"):
-        await conn.set_type_codec(name, schema="pg_catalog", format="text",
-                                  encoder=lambda v: msgspec.json.encode(v).decode(),
-                                  decoder=msgspec.json.decode)
+        await conn.set_type_codec(
+            name,
+            schema="pg_catalog",
+            format="text",
+            encoder=lambda v: msgspec.json.encode(v).decode(),
+            decoder=msgspec.json.decode,
+        )
 
 
 def _expire(waiter: asyncio.Future) -> None:
@@ -53,8 +57,14 @@ def translate(exc: asyncpg.PostgresError) -> Exception:
 
 
 class Pool:
-    def __init__(self, dsn: str, size: int = 10, *, acquire_timeout: float = 10.0,
-                 init: Callable[[asyncpg.Connection], Awaitable[None]] = init_connection) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        size: int = 10,
+        *,
+        acquire_timeout: float = 10.0,
+        init: Callable[[asyncpg.Connection], Awaitable[None]] = init_connection,
+    ) -> None:
         self.dsn = dsn
         self.size = size
         self.acquire_timeout = acquire_timeout
@@ -71,7 +81,7 @@ class Pool:
         self._all.add(conn)
         return conn
 
-    async def open(self) -> "Pool":
+    async def open(self) -> Pool:
         conns = await asyncio.gather(*(self._connect() for _ in range(self.size)))
         self._idle.extend(conns)
         return self
@@ -131,7 +141,7 @@ class Pool:
         while not self._closing:
             try:
                 conn = await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("reconnecting to the database failed: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -24,8 +24,12 @@ from botkit.store.embedded import EmbeddedPostgres
 from botkit.store.migrate import migrate
 from botkit.testing import Api, new_account, start_app
 
-settings.register_profile("botkit", deadline=None, max_examples=40,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "botkit",
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "botkit"))
 
 
@@ -92,8 +96,14 @@ def database(fresh_database) -> str:
 
 @pytest.fixture(scope="session")
 def server(database):
-    srv = start_app(database, max_body_bytes=64 * 1024, rate_limit=0, rate_limit_account=0,
-                    rate_limit_messages=0, rate_limit_history=0)
+    srv = start_app(
+        database,
+        max_body_bytes=64 * 1024,
+        rate_limit=0,
+        rate_limit_account=0,
+        rate_limit_messages=0,
+        rate_limit_history=0,
+    )
     yield srv
     srv.stop()
 

@@ -7,17 +7,29 @@ import time
 import httpx
 import jwt
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from botkit.testing import assert_error, start_app
+
+_CLIENTS: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 def client(server, token: str, run_as: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"}
     if run_as:
         headers["X-RunAs-UserId"] = run_as
-    return httpx.Client(base_url=server.url + "/v1/", headers=headers, timeout=30)
+    made = httpx.Client(base_url=server.url + "/v1/", headers=headers, timeout=30)
+    _CLIENTS.append(made)
+    return made
 
 
 def make_child(api, **fields) -> str:
@@ -36,6 +48,7 @@ def child_token(api, child: str, **fields) -> str:
 
 # --- partner users and their tokens --------------------------------------------
 
+
 def test_partner_users_and_tokens(api, other, server):
     child = make_child(api, name="Kid", email="kid@example.com", limits={"conversations": 10})
     fetched = api.get(f"partner/user/{child}/fetch").json()
@@ -49,7 +62,9 @@ def test_partner_users_and_tokens(api, other, server):
     assert len(tokens) == 1 and tokens[0]["name"] == "app"
     assert secret not in api.get(f"partner/user/{child}/token/list").text  # shown once, never again
     token_id = tokens[0]["id"]
-    assert api.post(f"partner/user/{child}/token/{token_id}/update", json={"name": "renamed"}).json() == {"id": token_id}
+    assert api.post(f"partner/user/{child}/token/{token_id}/update", json={"name": "renamed"}).json() == {
+        "id": token_id
+    }
     assert api.get(f"partner/user/{child}/token/list").json()["items"][0]["name"] == "renamed"
     assert_error(other.post(f"partner/user/{child}/token/create", json={}), 404, "NOT_FOUND")
     assert_error(other.get(f"partner/user/{child}/token/list"), 404, "NOT_FOUND")
@@ -73,9 +88,9 @@ def test_run_as(api, other, server, make_api):
     lower = api.get(f"bot/{bot}/fetch", headers={"x-runas-userid": first})
     assert lower.status_code == 200
     refused = [
-        client(server, first_token, run_as=second),   # a sibling
+        client(server, first_token, run_as=second),  # a sibling
         client(server, first_token, run_as=api.account_id),  # its parent
-        client(server, other.token, run_as=first),    # a stranger
+        client(server, other.token, run_as=first),  # a stranger
         client(server, api.token, run_as="01m84tf0w9f3se992gd2fj0kwb"),  # unknown
         client(server, api.token, run_as=api.account_id),  # itself is not its child
     ]
@@ -105,15 +120,30 @@ def test_child_limits(api, server):
     assert "bots" in error["message"]
     assert as_child.post("dataset/create", json={}).status_code == 200
     assert "datasets" in assert_error(as_child.post("dataset/create", json={}), 429, "LIMITS_REACHED")["message"]
-    conversation = as_child.post("conversation/create", json={"messages": [{"type": "user", "text": "a"}] * 2}).json()["id"]
-    assert "messages" in assert_error(as_child.post("conversation/create", json={
-        "messages": [{"type": "user", "text": "a"}] * 2}), 429, "LIMITS_REACHED")["message"]
-    assert as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "3"}).status_code == 200
-    assert_error(as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "4"}),
-                 429, "LIMITS_REACHED")
+    conversation = as_child.post("conversation/create", json={"messages": [{"type": "user", "text": "a"}] * 2}).json()[
+        "id"
+    ]
+    assert (
+        "messages"
+        in assert_error(
+            as_child.post("conversation/create", json={"messages": [{"type": "user", "text": "a"}] * 2}),
+            429,
+            "LIMITS_REACHED",
+        )["message"]
+    )
+    assert (
+        as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "3"}).status_code
+        == 200
+    )
+    assert_error(
+        as_child.post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "4"}),
+        429,
+        "LIMITS_REACHED",
+    )
     assert as_child.post("conversation/create", json={}).status_code == 200
-    assert "conversations" in assert_error(as_child.post("conversation/create", json={}),
-                                           429, "LIMITS_REACHED")["message"]
+    assert (
+        "conversations" in assert_error(as_child.post("conversation/create", json={}), 429, "LIMITS_REACHED")["message"]
+    )
     # raising the limit lets it go on; the parent itself has no limits
     api.post(f"partner/user/{child}/update", json={"limits": {"bots": 5}})
     assert as_child.post("bot/create", json={}).status_code == 200
@@ -121,6 +151,7 @@ def test_child_limits(api, server):
 
 
 # --- scoped tokens ----------------------------------------------------------------
+
 
 def test_scoped_tokens(api, server):
     child = make_child(api)
@@ -136,11 +167,13 @@ def test_scoped_tokens(api, server):
     assert one_bot.post(f"bot/{bot}/update", json={"name": "ok"}).status_code == 200
     assert_error(one_bot.get(f"bot/{other_bot}/fetch"), 401, "NOT_AUTHORIZED")
     assert_error(one_bot.get("bot/list"), 401, "NOT_AUTHORIZED")
-    assert_error(api.post(f"partner/user/{child}/token/create", json={"scopes": [{"actions": ["x"]}]}),
-                 400, "BAD_REQUEST")
+    assert_error(
+        api.post(f"partner/user/{child}/token/create", json={"scopes": [{"actions": ["x"]}]}), 400, "BAD_REQUEST"
+    )
 
 
 # --- session tokens ---------------------------------------------------------------
+
 
 def test_conversation_session(api, server):
     conversation = api.post("conversation/create", json={"messages": [{"type": "user", "text": "hi"}]}).json()["id"]
@@ -154,22 +187,28 @@ def test_conversation_session(api, server):
     assert all(r.startswith(f"/conversation/{conversation}/") for r in routes)
     assert widget.get(f"conversation/{conversation}/fetch").json()["id"] == conversation
     assert widget.get(f"conversation/{conversation}/message/list").json()["items"][0]["text"] == "hi"
-    for response in (widget.get(f"conversation/{other_conversation}/fetch"),
-                     widget.get("conversation/list"), widget.get("bot/list"),
-                     widget.post(f"conversation/{conversation}/update", json={"name": "x"}),
-                     widget.post(f"conversation/{conversation}/delete"),
-                     widget.post(f"conversation/{conversation}/session/create", json={}),
-                     client(server, created["token"], run_as=api.account_id).get(f"conversation/{conversation}/fetch")):
+    for response in (
+        widget.get(f"conversation/{other_conversation}/fetch"),
+        widget.get("conversation/list"),
+        widget.get("bot/list"),
+        widget.post(f"conversation/{conversation}/update", json={"name": "x"}),
+        widget.post(f"conversation/{conversation}/delete"),
+        widget.post(f"conversation/{conversation}/session/create", json={}),
+        client(server, created["token"], run_as=api.account_id).get(f"conversation/{conversation}/fetch"),
+    ):
         assert_error(response, 401, "NOT_AUTHORIZED")
-    assert_error(api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 10**9}),
-                 400, "BAD_REQUEST")
+    assert_error(
+        api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 10**9}), 400, "BAD_REQUEST"
+    )
     assert_error(api.post("conversation/01m84tf0w9f3se992gd2fj0kwb/session/create", json={}), 404, "NOT_FOUND")
 
 
 def test_bot_session_creates_the_conversation(api, server, other):
     bot = api.post("bot/create", json={"name": "helper"}).json()["id"]
-    created = api.post(f"bot/{bot}/session/create", json={
-        "messages": [{"type": "bot", "text": "How can I help?"}], "meta": {"page": "/pricing"}}).json()
+    created = api.post(
+        f"bot/{bot}/session/create",
+        json={"messages": [{"type": "bot", "text": "How can I help?"}], "meta": {"page": "/pricing"}},
+    ).json()
     assert created["id"] == bot and created["messages"] == [{"type": "bot", "text": "How can I help?"}]
     widget = client(server, created["token"])
     conversation = widget.get(f"conversation/{created['conversationId']}/fetch").json()
@@ -193,8 +232,11 @@ def test_forged_session_tokens_are_refused(api, server):
         "wrong audience": jwt.encode(forged(aud="someone-else"), key, algorithm="HS256"),
         "expired": jwt.encode(forged(exp=int(time.time()) - 10), key, algorithm="HS256"),
         "alg none": jwt.encode(claims, None, algorithm="none"),
-        "tampered payload": good.split(".")[0] + "." + jwt.encode(
-            forged(routes=["/bot/list"]), key, algorithm="HS256").split(".")[1] + "." + good.split(".")[2],
+        "tampered payload": good.split(".")[0]
+        + "."
+        + jwt.encode(forged(routes=["/bot/list"]), key, algorithm="HS256").split(".")[1]
+        + "."
+        + good.split(".")[2],
         "no expiry": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, key, algorithm="HS256"),
     }
     for name, token in cases.items():
@@ -208,6 +250,7 @@ def test_forged_session_tokens_are_refused(api, server):
 
 
 # --- rate limits --------------------------------------------------------------------
+
 
 class Clock:
     def __init__(self) -> None:
@@ -254,7 +297,9 @@ def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
 
     async def second_token():
         import asyncpg
+
         from botkit.resources.token import issue_token
+
         conn = await asyncpg.connect(database)
         try:
             return (await issue_token(conn, api.account_id))[1]
@@ -262,20 +307,26 @@ def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
             await conn.close()
 
     import asyncio
+
     first, second = client(srv, api.token), client(srv, asyncio.run(second_token()))
     assert [first.get("bot/list").status_code for _ in range(6)] == [200] * 5 + [429]  # the token's 5
     assert [second.get("bot/list").status_code for _ in range(4)] == [200] * 3 + [429]  # the account's 8
     clock.now += 60
     conversation = client(srv, api.token).post("conversation/create", json={}).json()["id"]
-    sends = [client(srv, api.token).post(f"conversation/{conversation}/message/create",
-                                          json={"type": "user", "text": "x"}).status_code for _ in range(3)]
+    sends = [
+        client(srv, api.token)
+        .post(f"conversation/{conversation}/message/create", json={"type": "user", "text": "x"})
+        .status_code
+        for _ in range(3)
+    ]
     assert sends == [200, 200, 429]
 
 
 def test_rate_limiter_shares_the_limit_between_processes():
     from botkit.actions.base import Principal
-    from botkit.transport.ratelimit import Limits, RateLimiter
     from botkit.resources import ROUTES
+    from botkit.transport.ratelimit import Limits, RateLimiter
+
     action = next(a for a in ROUTES if a.path == "/bot/list")
     limiter = RateLimiter(Limits(per_token=10, per_account=0, messages=0, history=0, processes=3), clock=lambda: 0.0)
     who = Principal(account_id="a", token_id="t")
@@ -285,8 +336,12 @@ def test_rate_limiter_shares_the_limit_between_processes():
 
 # --- who may read or change what: a model of ownership -------------------------------
 
-SCOPES = st.one_of(st.none(), st.just([{"resource": "bot", "actions": ["fetch", "list"]}]),
-                   st.just([{"resource": "bot"}]), st.just([{"resource": "dataset"}]))
+SCOPES = st.one_of(
+    st.none(),
+    st.just([{"resource": "bot", "actions": ["fetch", "list"]}]),
+    st.just([{"resource": "bot"}]),
+    st.just([{"resource": "dataset"}]),
+)
 
 
 class Ownership(RuleBasedStateMachine):
@@ -326,8 +381,7 @@ class Ownership(RuleBasedStateMachine):
         self.tokens[f"{child}:{len(self.tokens)}"] = (token, scopes)
 
     def allowed(self, scopes, operation):
-        return not scopes or any(s["resource"] == "bot" and operation in s.get("actions", [operation])
-                                 for s in scopes)
+        return not scopes or any(s["resource"] == "bot" and operation in s.get("actions", [operation]) for s in scopes)
 
     @rule(data=st.data())
     def create(self, data):
@@ -409,6 +463,7 @@ def test_cached_tokens_are_forgotten_when_changed_elsewhere(api, make_api, datab
 def test_token_cache_expiry_and_eviction():
     from botkit.actions.auth import TokenCache
     from botkit.actions.base import Principal
+
     now = [0.0]
     cache = TokenCache(10, clock=lambda: now[0])
     who = Principal(account_id="a", token_id="t")

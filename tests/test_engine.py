@@ -9,19 +9,16 @@ import asyncio
 import json
 import socket
 import time
+from dataclasses import replace
 
 import asyncpg
 import pytest
-
-from dataclasses import replace
 
 from botkit.config import Settings
 from botkit.engine import models as engine_models
 from botkit.engine.models import Registry
 from botkit.engine.provider import EmbeddingsInfo, ModelInfo, Timeouts
-
-from botkit.testing import assert_error, use_models
-from botkit.testing import FakeOpenAI, Reply
+from botkit.testing import FakeOpenAI, Reply, assert_error, use_models
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +30,25 @@ def fake():
 
 def registry_for(fake: FakeOpenAI, **kw) -> Registry:
     def model(name, window, out):
-        return ModelInfo(name=name, provider="openai-compatible", family="fake", max_tokens=window,
-                         max_input_tokens=window - out, max_output_tokens=out, upstream="upstream-" + name,
-                         base_url=fake.base_url, api_key="sk-test")
+        return ModelInfo(
+            name=name,
+            provider="openai-compatible",
+            family="fake",
+            max_tokens=window,
+            max_input_tokens=window - out,
+            max_output_tokens=out,
+            upstream="upstream-" + name,
+            base_url=fake.base_url,
+            api_key="sk-test",
+        )
+
     models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
-    return Registry(models=models, default="fake-model", configured=True,
-                    timeouts=Timeouts(connect=2, read=kw.get("read_timeout", 1.5), retries=2))
+    return Registry(
+        models=models,
+        default="fake-model",
+        configured=True,
+        timeouts=Timeouts(connect=2, read=kw.get("read_timeout", 1.5), retries=2),
+    )
 
 
 @pytest.fixture
@@ -54,8 +64,9 @@ def models(fake, server):
 @pytest.fixture
 def embedded(server):
     """No provider configured: the embedded retrieval responder is the one model."""
-    previous = use_models(server, engine_models.from_settings(Settings(database_url="x", models="",
-                                                                       model_base_url=None)))
+    previous = use_models(
+        server, engine_models.from_settings(Settings(database_url="x", models="", model_base_url=None))
+    )
     yield
     use_models(server, previous)
 
@@ -85,6 +96,7 @@ def tokens_of(evs: list[dict]) -> str:
 
 
 # --- streaming against the fake provider --------------------------------------------
+
 
 def test_stream_event_order_stored_messages_and_usage(api, models):
     bot = api.post("bot/create", json={"model": "fake-model", "backstory": "You are terse."}).json()["id"]
@@ -159,8 +171,11 @@ def test_429_and_errors_before_the_first_token_are_http_errors(api, models):
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     for accept in ("application/json", "application/jsonl"):
         models.push(Reply(status=429, body=b'{"error": {"message": "slow down"}}'))
-        body = assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"},
-                                     headers={"Accept": accept}), 429, "MODEL_TOO_MANY_REQUESTS")
+        body = assert_error(
+            api.post(f"conversation/{conversation}/complete", json={"text": "x"}, headers={"Accept": accept}),
+            429,
+            "MODEL_TOO_MANY_REQUESTS",
+        )
         assert "slow down" in body["message"]
     models.push(Reply(status=400, body=b'{"error": {"message": "context too long"}}'))
     assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 400, "MODEL_BAD_REQUEST")
@@ -174,8 +189,9 @@ def test_5xx_is_retried_then_reported(api, models):
     assert len(models.seen) == 3
     models.reset()
     models.push(Reply(status=502), Reply(status=502), Reply(status=502), Reply(tokens=["never"]))
-    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}),
-                 503, "MODEL_SERVICE_UNAVAILABLE")
+    assert_error(
+        api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 503, "MODEL_SERVICE_UNAVAILABLE"
+    )
     assert len(models.seen) == 3  # 1 + BOTKIT_MODEL_RETRIES (2)
 
 
@@ -188,8 +204,9 @@ def test_unreachable_provider(api, models, fake, server):
     reg.models["fake-model"] = replace(reg.models["fake-model"], base_url=f"http://127.0.0.1:{port}/v1")
     use_models(server, reg)
     conversation = api.post("conversation/create", json={}).json()["id"]
-    assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}),
-                 503, "MODEL_SERVICE_UNAVAILABLE")
+    assert_error(
+        api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 503, "MODEL_SERVICE_UNAVAILABLE"
+    )
     assert len(messages_of(api, conversation)) == 1  # the user message; no bot message
 
 
@@ -207,9 +224,14 @@ def test_client_disconnect_cancels_the_upstream_request(api, models, server):
     models.push(Reply(tokens=[f"t{i} " for i in range(400)], delay=0.02))
     body = json.dumps({"text": "long answer please"}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall((f"POST /v1/conversation/{conversation}/complete HTTP/1.1\r\nHost: x\r\n"
-                      f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n"
-                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        sock.sendall(
+            (
+                f"POST /v1/conversation/{conversation}/complete HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
         received = b""
         while received.count(b'"token"') < 3:
             received += sock.recv(65536)
@@ -229,8 +251,10 @@ def test_client_disconnect_cancels_the_upstream_request(api, models, server):
 
 def test_continuations_stream_seamlessly(api, models):
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
-    models.push(Reply(tokens=["The quick", " brown"], finish="length", usage=(10, 2)),
-                Reply(tokens=[" fox", " jumps."], usage=(14, 2)))
+    models.push(
+        Reply(tokens=["The quick", " brown"], finish="length", usage=(10, 2)),
+        Reply(tokens=[" fox", " jumps."], usage=(14, 2)),
+    )
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "a sentence"})
     assert tokens_of(evs) == "The quick brown fox jumps."
     assert evs[-1]["data"]["text"] == "The quick brown fox jumps." and evs[-1]["data"]["end"]["reason"] == "stop"
@@ -240,56 +264,76 @@ def test_continuations_stream_seamlessly(api, models):
     assert messages_of(api, conversation)[-1]["text"] == "The quick brown fox jumps."
 
     # the limit: continuations=1 and the model stops for length twice → end.reason "length"
-    models.push(Reply(tokens=["a"], finish="length"), Reply(tokens=["b"], finish="length"),
-                Reply(tokens=["never"]))
-    answer = api.post(f"conversation/{conversation}/complete",
-                      json={"text": "again", "limits": {"continuations": 1}}).json()
+    models.push(Reply(tokens=["a"], finish="length"), Reply(tokens=["b"], finish="length"), Reply(tokens=["never"]))
+    answer = api.post(
+        f"conversation/{conversation}/complete", json={"text": "again", "limits": {"continuations": 1}}
+    ).json()
     assert answer["text"] == "ab" and answer["end"]["reason"] == "length"
     models.replies.clear()
     models.push(Reply(tokens=["a"], finish="length"), Reply(tokens=["never"]))
-    answer = api.post(f"conversation/{conversation}/complete",
-                      json={"text": "again", "limits": {"continuations": 0}}).json()
+    answer = api.post(
+        f"conversation/{conversation}/complete", json={"text": "again", "limits": {"continuations": 0}}
+    ).json()
     assert answer["text"] == "a" and answer["end"]["reason"] == "length"
 
 
-WEATHER = {"name": "getWeather", "description": "The weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "getWeather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 def test_function_with_result_is_answered_and_stored_as_activity(api, models):
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
-    models.push(Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Paris"}')]),
-                Reply(tokens=["It is", " 20 degrees."]))
-    evs = jsonl(api, f"conversation/{conversation}/complete", {
-        "text": "Weather in Paris?", "functions": [{**WEATHER, "result": {"data": {"temp": 20}}}]})
+    models.push(
+        Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Paris"}')]), Reply(tokens=["It is", " 20 degrees."])
+    )
+    evs = jsonl(
+        api,
+        f"conversation/{conversation}/complete",
+        {"text": "Weather in Paris?", "functions": [{**WEATHER, "result": {"data": {"temp": 20}}}]},
+    )
     assert [e["type"] for e in evs] == ["message", "token", "token", "usage", "result"]
     activity = evs[0]["data"]
     assert activity["type"] == "activity"
-    assert activity["meta"]["activity"] == {"type": "response", "function": {
-        "name": "getWeather", "arguments": {"city": "Paris"}, "result": {"temp": 20}}}
+    assert activity["meta"]["activity"] == {
+        "type": "response",
+        "function": {"name": "getWeather", "arguments": {"city": "Paris"}, "result": {"temp": 20}},
+    }
     assert evs[-1]["data"]["text"] == "It is 20 degrees."
     first, second = models.bodies[-2:]
     assert first["tools"][0]["function"]["name"] == "getWeather"
     assert first["tools"][0]["function"]["parameters"]["required"] == ["city"]
-    assert second["messages"][-2]["tool_calls"][0]["function"] == {"name": "getWeather",
-                                                                   "arguments": '{"city": "Paris"}'}
-    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_0_getWeather",
-                                      "content": '{"temp":20}'}
+    assert second["messages"][-2]["tool_calls"][0]["function"] == {
+        "name": "getWeather",
+        "arguments": '{"city": "Paris"}',
+    }
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_0_getWeather", "content": '{"temp":20}'}
     assert [m["type"] for m in messages_of(api, conversation)] == ["user", "activity", "bot"]
 
 
 def test_function_without_result_ends_with_activity(api, models):
     models.push(Reply(tokens=["Let me check."], tool_calls=[("getWeather", '{"city": "Rome"}')]))
-    answer = api.post("conversation/complete", json={
-        "model": "fake-model", "messages": [{"type": "user", "text": "Rome?"}], "functions": [WEATHER]})
+    answer = api.post(
+        "conversation/complete",
+        json={"model": "fake-model", "messages": [{"type": "user", "text": "Rome?"}], "functions": [WEATHER]},
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["end"]["reason"] == "activity" and answer.json()["text"] == "Let me check."
-    evs = (models.push(Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Rome"}')])),
-           jsonl(api, "conversation/complete", {"model": "fake-model", "functions": [WEATHER],
-                                                "messages": [{"type": "user", "text": "Rome?"}]}))[1]
+    evs = (
+        models.push(Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Rome"}')])),
+        jsonl(
+            api,
+            "conversation/complete",
+            {"model": "fake-model", "functions": [WEATHER], "messages": [{"type": "user", "text": "Rome?"}]},
+        ),
+    )[1]
     request = [e for e in evs if e["type"] == "message"]
-    assert request[0]["data"]["meta"]["activity"] == {"type": "request", "function": {
-        "name": "getWeather", "arguments": {"city": "Rome"}}}
+    assert request[0]["data"]["meta"]["activity"] == {
+        "type": "request",
+        "function": {"name": "getWeather", "arguments": {"city": "Rome"}},
+    }
     assert evs[-1]["data"]["end"]["reason"] == "activity"
 
 
@@ -297,21 +341,35 @@ def test_iterations_and_calls_are_bounded(api, models):
     looping = Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Oslo"}')])
     models.default = looping
     fn = {**WEATHER, "result": {"data": "cold"}}
-    answer = api.post("conversation/complete", json={
-        "model": "fake-model", "messages": [{"type": "user", "text": "loop"}], "functions": [fn],
-        "limits": {"iterations": 3}}).json()
+    answer = api.post(
+        "conversation/complete",
+        json={
+            "model": "fake-model",
+            "messages": [{"type": "user", "text": "loop"}],
+            "functions": [fn],
+            "limits": {"iterations": 3},
+        },
+    ).json()
     assert answer["end"]["reason"] == "iteration" and len(models.seen) == 3
     models.seen.clear()
-    answer = api.post("conversation/complete", json={
-        "model": "fake-model", "messages": [{"type": "user", "text": "loop"}], "functions": [fn],
-        "limits": {"iterations": 10, "calls": 2}}).json()
+    answer = api.post(
+        "conversation/complete",
+        json={
+            "model": "fake-model",
+            "messages": [{"type": "user", "text": "loop"}],
+            "functions": [fn],
+            "limits": {"iterations": 10, "calls": 2},
+        },
+    ).json()
     assert answer["end"]["reason"] == "iteration" and len(models.seen) == 3  # 2 calls answered, the 3rd refused
 
 
 def test_abilities_are_offered_as_tools(api, models):
     skillset = api.post("skillset/create", json={}).json()["id"]
-    api.post(f"skillset/{skillset}/ability/create", json={
-        "name": "Look up order", "description": "Finds an order", "instruction": "GET /orders/{id}"})
+    api.post(
+        f"skillset/{skillset}/ability/create",
+        json={"name": "Look up order", "description": "Finds an order", "instruction": "GET /orders/{id}"},
+    )
     bot = api.post("bot/create", json={"model": "fake-model", "skillsetId": skillset}).json()["id"]
     conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
     models.push(Reply(tokens=[], tool_calls=[("Look_up_order", "{}")]), Reply(tokens=["Found it."]))
@@ -324,31 +382,43 @@ def test_abilities_are_offered_as_tools(api, models):
 
 
 def test_model_strings(api, models):
-    conversation = api.post("conversation/create", json={
-        "model": "fake-model/temperature=0.5/maxTokens=20/seed=7/frequencyPenalty=-1"}).json()["id"]
+    conversation = api.post(
+        "conversation/create", json={"model": "fake-model/temperature=0.5/maxTokens=20/seed=7/frequencyPenalty=-1"}
+    ).json()["id"]
     api.post(f"conversation/{conversation}/complete", json={"text": "x"})
     sent = models.bodies[-1]
     assert sent["temperature"] == 0.5 and sent["max_tokens"] == 20 and sent["seed"] == 7
     assert sent["frequency_penalty"] == -1.0
-    for junk in ("fake-model/bogus=1", "fake-model/temperature=9", "fake-model/maxTokens=abc",
-                 "fake-model/temperature=1/temperature=1", "no-such-model"):
+    for junk in (
+        "fake-model/bogus=1",
+        "fake-model/temperature=9",
+        "fake-model/maxTokens=abc",
+        "fake-model/temperature=1/temperature=1",
+        "no-such-model",
+    ):
         conv = api.post("conversation/create", json={"model": junk}).json()["id"]
         assert_error(api.post(f"conversation/{conv}/complete", json={"text": "x"}), 400, "BAD_REQUEST")
         assert messages_of(api, conv) == []  # refused before anything is stored
     assert_error(api.post("conversation/complete", json={"model": "a b", "messages": []}), 400, "BAD_REQUEST")
     # interactionMaxMessages: only that many messages of history
-    conversation = api.post("conversation/create", json={
-        "model": "fake-model/interactionMaxMessages=3",
-        "messages": [{"type": "user" if i % 2 == 0 else "bot", "text": f"m{i}"} for i in range(10)]}).json()["id"]
+    conversation = api.post(
+        "conversation/create",
+        json={
+            "model": "fake-model/interactionMaxMessages=3",
+            "messages": [{"type": "user" if i % 2 == 0 else "bot", "text": f"m{i}"} for i in range(10)],
+        },
+    ).json()["id"]
     api.post(f"conversation/{conversation}/complete", json={"text": "latest"})
     assert [m["content"] for m in models.bodies[-1]["messages"]] == ["m8", "m9", "latest"]
 
 
 def test_reconciliation_drops_oldest_history_and_keeps_the_latest_message(api, models):
-    history = [{"type": "user" if i % 2 == 0 else "bot", "text": f"message number {i} " + "word " * 20}
-               for i in range(40)]
-    conversation = api.post("conversation/create", json={
-        "model": "fake-small", "backstory": "Be brief.", "messages": history}).json()["id"]
+    history = [
+        {"type": "user" if i % 2 == 0 else "bot", "text": f"message number {i} " + "word " * 20} for i in range(40)
+    ]
+    conversation = api.post(
+        "conversation/create", json={"model": "fake-small", "backstory": "Be brief.", "messages": history}
+    ).json()["id"]
     answer = api.post(f"conversation/{conversation}/complete", json={"text": "the latest question"})
     assert answer.status_code == 200, answer.text
     sent = models.bodies[-1]["messages"]
@@ -356,19 +426,22 @@ def test_reconciliation_drops_oldest_history_and_keeps_the_latest_message(api, m
     assert sent[-1] == {"role": "user", "content": "the latest question"}
     kept = [m["content"] for m in sent[1:-1]]
     assert 0 < len(kept) < 40
-    assert kept == [h["text"] for h in history[-len(kept):]]  # the newest survive, in order
+    assert kept == [h["text"] for h in history[-len(kept) :]]  # the newest survive, in order
     # a latest message that cannot fit on its own is a 400, and is not stored
     before = len(messages_of(api, conversation))
-    body = assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "word " * 400}),
-                        400, "BAD_REQUEST")
+    body = assert_error(
+        api.post(f"conversation/{conversation}/complete", json={"text": "word " * 400}), 400, "BAD_REQUEST"
+    )
     assert "window" in body["message"]
     assert len(messages_of(api, conversation)) == before
 
 
 def test_send_then_receive(api, models):
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
-    sent = api.post(f"conversation/{conversation}/send", json={
-        "text": "hello", "entities": [{"type": "name", "begin": 0, "end": 5, "text": "hello"}]})
+    sent = api.post(
+        f"conversation/{conversation}/send",
+        json={"text": "hello", "entities": [{"type": "name", "begin": 0, "end": 5, "text": "hello"}]},
+    )
     assert sent.status_code == 200, sent.text
     assert sent.json()["entities"][0]["type"] == "name" and sent.json()["id"]
     models.push(Reply(tokens=["Hi!"]))
@@ -387,10 +460,18 @@ def test_send_then_receive(api, models):
 def test_stateless_complete_stores_usage_only(api, models):
     bot = api.post("bot/create", json={"model": "fake-model", "backstory": "Bot story."}).json()["id"]
     models.push(Reply(tokens=["Fine."]))
-    answer = api.post("conversation/complete", json={
-        "botId": bot, "messages": [{"type": "user", "text": "hi"}, {"type": "bot", "text": "hello"},
-                                   {"type": "user", "text": "how are you?"}],
-        "extensions": {"backstory": "Extra story."}})
+    answer = api.post(
+        "conversation/complete",
+        json={
+            "botId": bot,
+            "messages": [
+                {"type": "user", "text": "hi"},
+                {"type": "bot", "text": "hello"},
+                {"type": "user", "text": "how are you?"},
+            ],
+            "extensions": {"backstory": "Extra story."},
+        },
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"text": "Fine.", "usage": {"token": 18}, "end": {"reason": "stop"}}
     sent = models.bodies[-1]["messages"]
@@ -410,22 +491,38 @@ def test_other_accounts_and_missing_things_are_404(api, other, models):
     assert_error(other.get(f"bot/{bot}/usage/fetch"), 404, "NOT_FOUND")
     assert_error(other.post("conversation/complete", json={"botId": bot, "messages": []}), 404, "NOT_FOUND")
     dataset = api.post("dataset/create", json={}).json()["id"]
-    assert_error(other.post("conversation/complete", json={"datasetId": dataset, "messages": []}),
-                 404, "NOT_FOUND")
+    assert_error(other.post("conversation/complete", json={"datasetId": dataset, "messages": []}), 404, "NOT_FOUND")
     assert_error(other.post(f"dataset/{dataset}/search", json={"search": "x"}), 404, "NOT_FOUND")
     assert_error(api.get(f"bot/{bot}/usage/fetch", params={"from": "yesterday"}), 400, "BAD_REQUEST")
     assert models.seen == []
 
 
 def test_bad_functions_are_400(api, models):
-    for fn in ({**WEATHER, "name": "has space"}, {**WEATHER, "name": "1abc"},
-               {**WEATHER, "result": {"other": 1}}, {**WEATHER, "parameters": {"type": "array", "properties": {}}}):
-        assert_error(api.post("conversation/complete", json={
-            "messages": [{"type": "user", "text": "x"}], "functions": [fn]}), 400, "BAD_REQUEST")
-    assert_error(api.post("conversation/complete", json={
-        "messages": [{"type": "user", "text": "x"}], "functions": [WEATHER, WEATHER]}), 400, "BAD_REQUEST")
-    assert_error(api.post("conversation/complete", json={
-        "messages": [{"type": "user", "text": "x"}], "limits": {"iterations": 0}}), 400, "BAD_REQUEST")
+    for fn in (
+        {**WEATHER, "name": "has space"},
+        {**WEATHER, "name": "1abc"},
+        {**WEATHER, "result": {"other": 1}},
+        {**WEATHER, "parameters": {"type": "array", "properties": {}}},
+    ):
+        assert_error(
+            api.post("conversation/complete", json={"messages": [{"type": "user", "text": "x"}], "functions": [fn]}),
+            400,
+            "BAD_REQUEST",
+        )
+    assert_error(
+        api.post(
+            "conversation/complete", json={"messages": [{"type": "user", "text": "x"}], "functions": [WEATHER, WEATHER]}
+        ),
+        400,
+        "BAD_REQUEST",
+    )
+    assert_error(
+        api.post(
+            "conversation/complete", json={"messages": [{"type": "user", "text": "x"}], "limits": {"iterations": 0}}
+        ),
+        400,
+        "BAD_REQUEST",
+    )
 
 
 def test_platform_model_list(api, models, embedded_off=None):
@@ -447,13 +544,18 @@ def test_platform_model_list(api, models, embedded_off=None):
 
 # --- the embedded retrieval responder ------------------------------------------------
 
+
 def test_embedded_retrieval_responder(api, embedded):
     listed = api.get("platform/model/list").json()["items"]
     assert [(m["name"], m["provider"], m["family"]) for m in listed] == [
-        ("botkit-retrieval-responder", "botkit", "retrieval")]
+        ("botkit-retrieval-responder", "botkit", "retrieval")
+    ]
     dataset = api.post("dataset/create", json={}).json()["id"]
-    for text in ("Our office opens at 9 am on weekdays.", "Refunds are possible within 30 days.",
-                 "The cafeteria serves lunch at noon."):
+    for text in (
+        "Our office opens at 9 am on weekdays.",
+        "Refunds are possible within 30 days.",
+        "The cafeteria serves lunch at noon.",
+    ):
         api.post(f"dataset/{dataset}/record/create", json={"text": text})
     bot = api.post("bot/create", json={"datasetId": dataset, "model": "gpt-4o"}).json()["id"]
     conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
@@ -472,21 +574,34 @@ def test_embedded_retrieval_responder(api, embedded):
 
     nothing = api.post(f"conversation/{conversation}/complete", json={"text": "zebra migration patterns"}).json()
     assert "found nothing" in nothing["text"] and "not a generative model" in nothing["text"]
-    stateless = api.post("conversation/complete", json={"messages": [{"type": "user", "text": "hello"}],
-                                                        "extensions": {"datasets": [{"records": [
-                                                            {"text": "hello and welcome to the shop"}]}]}})
+    stateless = api.post(
+        "conversation/complete",
+        json={
+            "messages": [{"type": "user", "text": "hello"}],
+            "extensions": {"datasets": [{"records": [{"text": "hello and welcome to the shop"}]}]},
+        },
+    )
     assert "hello and welcome to the shop" in stateless.json()["text"]
 
 
 # --- search -------------------------------------------------------------------------
 
+
 def test_dataset_search_ranks_and_honours_the_dataset_limits(api):
     dataset = api.post("dataset/create", json={}).json()["id"]
-    texts = ["Pricing plans start at ten dollars a month.", "Our office is in Berlin.",
-             "Enterprise pricing is custom.", "Support answers within a day.",
-             "The weather is nice today."]
-    ids = [api.post(f"dataset/{dataset}/record/create", json={"text": t, "meta": {"n": i, "kind": "a" if i % 2 else "b"}}
-                    ).json()["id"] for i, t in enumerate(texts)]
+    texts = [
+        "Pricing plans start at ten dollars a month.",
+        "Our office is in Berlin.",
+        "Enterprise pricing is custom.",
+        "Support answers within a day.",
+        "The weather is nice today.",
+    ]
+    ids = [
+        api.post(
+            f"dataset/{dataset}/record/create", json={"text": t, "meta": {"n": i, "kind": "a" if i % 2 else "b"}}
+        ).json()["id"]
+        for i, t in enumerate(texts)
+    ]
     found = api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"})
     assert found.status_code == 200, found.text
     data = found.json()
@@ -499,8 +614,9 @@ def test_dataset_search_ranks_and_honours_the_dataset_limits(api):
     assert ids[1] not in got and ids[4] not in got  # no query word: not above, not at all here
     # searchable as soon as create returns
     new = api.post(f"dataset/{dataset}/record/create", json={"text": "Pricing plans for students."}).json()["id"]
-    assert new in [r["id"] for r in api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}
-                                            ).json()["records"]]
+    assert new in [
+        r["id"] for r in api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}).json()["records"]
+    ]
     # filters on meta
     filtered = api.post(f"dataset/{dataset}/search", json={"search": "pricing", "filter": {"n": {"$gte": 1}}}).json()
     assert [r["id"] for r in filtered["records"]] == [ids[2]]
@@ -508,8 +624,11 @@ def test_dataset_search_ranks_and_honours_the_dataset_limits(api):
     assert {r["id"] for r in filtered["records"]} == {ids[0], ids[2]}
     filtered = api.post(f"dataset/{dataset}/search", json={"search": "pricing", "filter": {"kind": {"$ne": "b"}}})
     assert [r["id"] for r in filtered.json()["records"]] == [new]  # $ne: records without the key match
-    assert_error(api.post(f"dataset/{dataset}/search", json={"search": "x", "filter": {"n": {"$regex": "a"}}}),
-                 400, "BAD_REQUEST")
+    assert_error(
+        api.post(f"dataset/{dataset}/search", json={"search": "x", "filter": {"n": {"$regex": "a"}}}),
+        400,
+        "BAD_REQUEST",
+    )
     # the dataset's limits
     api.post(f"dataset/{dataset}/update", json={"searchMaxRecords": 1})
     assert len(api.post(f"dataset/{dataset}/search", json={"search": "pricing plans"}).json()["records"]) == 1
@@ -525,6 +644,7 @@ def test_dataset_search_ranks_and_honours_the_dataset_limits(api):
 
 def test_tokens_used(api, models, database):
     from botkit.resources.usage import tokens_used
+
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     start = int(time.time() * 1000) - 1000
     api.post(f"conversation/{conversation}/complete", json={"text": "x"})
@@ -533,8 +653,10 @@ def test_tokens_used(api, models, database):
     async def check():
         conn = await asyncpg.connect(database)
         try:
-            return (await tokens_used(conn, api.account_id, start),
-                    await tokens_used(conn, api.account_id, start + 3_600_000))
+            return (
+                await tokens_used(conn, api.account_id, start),
+                await tokens_used(conn, api.account_id, start + 3_600_000),
+            )
         finally:
             await conn.close()
 
@@ -543,8 +665,10 @@ def test_tokens_used(api, models, database):
 
 # --- accounts: session tokens and partner limits ------------------------------------
 
+
 def test_session_token_may_complete_its_own_conversation(api, models, server):
     import httpx
+
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     other_conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     token = api.post(f"conversation/{conversation}/session/create", json={}).json()["token"]
@@ -552,28 +676,36 @@ def test_session_token_may_complete_its_own_conversation(api, models, server):
         models.push(Reply(tokens=["Hi"]))
         answer = widget.post(f"conversation/{conversation}/complete", json={"text": "hi"})
         assert answer.status_code == 200 and answer.json()["text"] == "Hi", answer.text
-        assert_error(widget.post(f"conversation/{other_conversation}/complete", json={"text": "x"}),
-                     401, "NOT_AUTHORIZED")
+        assert_error(
+            widget.post(f"conversation/{other_conversation}/complete", json={"text": "x"}), 401, "NOT_AUTHORIZED"
+        )
         assert_error(widget.post("conversation/complete", json={"messages": []}), 401, "NOT_AUTHORIZED")
 
 
 def test_partner_limits_on_messages_and_tokens(api, models, server):
     import httpx
+
     child = api.post("partner/user/create", json={"limits": {"tokens": 30, "messages": 100}}).json()["id"]
-    with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {api.token}",
-                                                             "X-RunAs-UserId": child}) as as_child:
+    with httpx.Client(
+        base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {api.token}", "X-RunAs-UserId": child}
+    ) as as_child:
         conversation = as_child.post("conversation/create", json={"model": "fake-model"}).json()["id"]
         assert as_child.post(f"conversation/{conversation}/complete", json={"text": "1"}).status_code == 200  # 18
         assert as_child.post(f"conversation/{conversation}/complete", json={"text": "2"}).status_code == 200  # 36
-        body = assert_error(as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}),
-                            429, "LIMITS_REACHED")
+        body = assert_error(
+            as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}), 429, "LIMITS_REACHED"
+        )
         assert "tokens" in body["message"]
-        assert_error(as_child.post("conversation/complete", json={"messages": [{"type": "user", "text": "x"}]}),
-                     429, "LIMITS_REACHED")
+        assert_error(
+            as_child.post("conversation/complete", json={"messages": [{"type": "user", "text": "x"}]}),
+            429,
+            "LIMITS_REACHED",
+        )
         api.post(f"partner/user/{child}/update", json={"limits": {"messages": 5}})
         # 4 messages stored; complete would add 2 more
-        body = assert_error(as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}),
-                            429, "LIMITS_REACHED")
+        body = assert_error(
+            as_child.post(f"conversation/{conversation}/complete", json={"text": "3"}), 429, "LIMITS_REACHED"
+        )
         assert "messages" in body["message"]
         assert len(as_child.get(f"conversation/{conversation}/message/list").json()["items"]) == 4
 
@@ -595,17 +727,27 @@ def test_context_has_records_and_contact_memories(api, models):
 
 
 def test_the_spec_documents_the_completion_streams(anon):
-    from botkit.actions.stream import TokenData, TokenEvent, token_line as _token_line
     import msgspec
+
+    from botkit.actions.stream import TokenData, TokenEvent
+    from botkit.actions.stream import token_line as _token_line
+
     assert _token_line('a "q"\n') == msgspec.json.encode(TokenEvent(TokenData('a "q"\n'))) + b"\n"
     spec = anon.get("spec.json").json()
-    for path in ("/conversation/complete", "/conversation/{conversationId}/complete",
-                 "/conversation/{conversationId}/receive"):
+    for path in (
+        "/conversation/complete",
+        "/conversation/{conversationId}/complete",
+        "/conversation/{conversationId}/receive",
+    ):
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
         assert set(mapping) == {"token", "reasoningToken", "message", "usage", "error", "result"}, path
-    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values() if isinstance(op, dict)
-           and "operationId" in op]
+    ids = [
+        op["operationId"]
+        for ops in spec["paths"].values()
+        for op in ops.values()
+        if isinstance(op, dict) and "operationId" in op
+    ]
     assert len(ids) == len(set(ids))
     usage = spec["components"]["schemas"]["UsageData"]["properties"]
     assert set(usage) == {"model", "inputTokensUsed", "outputTokensUsed"}
@@ -615,8 +757,9 @@ def test_nothing_to_answer_is_a_400(api, models):
     conversation = api.post("conversation/create", json={}).json()["id"]
     assert_error(api.post(f"conversation/{conversation}/receive", json={}), 400, "BAD_REQUEST")
     assert_error(api.post(f"conversation/{conversation}/complete", json={}), 400, "BAD_REQUEST")
-    assert_error(api.post("conversation/complete", json={"messages": [{"type": "backstory", "text": "x"}]}),
-                 400, "BAD_REQUEST")
+    assert_error(
+        api.post("conversation/complete", json={"messages": [{"type": "backstory", "text": "x"}]}), 400, "BAD_REQUEST"
+    )
     assert models.seen == []
 
 
@@ -629,14 +772,17 @@ def test_reasoning_streams_as_reasoning_tokens_and_stays_out_of_the_text(api, mo
 
 def test_sse_parsing_is_lenient_where_providers_differ():
     import httpx
+
     from botkit.engine.openai import _events
     from botkit.engine.provider import Finish
 
-    raw = (b": keep-alive\r\n\r\n"
-           b'data:{"choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
-           b"event: message\n"
-           b'data: {"choices":[{"delta":{"content":"b"},"finish_reason":null}]}\n\n'
-           b'data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n')
+    raw = (
+        b": keep-alive\r\n\r\n"
+        b'data:{"choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
+        b"event: message\n"
+        b'data: {"choices":[{"delta":{"content":"b"},"finish_reason":null}]}\n\n'
+        b'data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+    )
 
     async def run(body: bytes):
         response = httpx.Response(200, content=body)
@@ -646,6 +792,7 @@ def test_sse_parsing_is_lenient_where_providers_differ():
     assert items[:2] == ["a", "b"]
     assert items[2] == Finish(reason="length", input_tokens=3, output_tokens=2)
     from botkit.errors import ModelError
+
     with pytest.raises(ModelError):  # ended without a finish reason: broken off
         asyncio.run(run(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'))
     with pytest.raises(ModelError):

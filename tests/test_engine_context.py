@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from botkit.errors import BadRequest
 from botkit.config import Settings
 from botkit.engine import context, models, responder, tokens
 from botkit.engine.context import DoesNotFit, Parts, Turn, fit, messages_cost
 from botkit.engine.provider import Finish, ModelRequest, Passage
+from botkit.errors import BadRequest
 
 WORDS = st.sampled_from(["alpha", "beta", "gamma", "delta", "x", "longerwordhere", "1234", "!", "?", "é", "日本"])
 TEXT = st.lists(WORDS, min_size=0, max_size=40).map(" ".join)
@@ -22,11 +23,14 @@ TEXT = st.lists(WORDS, min_size=0, max_size=40).map(" ".join)
 def parts(draw) -> Parts:
     history = draw(st.lists(st.tuples(st.sampled_from(["user", "assistant"]), TEXT), max_size=30))
     passages = draw(st.lists(st.tuples(TEXT, st.floats(0, 1)), max_size=12))
-    return Parts(instructions=draw(TEXT), passages=[Passage(text=t, score=s) for t, s in passages],
-                 history=[Turn(r, t) for r, t in history],
-                 latest=Turn("user", draw(TEXT)) if draw(st.booleans()) else None,
-                 tools_cost=draw(st.integers(0, 50)),
-                 match_instruction=draw(st.none() | TEXT))
+    return Parts(
+        instructions=draw(TEXT),
+        passages=[Passage(text=t, score=s) for t, s in passages],
+        history=[Turn(r, t) for r, t in history],
+        latest=Turn("user", draw(TEXT)) if draw(st.booleans()) else None,
+        tools_cost=draw(st.integers(0, 50)),
+        match_instruction=draw(st.none() | TEXT),
+    )
 
 
 @given(p=parts(), window=st.integers(1, 600))
@@ -50,11 +54,11 @@ def test_the_fitted_context_always_fits_and_drops_in_the_documented_order(p, win
         assert msgs[-1] == {"role": "user", "content": p.latest.text}
     # history: a suffix (the oldest go first), in order
     n = len(fitted.history)
-    assert fitted.history == (p.history[len(p.history) - n:] if n else [])
+    assert fitted.history == (p.history[len(p.history) - n :] if n else [])
     assert fitted.dropped_history == len(p.history) - n
     # records: the best ones (the lowest-scoring go first), and only once the history is gone
     ranked = sorted(p.passages, key=lambda x: -x.score)
-    assert fitted.passages == ranked[:len(fitted.passages)]
+    assert fitted.passages == ranked[: len(fitted.passages)]
     if fitted.dropped_passages:
         assert fitted.history == []
     # nothing is dropped that would have fitted
@@ -82,8 +86,19 @@ def test_model_strings():
     name, params = models.parse("llama3.1:8b/temperature=0.2/maxTokens=100/seed=-3/interactionMaxMessages=5")
     assert name == "llama3.1:8b"
     assert (params.temperature, params.max_tokens, params.seed, params.interaction_max_messages) == (0.2, 100, -3, 5)
-    for junk in ("", "a b", "x/temperature", "x/temperature=hot", "x/temperature=2.5", "x/maxTokens=0",
-                 "x/unknown=1", "x/seed=1/seed=2", "x/presencePenalty=-3", "x//", "x/maxTokens=1e5"):
+    for junk in (
+        "",
+        "a b",
+        "x/temperature",
+        "x/temperature=hot",
+        "x/temperature=2.5",
+        "x/maxTokens=0",
+        "x/unknown=1",
+        "x/seed=1/seed=2",
+        "x/presencePenalty=-3",
+        "x//",
+        "x/maxTokens=1e5",
+    ):
         with pytest.raises(BadRequest):
             models.parse(junk)
 
@@ -102,18 +117,30 @@ def test_registry_from_settings(tmp_path):
     assert list(reg.models) == [models.RETRIEVAL_MODEL] and not reg.configured
     model, _, requested = reg.resolve("gpt-4o/temperature=1")  # answered by the responder, which names it
     assert model.embedded and requested == "gpt-4o"
-    reg = models.from_settings(Settings(database_url="x", model_base_url="https://api.openai.com/v1/",
-                                        models="gpt-4o-mini, gpt-4o", model_max_tokens=128000,
-                                        model_max_output_tokens=4096))
+    reg = models.from_settings(
+        Settings(
+            database_url="x",
+            model_base_url="https://api.openai.com/v1/",
+            models="gpt-4o-mini, gpt-4o",
+            model_max_tokens=128000,
+            model_max_output_tokens=4096,
+        )
+    )
     assert list(reg.models) == ["gpt-4o-mini", "gpt-4o"] and reg.default == "gpt-4o-mini" and reg.configured
     m = reg.models["gpt-4o"]
-    assert (m.provider, m.family, m.base_url, m.max_input_tokens) == ("openai", "gpt", "https://api.openai.com/v1",
-                                                                       128000 - 4096)
+    assert (m.provider, m.family, m.base_url, m.max_input_tokens) == (
+        "openai",
+        "gpt",
+        "https://api.openai.com/v1",
+        128000 - 4096,
+    )
     with pytest.raises(BadRequest):
         reg.resolve("claude")
     listed = tmp_path / "models.json"
-    listed.write_text('[{"name": "local", "model": "llama3.1:8b", "baseUrl": "http://127.0.0.1:11434/v1", '
-                      '"maxTokens": 8192, "maxOutputTokens": 1000}]')
+    listed.write_text(
+        '[{"name": "local", "model": "llama3.1:8b", "baseUrl": "http://127.0.0.1:11434/v1", '
+        '"maxTokens": 8192, "maxOutputTokens": 1000}]'
+    )
     reg = models.from_settings(Settings(database_url="x", models=f"@{listed}"))
     local = reg.models["local"]
     assert (local.upstream, local.provider, local.max_output_tokens) == ("llama3.1:8b", "openai-compatible", 1000)
@@ -127,6 +154,7 @@ def _run(req: ModelRequest) -> tuple[str, Finish]:
         async for item in responder.stream(req):
             out.append(item)
         return "".join(out[:-1]), out[-1]
+
     return asyncio.run(main())
 
 

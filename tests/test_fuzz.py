@@ -43,13 +43,13 @@ import httpx
 import msgspec
 import msgspec.inspect as mi
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings, strategies as st
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
 
 import botkit.resources  # noqa: F401  (registers every action)
-from botkit.resources import ROUTES as SERVED
 from botkit.actions.standard import ListAction
+from botkit.resources import ROUTES as SERVED
 from botkit.resources.token import issue_token
-
 from botkit.testing import assert_error
 
 # --- open bugs (see the end of the file) -------------------------------------------------
@@ -67,13 +67,19 @@ def budget(total: int, routes: int, least: int = 5) -> int:
     return max(1, int(SCALE * max(least, total // max(routes, 1))))
 
 
-MAX_DEPTH = 3000      # JSON nesting (msgspec's RecursionError starts near 1000)
+MAX_DEPTH = 3000  # JSON nesting (msgspec's RecursionError starts near 1000)
 MAX_INT_DIGITS = 4000  # str(int) stops at 4300 digits; 2**1024 and up is no double
 
 WIRE_STATUS = {
-    "BAD_REQUEST": 400, "NOT_AUTHENTICATED": 401, "NOT_AUTHORIZED": 401, "NOT_FOUND": 404,
-    "METHOD_NOT_ALLOWED": 405, "CONFLICT": 409, "CONTENT_TOO_LARGE": 413,
-    "TOO_MANY_REQUESTS": 429, "LIMITS_REACHED": 429,
+    "BAD_REQUEST": 400,
+    "NOT_AUTHENTICATED": 401,
+    "NOT_AUTHORIZED": 401,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "CONFLICT": 409,
+    "CONTENT_TOO_LARGE": 413,
+    "TOO_MANY_REQUESTS": 429,
+    "LIMITS_REACHED": 429,
 }
 
 ROUTES = sorted(SERVED, key=lambda a: (a.path, a.method))
@@ -92,13 +98,26 @@ def has_route(path: str) -> bool:
 
 
 # the resources the fixture makes (a path parameter `<noun>Id` gets real ids of these)
-NOUNS = tuple(n for n, route in [
-    ("bot", "bot/create"), ("dataset", "dataset/create"), ("record", "dataset/{}/record/create"),
-    ("skillset", "skillset/create"), ("ability", "skillset/{}/ability/create"), ("contact", "contact/create"),
-    ("conversation", "conversation/create"), ("message", "conversation/{}/message/create"),
-    ("secret", "secret/create"), ("memory", "memory/create"), ("file", "file/create"), ("task", "task/create"),
-    ("user", "partner/user/create"), ("token", "partner/user/{}/token/create"),
-] if has_route(route))
+NOUNS = tuple(
+    n
+    for n, route in [
+        ("bot", "bot/create"),
+        ("dataset", "dataset/create"),
+        ("record", "dataset/{}/record/create"),
+        ("skillset", "skillset/create"),
+        ("ability", "skillset/{}/ability/create"),
+        ("contact", "contact/create"),
+        ("conversation", "conversation/create"),
+        ("message", "conversation/{}/message/create"),
+        ("secret", "secret/create"),
+        ("memory", "memory/create"),
+        ("file", "file/create"),
+        ("task", "task/create"),
+        ("user", "partner/user/create"),
+        ("token", "partner/user/{}/token/create"),
+    ]
+    if has_route(route)
+)
 
 
 def route_id(action) -> str:
@@ -107,8 +126,10 @@ def route_id(action) -> str:
 
 # --- the accounts and the resources they own --------------------------------------------
 
+
 def build_world(c: httpx.Client) -> dict[str, str]:
     """One of each resource, linked up, in the client's account."""
+
     def make(path: str, body: dict) -> str:
         r = c.post(path, json=body)
         assert r.status_code == 200, (path, r.status_code, r.text)
@@ -126,8 +147,10 @@ def build_world(c: httpx.Client) -> dict[str, str]:
     make(f"dataset/{w['dataset']}/file/{w['file']}/attach", {})
     w["task"] = make("task/create", {"botId": w["bot"], "contactId": w["contact"]})
     w["memory"] = make("memory/create", {"text": "m", "contactId": w["contact"]})
-    w["conversation"] = make("conversation/create", {"contactId": w["contact"], "botId": w["bot"],
-                                                     "messages": [{"type": "user", "text": "hi"}]})
+    w["conversation"] = make(
+        "conversation/create",
+        {"contactId": w["contact"], "botId": w["bot"], "messages": [{"type": "user", "text": "hi"}]},
+    )
     w["message"] = make(f"conversation/{w['conversation']}/message/create", {"type": "bot", "text": "m"})
     make(f"conversation/{w['conversation']}/upvote", {})
     if "user" in NOUNS:  # a partner's child account, and a token of the child
@@ -174,8 +197,9 @@ class Accounts:
             mine = self.clients["mine"]
             child = mine.post("partner/user/create", json={"name": "scoped"}).json()["id"]
             secret = mine.post(f"partner/user/{child}/token/create", json={}).json()["token"]
-            client = httpx.Client(base_url=str(mine.base_url), headers={"Authorization": f"Bearer {secret}"},
-                                  timeout=30)
+            client = httpx.Client(
+                base_url=str(mine.base_url), headers={"Authorization": f"Bearer {secret}"}, timeout=30
+            )
             self.clients["child"], self.worlds["child"], self.child_id = client, build_world(client), child
         return self.child_id
 
@@ -198,6 +222,7 @@ def raw(server):
 
 # --- JSON text that json.dumps cannot write ---------------------------------------------
 
+
 class Raw(str):
     """A JSON token written as is (a huge number, NaN, deep nesting, ...)."""
 
@@ -219,6 +244,7 @@ def has_invalid(value: Any) -> bool:
 @dataclass(frozen=True)
 class Ref:
     """A resource id resolved when the request is made: `whose` is mine/theirs/child/wrong."""
+
     noun: str
     whose: str
 
@@ -237,8 +263,13 @@ def dump(value: Any, accounts: Accounts | None = None, ascii_only: bool = True) 
     if isinstance(value, list):
         return "[" + ",".join(dump(v, accounts, ascii_only) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=ascii_only) + ":" + dump(v, accounts, ascii_only)
-                              for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(
+                json.dumps(k, ensure_ascii=ascii_only) + ":" + dump(v, accounts, ascii_only) for k, v in value.items()
+            )
+            + "}"
+        )
     raise TypeError(type(value))
 
 
@@ -258,28 +289,82 @@ def resolve_ref(ref: Ref, accounts: Accounts) -> str:
 # --- strategies: junk -------------------------------------------------------------------
 
 SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
-ANY_CHAR = st.one_of(st.characters(codec=None, exclude_categories=()), SURROGATES,
-                     st.sampled_from(["\x00", "\u2028", "\u202e", "\ufeff", "\uffff", "\U0001f600", "\\", '"']))
+ANY_CHAR = st.one_of(
+    st.characters(codec=None, exclude_categories=()),
+    SURROGATES,
+    st.sampled_from(["\x00", "\u2028", "\u202e", "\ufeff", "\uffff", "\U0001f600", "\\", '"']),
+)
 ANY_TEXT = st.text(ANY_CHAR, max_size=24)
-SPECIAL_STRINGS = st.sampled_from([
-    "", " ", "\x00", "a\x00b", "\ud800", "\udfff", "x\udc00y", "\ud800\udc00", "\U0001f600", "\u2028",
-    "null", "true", "0", "-1", "1e999", "NaN", "' OR 1=1 --", "$update", "__proto__", "%00", "../..",
-    "public\n", "source", "user", "gpt-4o", "a" * 257, "é" * 41, "\x7f" * 3,
-])
-LONG_TEXT = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "\U0001f600", "\x00", "\\", "\ud800"]),
-                      st.integers(0, 70_000))
+SPECIAL_STRINGS = st.sampled_from(
+    [
+        "",
+        " ",
+        "\x00",
+        "a\x00b",
+        "\ud800",
+        "\udfff",
+        "x\udc00y",
+        "\ud800\udc00",
+        "\U0001f600",
+        "\u2028",
+        "null",
+        "true",
+        "0",
+        "-1",
+        "1e999",
+        "NaN",
+        "' OR 1=1 --",
+        "$update",
+        "__proto__",
+        "%00",
+        "../..",
+        "public\n",
+        "source",
+        "user",
+        "gpt-4o",
+        "a" * 257,
+        "é" * 41,
+        "\x7f" * 3,
+    ]
+)
+LONG_TEXT = st.builds(
+    lambda c, n: c * n, st.sampled_from(["a", "é", "\U0001f600", "\x00", "\\", "\ud800"]), st.integers(0, 70_000)
+)
 TEXT = st.one_of(ANY_TEXT, SPECIAL_STRINGS, LONG_TEXT)
 
 BIG_NUMBER = st.integers(19, MAX_INT_DIGITS).flatmap(
-    lambda n: st.sampled_from([Raw("1" + "0" * (n - 1)), Raw("-" + "9" * n), Raw("1" + "0" * (n - 1) + ".5")]))
-INTS = st.one_of(st.integers(-(2 ** 70), 2 ** 70),
-                 st.sampled_from([0, 1, -1, 2 ** 31, 2 ** 53 + 1, 2 ** 63 - 1, 2 ** 63, -(2 ** 63) - 1, 2 ** 64,
-                                  10 ** 30]),
-                 BIG_NUMBER)
-FLOATS = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
-                   st.sampled_from([Raw(t) for t in ("1e400", "-1e400", "1E-400", "NaN", "Infinity", "-Infinity",
-                                                     "-0", "-0.0", "1.7976931348623157e308", "5e-324", "01",
-                                                     "1.", ".5", "+1", "0x10")]))
+    lambda n: st.sampled_from([Raw("1" + "0" * (n - 1)), Raw("-" + "9" * n), Raw("1" + "0" * (n - 1) + ".5")])
+)
+INTS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, 1, -1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 10**30]),
+    BIG_NUMBER,
+)
+FLOATS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(
+        [
+            Raw(t)
+            for t in (
+                "1e400",
+                "-1e400",
+                "1E-400",
+                "NaN",
+                "Infinity",
+                "-Infinity",
+                "-0",
+                "-0.0",
+                "1.7976931348623157e308",
+                "5e-324",
+                "01",
+                "1.",
+                ".5",
+                "+1",
+                "0x10",
+            )
+        ]
+    ),
+)
 SCALARS = st.one_of(st.none(), st.booleans(), INTS, FLOATS, TEXT)
 KEYS = st.one_of(ANY_TEXT, SPECIAL_STRINGS)
 
@@ -290,8 +375,10 @@ def _containers(children):
 
 JSON = st.recursive(SCALARS, _containers, max_leaves=10)
 DEEP = st.one_of(st.integers(1, 40), st.integers(1, MAX_DEPTH), st.just(MAX_DEPTH)).flatmap(
-    lambda d: st.sampled_from([Raw("[" * d + "]" * d), Raw('{"a":' * d + "1" + "}" * d),
-                               Raw("[" * d + '{"a":' * d + "0" + "}" * d + "]" * d)]))
+    lambda d: st.sampled_from(
+        [Raw("[" * d + "]" * d), Raw('{"a":' * d + "1" + "}" * d), Raw("[" * d + '{"a":' * d + "0" + "}" * d + "]" * d)]
+    )
+)
 
 META_JUNK = st.one_of(
     st.integers(0, 120).map(lambda n: {f"k{i}": i for i in range(n)}),
@@ -305,13 +392,39 @@ META_JUNK = st.one_of(
     JSON,
 )
 
-NON_JSON = st.sampled_from([
-    b"", b" ", b"\n\t ", b"{", b"}", b"[]", b"null", b"nul", b"true", b"0", b'""', b'{"a":}', b"{'a': 1}",
-    b"\xef\xbb\xbf{}", b"{}garbage", b"{}{}", b'{"a":1,}', b"NaN", b'{"name": "\\ud800"}',
-    b'{"name": "\\udc00x"}', b'{"name": "\\u00"}', b'{"name": "\xff"}', b'{"meta": {"a": 1e400}}',
-    b'{"name": "a\x00b"}', b'{"name": "\\u0000"}', b'{"meta": {"\\u0000": 1}}', b'{"a": 1, "a": 2}',
-    b"\x00" * 10, b"\xff\xfe{\x00}\x00",
-])
+NON_JSON = st.sampled_from(
+    [
+        b"",
+        b" ",
+        b"\n\t ",
+        b"{",
+        b"}",
+        b"[]",
+        b"null",
+        b"nul",
+        b"true",
+        b"0",
+        b'""',
+        b'{"a":}',
+        b"{'a': 1}",
+        b"\xef\xbb\xbf{}",
+        b"{}garbage",
+        b"{}{}",
+        b'{"a":1,}',
+        b"NaN",
+        b'{"name": "\\ud800"}',
+        b'{"name": "\\udc00x"}',
+        b'{"name": "\\u00"}',
+        b'{"name": "\xff"}',
+        b'{"meta": {"a": 1e400}}',
+        b'{"name": "a\x00b"}',
+        b'{"name": "\\u0000"}',
+        b'{"meta": {"\\u0000": 1}}',
+        b'{"a": 1, "a": 2}',
+        b"\x00" * 10,
+        b"\xff\xfe{\x00}\x00",
+    ]
+)
 
 
 def wire_fields(struct: type) -> list[tuple[str, Any]]:
@@ -329,14 +442,20 @@ def shaped_junk(struct: type, accounts: Accounts):
             options.append(META_JUNK)
         per_field[name] = st.one_of(*options)
     return st.fixed_dictionaries({}, optional=per_field).flatmap(
-        lambda d: st.dictionaries(KEYS, JSON, max_size=2).map(lambda extra: {**extra, **d}))
+        lambda d: st.dictionaries(KEYS, JSON, max_size=2).map(lambda extra: {**extra, **d})
+    )
 
 
 def body_strategy(action, accounts: Accounts):
     struct = action.body or msgspec.Struct
     text_bodies = st.one_of(
-        JSON, shaped_junk(struct, accounts), shaped_junk(struct, accounts), shaped_junk(struct, accounts),
-        DEEP, META_JUNK.map(lambda m: {"meta": m}), META_JUNK.map(lambda m: {"$update": m}),
+        JSON,
+        shaped_junk(struct, accounts),
+        shaped_junk(struct, accounts),
+        shaped_junk(struct, accounts),
+        DEEP,
+        META_JUNK.map(lambda m: {"meta": m}),
+        META_JUNK.map(lambda m: {"$update": m}),
         LONG_TEXT.map(lambda s: {"name": s, "text": s}),
     )
     bodies = st.one_of(
@@ -349,9 +468,27 @@ def body_strategy(action, accounts: Accounts):
 
 # path ids
 GARBAGE_SEGMENT = st.one_of(
-    ANY_TEXT, SPECIAL_STRINGS,
-    st.sampled_from(["list", "create", "fetch", "export", ".", "..", "a" * 128, "a" * 129, "0" * 26,
-                     "01arz3ndektsv4rrffq69g5fav", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "%2F", "a/b", "a?b", "a#b"]),
+    ANY_TEXT,
+    SPECIAL_STRINGS,
+    st.sampled_from(
+        [
+            "list",
+            "create",
+            "fetch",
+            "export",
+            ".",
+            "..",
+            "a" * 128,
+            "a" * 129,
+            "0" * 26,
+            "01arz3ndektsv4rrffq69g5fav",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "%2F",
+            "a/b",
+            "a?b",
+            "a#b",
+        ]
+    ),
     st.from_regex(r"\A[0-9a-hjkmnp-tv-z]{26}\Z"),
 )
 
@@ -374,29 +511,74 @@ def segment(value: str) -> str:
 
 # query strings
 QUERY_KEYS = st.one_of(
-    st.sampled_from(["cursor", "order", "take", "meta.k", "meta[k]", "meta", "meta.", "meta[]", "meta.a.b",
-                     "meta[a][b]", "meta[", "metadata", "botId", "contactId", "status", "Take", "cursor[]"]),
+    st.sampled_from(
+        [
+            "cursor",
+            "order",
+            "take",
+            "meta.k",
+            "meta[k]",
+            "meta",
+            "meta.",
+            "meta[]",
+            "meta.a.b",
+            "meta[a][b]",
+            "meta[",
+            "metadata",
+            "botId",
+            "contactId",
+            "status",
+            "Take",
+            "cursor[]",
+        ]
+    ),
     st.integers(0, 60).map(lambda i: f"meta.k{i}"),
     KEYS,
 )
 QUERY_VALUES = st.one_of(
-    st.sampled_from(["", "asc", "desc", "ASC", "0", "1", "25", "100", "101", "-1", "1.5", "1e3", " 1", "0100",
-                     "١٢", "²", "1" * 5000, "01arz3ndektsv4rrffq69g5fav", "zzzzzzzzzzzzzzzzzzzzzzzzzz", "v",
-                     "\x00", "\ud800"]),
+    st.sampled_from(
+        [
+            "",
+            "asc",
+            "desc",
+            "ASC",
+            "0",
+            "1",
+            "25",
+            "100",
+            "101",
+            "-1",
+            "1.5",
+            "1e3",
+            " 1",
+            "0100",
+            "١٢",
+            "²",
+            "1" * 5000,
+            "01arz3ndektsv4rrffq69g5fav",
+            "zzzzzzzzzzzzzzzzzzzzzzzzzz",
+            "v",
+            "\x00",
+            "\ud800",
+        ]
+    ),
     TEXT.map(lambda s: s[:600]),
     st.sampled_from(["mine", "theirs"]).map(lambda who: Ref("bot", who)),
 )
 
 
-TAKE_VALUES = st.one_of(st.sampled_from(["²", "١٢", "𝟗", "1" * 4301, "1" * 20, "0", "00100", "+1", "1_0"]),
-                        st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3),
-                        st.integers(-5, 200).map(str))
+TAKE_VALUES = st.one_of(
+    st.sampled_from(["²", "١٢", "𝟗", "1" * 4301, "1" * 20, "0", "00100", "+1", "1_0"]),
+    st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3),
+    st.integers(-5, 200).map(str),
+)
 
 
 @st.composite
 def query_string(draw, accounts: Accounts) -> str:
-    pairs = draw(st.lists(st.one_of(st.tuples(QUERY_KEYS, QUERY_VALUES), st.tuples(st.just("take"), TAKE_VALUES)),
-                          max_size=6))
+    pairs = draw(
+        st.lists(st.one_of(st.tuples(QUERY_KEYS, QUERY_VALUES), st.tuples(st.just("take"), TAKE_VALUES)), max_size=6)
+    )
     parts = []
     for key, value in pairs:
         if isinstance(value, Ref):
@@ -433,8 +615,12 @@ def auth_headers(draw, accounts: Accounts) -> tuple[list[tuple[bytes, bytes]], s
     if runas is None:
         return headers, who
     mine = accounts.world("mine")
-    child = {"child": mine.get("user"), "theirs-child": accounts.world("theirs").get("user"),
-             "self": accounts.clients["mine"].account_id, "garbage": None}[runas]
+    child = {
+        "child": mine.get("user"),
+        "theirs-child": accounts.world("theirs").get("user"),
+        "self": accounts.clients["mine"].account_id,
+        "garbage": None,
+    }[runas]
     headers.append((b"x-runas-userid", child.encode() if child else draw(HEADER_VALUE)))
     if child and (runas, who) in (("child", "mine"), ("theirs-child", "theirs")):
         return headers, "child:" + who
@@ -445,15 +631,38 @@ def auth_headers(draw, accounts: Accounts) -> tuple[list[tuple[bytes, bytes]], s
 def auth_header(draw, accounts: Accounts) -> tuple[bytes | None, str | None]:
     """(Authorization value, whose valid token it is: mine/theirs/session/None)."""
     mine, theirs = accounts.tokens["mine"], accounts.tokens["theirs"]
-    kind = draw(st.sampled_from(["mine"] * 8 + ["theirs", "token", "lower", "spaces", "none", "empty",
-                                                "scheme", "basic", "garbage", "long", "expired", "revoked",
-                                                "no-token", "prefix", "tab", "session", "session-theirs",
-                                                "jwt-junk"]))
-    valid = {"mine": (b"Bearer " + mine.encode(), "mine"),
-             "theirs": (b"Bearer " + theirs.encode(), "theirs"),
-             "token": (b"Token " + mine.encode(), "mine"),
-             "lower": (b"bearer " + mine.encode(), "mine"),
-             "spaces": (b"Bearer    " + mine.encode(), "mine")}
+    kind = draw(
+        st.sampled_from(
+            ["mine"] * 8
+            + [
+                "theirs",
+                "token",
+                "lower",
+                "spaces",
+                "none",
+                "empty",
+                "scheme",
+                "basic",
+                "garbage",
+                "long",
+                "expired",
+                "revoked",
+                "no-token",
+                "prefix",
+                "tab",
+                "session",
+                "session-theirs",
+                "jwt-junk",
+            ]
+        )
+    )
+    valid = {
+        "mine": (b"Bearer " + mine.encode(), "mine"),
+        "theirs": (b"Bearer " + theirs.encode(), "theirs"),
+        "token": (b"Token " + mine.encode(), "mine"),
+        "lower": (b"bearer " + mine.encode(), "mine"),
+        "spaces": (b"Bearer    " + mine.encode(), "mine"),
+    }
     if kind in valid:
         return valid[kind]
     if kind.startswith("session"):
@@ -465,11 +674,17 @@ def auth_header(draw, accounts: Accounts) -> tuple[bytes | None, str | None]:
         parts = draw(st.lists(st.text(st.sampled_from("abcXYZ09-_="), max_size=30), min_size=3, max_size=3))
         return b"Bearer " + ".".join(parts).encode(), None
     invalid = {
-        "none": None, "empty": b"x",
-        "scheme": b"Bearerx " + mine.encode(), "basic": b"Basic " + mine.encode(),
-        "garbage": b"Bearer " + draw(HEADER_VALUE), "long": b"Bearer " + b"a" * draw(st.integers(500, 9000)),
-        "expired": b"Bearer " + accounts.expired.encode(), "revoked": b"Bearer " + accounts.revoked.encode(),
-        "no-token": b"Bearer", "prefix": b"Bearer " + mine[:-1].encode(), "tab": b"Bearer\t" + mine.encode(),
+        "none": None,
+        "empty": b"x",
+        "scheme": b"Bearerx " + mine.encode(),
+        "basic": b"Basic " + mine.encode(),
+        "garbage": b"Bearer " + draw(HEADER_VALUE),
+        "long": b"Bearer " + b"a" * draw(st.integers(500, 9000)),
+        "expired": b"Bearer " + accounts.expired.encode(),
+        "revoked": b"Bearer " + accounts.revoked.encode(),
+        "no-token": b"Bearer",
+        "prefix": b"Bearer " + mine[:-1].encode(),
+        "tab": b"Bearer\t" + mine.encode(),
     }
     return invalid[kind], None
 
@@ -477,13 +692,30 @@ def auth_header(draw, accounts: Accounts) -> tuple[bytes | None, str | None]:
 @st.composite
 def other_headers(draw) -> list[tuple[bytes, bytes]]:
     headers = []
-    accept = draw(st.sampled_from([None, b"application/json", b"application/jsonl", b"application/jsonl",
-                                   b"application/json, application/jsonl;q=0.5", b"*/*", b"text/html", b"junk"]))
+    accept = draw(
+        st.sampled_from(
+            [
+                None,
+                b"application/json",
+                b"application/jsonl",
+                b"application/jsonl",
+                b"application/json, application/jsonl;q=0.5",
+                b"*/*",
+                b"text/html",
+                b"junk",
+            ]
+        )
+    )
     if accept is not None:
         headers.append((b"accept", accept))
     if draw(st.booleans()):
-        rid = draw(st.one_of(HEADER_VALUE, st.integers(120, 2000).map(lambda n: b"r" * n),
-                             st.sampled_from([b"abc-123", b"\xff\xfe", b"a b"])))
+        rid = draw(
+            st.one_of(
+                HEADER_VALUE,
+                st.integers(120, 2000).map(lambda n: b"r" * n),
+                st.sampled_from([b"abc-123", b"\xff\xfe", b"a b"]),
+            )
+        )
         headers.append((b"x-request-id", rid))
     for name in (b"content-type", b"idempotency-key", b"x-forwarded-for"):
         if draw(st.integers(0, 4)) == 0:
@@ -493,14 +725,28 @@ def other_headers(draw) -> list[tuple[bytes, bytes]]:
 
 # --- strategies: valid-but-edge values from the structs ---------------------------------
 
+
 def unwrap(info):
     while isinstance(info, mi.Metadata):
         info = info.type
     return info
 
 
-EDGE_STRINGS = ["\x00", "a\x00", "\U0001f600", "\u2028", "\u202e", "\ufeff", "\uffff", "'; DROP TABLE bots; --",
-                " ", "\t\n", "é", "\x7f", "\x01"]
+EDGE_STRINGS = [
+    "\x00",
+    "a\x00",
+    "\U0001f600",
+    "\u2028",
+    "\u202e",
+    "\ufeff",
+    "\uffff",
+    "'; DROP TABLE bots; --",
+    " ",
+    "\t\n",
+    "é",
+    "\x7f",
+    "\x01",
+]
 
 
 def edge_string(info: mi.StrType):
@@ -514,8 +760,11 @@ def edge_string(info: mi.StrType):
     options = [
         st.text(ANY_CHAR.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=lo, max_size=min(top, 30)),
         st.sampled_from(EDGE_STRINGS).filter(lambda s: lo <= len(s) <= top),
-        st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "\U0001f600", "\x00", '"']),
-                  st.integers(max(lo, 1), max(lo, 1, min(top, 20_000)))),
+        st.builds(
+            lambda c, n: c * n,
+            st.sampled_from(["a", "é", "\U0001f600", "\x00", '"']),
+            st.integers(max(lo, 1), max(lo, 1, min(top, 20_000))),
+        ),
     ]
     if hi is not None and hi <= 20_000:
         options.append(st.sampled_from(["a", "\U0001f600", "\x00"]).map(lambda c: c * hi))
@@ -525,8 +774,22 @@ def edge_string(info: mi.StrType):
 def edge_int(info: mi.IntType):
     lo = info.ge if info.ge is not None else (info.gt + 1 if info.gt is not None else None)
     hi = info.le if info.le is not None else (info.lt - 1 if info.lt is not None else None)
-    specials = [0, 1, -1, 2 ** 31 - 1, 2 ** 31, 2 ** 53 + 1, 2 ** 63 - 1, 2 ** 63, -(2 ** 63), -(2 ** 63) - 1,
-                2 ** 64 - 1, 2 ** 64, 10 ** 30, 10 ** (MAX_INT_DIGITS - 1)]
+    specials = [
+        0,
+        1,
+        -1,
+        2**31 - 1,
+        2**31,
+        2**53 + 1,
+        2**63 - 1,
+        2**63,
+        -(2**63),
+        -(2**63) - 1,
+        2**64 - 1,
+        2**64,
+        10**30,
+        10 ** (MAX_INT_DIGITS - 1),
+    ]
     if lo is not None:
         specials += [lo, lo + 1]
     if hi is not None:
@@ -538,25 +801,55 @@ def edge_int(info: mi.IntType):
 def edge_float(info: mi.FloatType):
     lo = info.ge if info.ge is not None else info.gt
     hi = info.le if info.le is not None else info.lt
-    specials = [0.0, -0.0, 5e-324, 1e-300, 0.1, 1.7976931348623157e308, -1.7976931348623157e308, 2.0 ** 63,
-                2 ** 63, 10 ** 30, 2 ** 64 + 1]
-    ok = [v for v in specials if (lo is None or v >= lo) and (hi is None or v <= hi)
-          and not (info.gt is not None and v == info.gt)]
-    return st.one_of(st.floats(lo, hi, allow_nan=False, allow_infinity=False,
-                               exclude_min=info.gt is not None, exclude_max=info.lt is not None),
-                     st.sampled_from(ok))
+    specials = [
+        0.0,
+        -0.0,
+        5e-324,
+        1e-300,
+        0.1,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        2.0**63,
+        2**63,
+        10**30,
+        2**64 + 1,
+    ]
+    ok = [
+        v
+        for v in specials
+        if (lo is None or v >= lo) and (hi is None or v <= hi) and not (info.gt is not None and v == info.gt)
+    ]
+    return st.one_of(
+        st.floats(
+            lo,
+            hi,
+            allow_nan=False,
+            allow_infinity=False,
+            exclude_min=info.gt is not None,
+            exclude_max=info.lt is not None,
+        ),
+        st.sampled_from(ok),
+    )
 
 
 EDGE_NUMBERS = st.one_of(
-    st.sampled_from([0, -1, 2 ** 63, 2 ** 64, 10 ** 30, 10 ** 308, 1.5, 1.7976931348623157e308, 5e-324, -0.0]),
-    st.sampled_from([2 ** 1024, 10 ** (MAX_INT_DIGITS - 1), -(10 ** (MAX_INT_DIGITS - 1))])
-    .filter(lambda v: len(str(abs(v))) <= MAX_INT_DIGITS))
+    st.sampled_from([0, -1, 2**63, 2**64, 10**30, 10**308, 1.5, 1.7976931348623157e308, 5e-324, -0.0]),
+    st.sampled_from([2**1024, 10 ** (MAX_INT_DIGITS - 1), -(10 ** (MAX_INT_DIGITS - 1))]).filter(
+        lambda v: len(str(abs(v))) <= MAX_INT_DIGITS
+    ),
+)
 
 
 def edge_any():
-    scalars = st.one_of(st.none(), st.booleans(), EDGE_NUMBERS,
-                        st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                        st.text(max_size=10), st.sampled_from(EDGE_STRINGS))
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        EDGE_NUMBERS,
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=10),
+        st.sampled_from(EDGE_STRINGS),
+    )
     return st.recursive(scalars, _small_containers, max_leaves=6)
 
 
@@ -565,12 +858,16 @@ def _small_containers(children):
 
 
 def edge_meta():
-    keys = st.one_of(st.text(ANY_CHAR.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=1, max_size=40),
-                     st.sampled_from(["$update", "k", "a.b", "a[b]", "\x00", "x" * 40, "é" * 40, "null"]))
+    keys = st.one_of(
+        st.text(ANY_CHAR.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=1, max_size=40),
+        st.sampled_from(["$update", "k", "a.b", "a[b]", "\x00", "x" * 40, "é" * 40, "null"]),
+    )
     values = st.one_of(edge_any(), st.sampled_from(["a" * 500, "\U0001f600" * 500, "\x00"]))
-    return st.one_of(st.dictionaries(keys, values, max_size=6),
-                     st.integers(0, 50).map(lambda n: {f"k{i}": i for i in range(n)}),
-                     EDGE_NUMBERS.map(lambda v: {"n": v, "l": [v]}))
+    return st.one_of(
+        st.dictionaries(keys, values, max_size=6),
+        st.integers(0, 50).map(lambda n: {f"k{i}": i for i in range(n)}),
+        EDGE_NUMBERS.map(lambda v: {"n": v, "l": [v]}),
+    )
 
 
 def edge_value(info, name: str = ""):
@@ -588,8 +885,10 @@ def edge_value(info, name: str = ""):
     if isinstance(info, mi.StrType):
         noun = name[:-2] if name.endswith("Id") else None
         if noun in NOUNS:
-            return st.one_of(edge_string(info), st.sampled_from(["mine", "mine", "theirs", "wrong"]).map(
-                lambda whose: Ref(noun, whose)))
+            return st.one_of(
+                edge_string(info),
+                st.sampled_from(["mine", "mine", "theirs", "wrong"]).map(lambda whose: Ref(noun, whose)),
+            )
         return edge_string(info)
     if isinstance(info, mi.LiteralType):
         return st.sampled_from(list(info.values))
@@ -615,17 +914,21 @@ def struct_value(struct: type):
 
 # --- sending and checking ---------------------------------------------------------------
 
+
 @dataclass
 class Request:
     method: str
-    path: str                      # with the prefix, e.g. /v1/bot/<id>/fetch
+    path: str  # with the prefix, e.g. /v1/bot/<id>/fetch
     query: str = ""
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes | None = None
 
     def describe(self) -> str:
-        body = self.body if self.body is None or len(self.body) <= 300 else (
-            self.body[:300] + b"... (%d bytes)" % len(self.body))
+        body = (
+            self.body
+            if self.body is None or len(self.body) <= 300
+            else (self.body[:300] + b"... (%d bytes)" % len(self.body))
+        )
         headers = [(k.decode(), v[:200]) for k, v in self.headers]
         query = "?" + self.query[:300] if self.query else ""
         return f"{self.method} {self.path}{query}\n  headers={headers}\n  body={body!r}"
@@ -691,7 +994,7 @@ def same(sent: Any, got: Any) -> bool:
         sent = {k: v for k, v in sent.items() if v is not None or k in got}
         return sent.keys() == got.keys() and all(same(v, got[k]) for k, v in sent.items())
     if isinstance(sent, list) and isinstance(got, list):
-        return len(sent) == len(got) and all(same(a, b) for a, b in zip(sent, got))
+        return len(sent) == len(got) and all(same(a, b) for a, b in zip(sent, got, strict=True))
     return sent == got
 
 
@@ -714,8 +1017,11 @@ def read_back(action, segments: list[str], resp: httpx.Response, headers, raw: h
     else:
         return None
     tpl = action.path.strip("/").split("/")
-    shape = {"attach": tpl[:-3] + ["file", "list"], "detach": tpl[:-3] + ["file", "list"],
-             "clone": tpl[:-2] + ["{new}", "fetch"]}.get(op)
+    shape = {
+        "attach": tpl[:-3] + ["file", "list"],
+        "detach": tpl[:-3] + ["file", "list"],
+        "clone": tpl[:-2] + ["{new}", "fetch"],
+    }.get(op)
     if shape is None:
         shape = tpl[:-1] + (["{new}", "fetch"] if op in ("create", "ensure") else ["fetch"])
     if not has_route("/".join(shape)):
@@ -765,8 +1071,12 @@ def success_allowed(action, kinds: list[str], who: str | None) -> bool:
     if who is None:
         return False
     if who.startswith("session:"):
-        return (getattr(action, "session", False) and action.path.count("{") == 1
-                and "{conversationId}" in action.path and kinds == [who.split(":")[1]])
+        return (
+            getattr(action, "session", False)
+            and action.path.count("{") == 1
+            and "{conversationId}" in action.path
+            and kinds == [who.split(":")[1]]
+        )
     return all(k == who for k in kinds)
 
 
@@ -777,8 +1087,13 @@ def after_success(action, accounts: Accounts, who: str | None) -> None:
 
 # --- the property tests -----------------------------------------------------------------
 
-BIG_DATA = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
-            HealthCheck.large_base_example]
+BIG_DATA = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+    HealthCheck.large_base_example,
+]
+
 
 @pytest.mark.parametrize("action", ROUTES, ids=route_id)
 @settings(max_examples=budget(1100, len(ROUTES)), deadline=None, suppress_health_check=BIG_DATA)
@@ -789,10 +1104,14 @@ def test_route_junk(action, accounts, raw, data):
     segments, kinds = data.draw(route_path(action, accounts), label="path")
     auth, who = data.draw(auth_headers(accounts), label="auth")
     headers = data.draw(other_headers(), label="headers") + auth
-    method = data.draw(st.sampled_from([action.method] * 30 + ["PUT", "DELETE", "PATCH", "GET", "POST"]),
-                       label="method")
-    body = data.draw(body_strategy(action, accounts), label="body") if method != "GET" or data.draw(
-        st.integers(0, 4)) == 0 else None
+    method = data.draw(
+        st.sampled_from([action.method] * 30 + ["PUT", "DELETE", "PATCH", "GET", "POST"]), label="method"
+    )
+    body = (
+        data.draw(body_strategy(action, accounts), label="body")
+        if method != "GET" or data.draw(st.integers(0, 4)) == 0
+        else None
+    )
     query = data.draw(query_string(accounts), label="query")
     prefix = data.draw(st.sampled_from(["/v1", "/v1", "/api/v1"]), label="prefix")
     req = Request(method, prefix + "/" + "/".join(segment(s) for s in segments), query, headers, body)
@@ -825,8 +1144,13 @@ def test_route_edge_bodies(action, accounts, raw, data):
     value = data.draw(struct_value(action.body), label="body")
     sent = unresolved(value, accounts)
     headers = [(b"authorization", b"Bearer " + accounts.tokens["mine"].encode())]
-    req = Request(action.method, "/v1/" + "/".join(segment(s) for s in segments), "", headers,
-                  to_bytes(dump(value, accounts, ascii_only=data.draw(st.booleans(), label="ascii"))))
+    req = Request(
+        action.method,
+        "/v1/" + "/".join(segment(s) for s in segments),
+        "",
+        headers,
+        to_bytes(dump(value, accounts, ascii_only=data.draw(st.booleans(), label="ascii"))),
+    )
     resp = req.send(raw)
     event(f"status {resp.status_code}")
     check(req, resp)
@@ -850,8 +1174,11 @@ LIST_ROUTES = [a for a in ROUTES if isinstance(a, ListAction)]
 
 
 @pytest.mark.parametrize("action", LIST_ROUTES, ids=route_id)
-@settings(max_examples=budget(150, len(LIST_ROUTES)), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=budget(150, len(LIST_ROUTES)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_list_queries(action, accounts, raw, data):
     """Valid list parameters, JSON and JSONL: pages are consistent with the stream."""
@@ -888,7 +1215,7 @@ def test_list_queries(action, accounts, raw, data):
         assert len(body["items"]) <= take
         paged += body["items"]
     if "cursor" in body:
-        streamed = streamed[:len(paged)]
+        streamed = streamed[: len(paged)]
     assert [i["id"] for i in paged] == [i["id"] for i in streamed], page.describe()
     assert paged == streamed, page.describe()
     ids = [i["id"] for i in paged]
@@ -900,7 +1227,7 @@ OPERATIONS = sorted({a.path.rstrip("/").rsplit("/", 1)[1] for a in SERVED})
 
 
 def first_path_id(action, segments: list[str]) -> str | None:
-    for part, value in zip(action.path.strip("/").split("/"), segments):
+    for part, value in zip(action.path.strip("/").split("/"), segments, strict=False):
         if part.startswith("{"):
             return value
     return None
@@ -910,10 +1237,12 @@ def scope_allows(scopes: list[dict], action, segments: list[str]) -> bool:
     """The documented rule: `resource` is the route's first segment, `actions` its last,
     `ids` its first id (and with ids, a route that names no id is not allowed)."""
     resource, operation, first_id = segments[0], segments[-1], first_path_id(action, segments)
-    return any(scope["resource"] in (resource, "*")
-               and (not scope.get("actions") or operation in scope["actions"])
-               and (not scope.get("ids") or first_id in scope["ids"])
-               for scope in scopes)
+    return any(
+        scope["resource"] in (resource, "*")
+        and (not scope.get("actions") or operation in scope["actions"])
+        and (not scope.get("ids") or first_id in scope["ids"])
+        for scope in scopes
+    )
 
 
 @pytest.mark.skipif(not {"user", "token"} <= set(NOUNS), reason="no partner tokens")
@@ -929,15 +1258,24 @@ def test_scoped_tokens(accounts, raw, data):
     world_ids = sorted(v for k, v in accounts.world("child").items() if k in NOUNS)
     scope = st.fixed_dictionaries(
         {"resource": st.sampled_from([resource, resource, "*"] + RESOURCES)},
-        optional={"actions": st.lists(st.sampled_from([operation, operation] + OPERATIONS), min_size=1, max_size=3),
-                  "ids": st.lists(st.sampled_from(([first] * 3 if first else []) + world_ids + ["user"]),
-                                  min_size=1, max_size=3)})
+        optional={
+            "actions": st.lists(st.sampled_from([operation, operation] + OPERATIONS), min_size=1, max_size=3),
+            "ids": st.lists(
+                st.sampled_from(([first] * 3 if first else []) + world_ids + ["user"]), min_size=1, max_size=3
+            ),
+        },
+    )
     scopes = data.draw(st.lists(scope, min_size=1, max_size=3), label="scopes")
     made = accounts.clients["mine"].post(f"partner/user/{child}/token/create", json={"scopes": scopes})
     assert made.status_code == 200, made.text
     headers = [(b"authorization", b"Bearer " + made.json()["token"].encode())]
-    req = Request(action.method, "/v1/" + "/".join(segment(p) for p in segments), "", headers,
-                  b"{}" if action.body is not None else None)
+    req = Request(
+        action.method,
+        "/v1/" + "/".join(segment(p) for p in segments),
+        "",
+        headers,
+        b"{}" if action.body is not None else None,
+    )
     resp = req.send(raw)
     check(req, resp)
     where = f"scopes={scopes}\n{req.describe()}\n→ {resp.status_code} {resp.text[:300]}"
@@ -951,9 +1289,14 @@ def test_scoped_tokens(accounts, raw, data):
             after_success(action, accounts, "child")
 
 
-JUNK_SEGMENTS = st.one_of(st.sampled_from(sorted({s for a in ROUTES for s in a.path.strip("/").split("/")
-                                                  if not s.startswith("{")} | {"", "spec.json", ".."})),
-                          GARBAGE_SEGMENT)
+JUNK_SEGMENTS = st.one_of(
+    st.sampled_from(
+        sorted(
+            {s for a in ROUTES for s in a.path.strip("/").split("/") if not s.startswith("{")} | {"", "spec.json", ".."}
+        )
+    ),
+    GARBAGE_SEGMENT,
+)
 
 
 @settings(max_examples=budget(150, 1), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -974,17 +1317,22 @@ def test_junk_paths(accounts, raw, data):
             elif how == "empty":
                 segments.insert(at, "")
             elif segments and at < len(segments):
-                segments[at:at + 1] = [] if how == "drop" else [segments[at]] * 2
+                segments[at : at + 1] = [] if how == "drop" else [segments[at]] * 2
     else:
         segments = data.draw(st.lists(JUNK_SEGMENTS, max_size=7), label="segments")
-    prefix = data.draw(st.sampled_from(["/v1/", "/api/v1/", "/", "/v2/", "/api/", "/v1//", "/v1", "/api/v1"]),
-                       label="prefix")
+    prefix = data.draw(
+        st.sampled_from(["/v1/", "/api/v1/", "/", "/v2/", "/api/", "/v1//", "/v1", "/api/v1"]), label="prefix"
+    )
     method = data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]), label="method")
     auth, _ = data.draw(auth_header(accounts), label="auth")
     headers = [(b"authorization", auth)] if auth else []
     path = prefix + "/".join(segment(s) for s in segments)
-    req = Request(method, path, headers=headers,
-                  body=data.draw(st.one_of(st.none(), NON_JSON), label="body") if method != "GET" else None)
+    req = Request(
+        method,
+        path,
+        headers=headers,
+        body=data.draw(st.one_of(st.none(), NON_JSON), label="body") if method != "GET" else None,
+    )
     resp = req.send(raw)
     event(f"status {resp.status_code}")
     check(req, resp)
@@ -994,12 +1342,21 @@ def test_junk_paths(accounts, raw, data):
 
 # --- hand-picked cases that stay covered -------------------------------------------------
 
-@pytest.mark.parametrize("body", [
-    b'{"name": "a\\u0000b"}', b'{"meta": {"\\u0000": 1}}', b'{"meta": {"k": "\\u0000"}}',
-    b'{"name": "\\ud800"}', b'{"name": "\\udc00"}', b'{"meta": {"a": 1e400}}', b'{"meta": {"a": -1e400}}',
-    b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}",
-    b'{"meta": {"a": 100000000000000000000000000000}}',
-])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "a\\u0000b"}',
+        b'{"meta": {"\\u0000": 1}}',
+        b'{"meta": {"k": "\\u0000"}}',
+        b'{"name": "\\ud800"}',
+        b'{"name": "\\udc00"}',
+        b'{"meta": {"a": 1e400}}',
+        b'{"meta": {"a": -1e400}}',
+        b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}",
+        b'{"meta": {"a": 100000000000000000000000000000}}',
+    ],
+)
 def test_edge_bodies_on_bot_create(api, body):
     resp = api.post("bot/create", content=body)
     assert resp.status_code in (200, 400), resp.text
@@ -1009,27 +1366,34 @@ def test_edge_bodies_on_bot_create(api, body):
 
 def test_ids_of_another_account_are_not_found(api, other):
     bot = other.post("bot/create", json={}).json()["id"]
-    for method, path in [("GET", f"bot/{bot}/fetch"), ("POST", f"bot/{bot}/update"), ("POST", f"bot/{bot}/delete"),
-                         ("POST", f"bot/{bot}/clone"), ("POST", f"bot/{bot}/upvote")]:
+    for method, path in [
+        ("GET", f"bot/{bot}/fetch"),
+        ("POST", f"bot/{bot}/update"),
+        ("POST", f"bot/{bot}/delete"),
+        ("POST", f"bot/{bot}/clone"),
+        ("POST", f"bot/{bot}/upvote"),
+    ]:
         assert_error(api.request(method, path, json={}), 404, "NOT_FOUND")
     assert other.get(f"bot/{bot}/fetch").status_code == 200
 
 
 def test_numbers_at_postgres_limits(api):
-    assert_error(api.post("contact/create", json={"verifiedAt": 2 ** 63}), 400, "BAD_REQUEST")
-    assert api.post("contact/create", json={"verifiedAt": 2 ** 63 - 1}).status_code == 200
+    assert_error(api.post("contact/create", json={"verifiedAt": 2**63}), 400, "BAD_REQUEST")
+    assert api.post("contact/create", json={"verifiedAt": 2**63 - 1}).status_code == 200
     assert_error(api.post("dataset/create", content=b'{"searchMinScore": 1e400}'), 400, "BAD_REQUEST")
     # numbers stored as doubles are bounded at 2**53, so that integers read back exactly
     assert_error(api.post("dataset/create", json={"searchMinScore": 1.7976931348623157e308}), 400, "BAD_REQUEST")
-    dataset = api.post("dataset/create", json={"searchMaxRecords": 2 ** 53}).json()["id"]
-    assert api.get(f"dataset/{dataset}/fetch").json()["searchMaxRecords"] == 2 ** 53
+    dataset = api.post("dataset/create", json={"searchMaxRecords": 2**53}).json()["id"]
+    assert api.get(f"dataset/{dataset}/fetch").json()["searchMaxRecords"] == 2**53
     assert_error(api.get("bot/list", params={"take": "1" * 4300}), 400, "BAD_REQUEST")
 
 
 # --- bugs this file found, fixed since: their minimal reproductions stay ---------------
 
-@pytest.mark.parametrize("body", [b'{"x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-                                  b'{"meta": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}"])
+
+@pytest.mark.parametrize(
+    "body", [b'{"x": ' + b"[" * 3000 + b"]" * 3000 + b"}", b'{"meta": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}"]
+)
 def test_fixed_deep_json_nesting(api, body):
     """Was a 500: msgspec raises RecursionError (not a DecodeError) near 1000 levels."""
     assert_error(api.post("bot/create", content=body), 400, "BAD_REQUEST")
@@ -1112,11 +1476,13 @@ def test_fixed_scope_ids_on_partner_routes(api, anon, case):
     every user through, and id-less routes (partner/user/create) too."""
     child = api.post("partner/user/create", json={}).json()["id"]
     child_secret = api.post(f"partner/user/{child}/token/create", json={}).json()["token"]
-    grandchild = anon.post("partner/user/create", json={},
-                           headers={"Authorization": f"Bearer {child_secret}"}).json()["id"]
+    grandchild = anon.post("partner/user/create", json={}, headers={"Authorization": f"Bearer {child_secret}"}).json()[
+        "id"
+    ]
     ids = [grandchild] if case == "ids-name-the-user" else ["user"]
-    scoped = api.post(f"partner/user/{child}/token/create",
-                      json={"scopes": [{"resource": "partner", "ids": ids}]}).json()["token"]
+    scoped = api.post(
+        f"partner/user/{child}/token/create", json={"scopes": [{"resource": "partner", "ids": ids}]}
+    ).json()["token"]
     auth = {"Authorization": f"Bearer {scoped}"}
     if case == "ids-name-the-user":  # the scope names this user: allowed
         assert anon.get(f"partner/user/{grandchild}/fetch", headers=auth).status_code == 200

@@ -6,8 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from botkit.testing import assert_error
 
@@ -15,8 +23,9 @@ COLORS = st.sampled_from(["red", "blue", "green"])
 # jsonb cannot hold U+0000 (that is a 400, tested with the junk inputs), so values here avoid it
 TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8)
 JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), TEXT)
-META_VALUE = st.recursive(JSON_LEAF, lambda inner: st.dictionaries(st.sampled_from("abcd"), inner, max_size=3),
-                          max_leaves=6)
+META_VALUE = st.recursive(
+    JSON_LEAF, lambda inner: st.dictionaries(st.sampled_from("abcd"), inner, max_size=3), max_leaves=6
+)
 PATCH = st.dictionaries(st.sampled_from(["color", "a", "b", "c", "d"]), META_VALUE, max_size=4)
 
 
@@ -67,6 +76,7 @@ def jsonl(api, path, **params):
 
 class Accounts(RuleBasedStateMachine):
     """Two accounts create, update, delete bots; lists must agree with the model."""
+
     apis: list = []
 
     @initialize()
@@ -140,34 +150,47 @@ def test_lists_agree_with_the_model(make_api):
 def test_jsonl_streams_the_whole_collection_in_batches(api):
     """More rows than one stream batch (500) and than a page's maximum (100)."""
     dataset = api.post("dataset/create", json={}).json()["id"]
-    records = [api.post(f"dataset/{dataset}/record/create", json={"text": f"r{i}"}).json()["id"]
-               for i in range(1, 2)]
+    records = [api.post(f"dataset/{dataset}/record/create", json={"text": f"r{i}"}).json()["id"] for i in range(1, 2)]
     # many rows in one call: a conversation's seed messages
-    conversation = api.post("conversation/create", json={
-        "messages": [{"type": "user", "text": f"m{i}"} for i in range(900)]}).json()["id"]
+    conversation = api.post(
+        "conversation/create", json={"messages": [{"type": "user", "text": f"m{i}"} for i in range(900)]}
+    ).json()["id"]
     streamed = jsonl(api, f"conversation/{conversation}/message/list", order="asc")
     assert [m["text"] for m in streamed] == [f"m{i}" for i in range(900)]
     paged = pages(api, f"conversation/{conversation}/message/list", "asc", 100)
     assert paged == streamed
     # a cursor starts the stream after it
-    assert jsonl(api, f"conversation/{conversation}/message/list", order="asc",
-                 cursor=streamed[599]["id"]) == streamed[600:]
+    assert (
+        jsonl(api, f"conversation/{conversation}/message/list", order="asc", cursor=streamed[599]["id"])
+        == streamed[600:]
+    )
     assert [r["id"] for r in jsonl(api, f"dataset/{dataset}/record/list")] == records
 
 
-@pytest.mark.parametrize("query,field", [
-    ({"take": "0"}, "take"), ({"take": "101"}, "take"), ({"take": "ten"}, "take"), ({"take": "-1"}, "take"),
-    ({"order": "up"}, "order"), ({"cursor": "not-a-cursor"}, "cursor"), ({"cursor": "u" * 26}, "cursor"),
-    ({"meta.": "x"}, "meta"), ({"meta[a": "x"}, "meta"), ({"meta." + "k" * 41: "x"}, "meta"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ({"take": "0"}, "take"),
+        ({"take": "101"}, "take"),
+        ({"take": "ten"}, "take"),
+        ({"take": "-1"}, "take"),
+        ({"order": "up"}, "order"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "u" * 26}, "cursor"),
+        ({"meta.": "x"}, "meta"),
+        ({"meta[a": "x"}, "meta"),
+        ({"meta." + "k" * 41: "x"}, "meta"),
+    ],
+)
 def test_malformed_list_parameters(api, query, field):
     error = assert_error(api.get("bot/list", params=query), 400, "BAD_REQUEST")
     assert field in error["message"]
 
 
 def test_take_default_and_maximum(api):
-    conversation = api.post("conversation/create", json={
-        "messages": [{"type": "user", "text": str(i)} for i in range(130)]}).json()["id"]
+    conversation = api.post(
+        "conversation/create", json={"messages": [{"type": "user", "text": str(i)} for i in range(130)]}
+    ).json()["id"]
     path = f"conversation/{conversation}/message/list"
     assert len(api.get(path).json()["items"]) == 25
     page = api.get(path, params={"take": 100}).json()

@@ -34,13 +34,22 @@ def test_unknown_route_and_wrong_method(api, anon):
 
 def test_authentication(anon, api, database):
     assert_error(anon.get("bot/list"), 401, "NOT_AUTHENTICATED")
-    for header in ("Bearer", "Basic abc", "Bearer nope", "Token nope", "bk_x", "Bearer " + "x" * 600, "Bearer " + "x" * 5000):
+    for header in (
+        "Bearer",
+        "Basic abc",
+        "Bearer nope",
+        "Token nope",
+        "bk_x",
+        "Bearer " + "x" * 600,
+        "Bearer " + "x" * 5000,
+    ):
         assert_error(anon.get("bot/list", headers={"Authorization": header}), 401, "NOT_AUTHENTICATED")
     assert anon.get("bot/list", headers={"Authorization": f"Token {api.token}"}).status_code == 200
     assert anon.get("bot/list", headers={"Authorization": f"bearer {api.token}"}).status_code == 200
 
     async def expire_and_revoke():
         from botkit.resources.token import issue_token
+
         conn = await asyncpg.connect(database)
         try:
             _, expired = await issue_token(conn, api.account_id, expires_at=int(time.time() * 1000) - 1)
@@ -51,10 +60,18 @@ def test_authentication(anon, api, database):
             await conn.close()
 
     expired, revoked = asyncio.run(expire_and_revoke())
-    assert "expired" in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {expired}"}),
-                                     401, "NOT_AUTHENTICATED")["message"]
-    assert "revoked" in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {revoked}"}),
-                                     401, "NOT_AUTHENTICATED")["message"]
+    assert (
+        "expired"
+        in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {expired}"}), 401, "NOT_AUTHENTICATED")[
+            "message"
+        ]
+    )
+    assert (
+        "revoked"
+        in assert_error(anon.get("bot/list", headers={"Authorization": f"Bearer {revoked}"}), 401, "NOT_AUTHENTICATED")[
+            "message"
+        ]
+    )
 
 
 def test_request_id_and_server_timing(api):
@@ -98,8 +115,12 @@ def test_body_limits_and_bad_json(api):
     assert_error(api.post("bot/create", content=chunks()), 413, "CONTENT_TOO_LARGE")
     # an empty body is an empty object, so `curl -X POST` works
     assert api.post("bot/create").status_code == 200
-    assert api.post("bot/create", content=b"name=x",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 400
+    assert (
+        api.post(
+            "bot/create", content=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ).status_code
+        == 400
+    )
 
 
 def test_meta_limits_name_the_key(api):
@@ -107,18 +128,30 @@ def test_meta_limits_name_the_key(api):
     too_many = {f"k{i}": "v" for i in range(51)}
     assert "50" in assert_error(api.post("bot/create", json={"meta": too_many}), 400, "BAD_REQUEST")["message"]
     long_key = "k" * 41
-    assert long_key in assert_error(api.post("bot/create", json={"meta": {long_key: 1}}),
-                                    400, "BAD_REQUEST")["message"]
-    assert "colour" in assert_error(api.post(f"bot/{bot}/update", json={"meta": {"colour": "x" * 501}}),
-                                    400, "BAD_REQUEST")["message"]
-    assert "nested" in assert_error(api.post("bot/create", json={"meta": {"nested": {"a": "x" * 600}}}),
-                                    400, "BAD_REQUEST")["message"]
-    assert "deep" in assert_error(api.post(f"bot/{bot}/update", json={"$update": {"deep": "x" * 501}}),
-                                  400, "BAD_REQUEST")["message"]
+    assert long_key in assert_error(api.post("bot/create", json={"meta": {long_key: 1}}), 400, "BAD_REQUEST")["message"]
+    assert (
+        "colour"
+        in assert_error(api.post(f"bot/{bot}/update", json={"meta": {"colour": "x" * 501}}), 400, "BAD_REQUEST")[
+            "message"
+        ]
+    )
+    assert (
+        "nested"
+        in assert_error(api.post("bot/create", json={"meta": {"nested": {"a": "x" * 600}}}), 400, "BAD_REQUEST")[
+            "message"
+        ]
+    )
+    assert (
+        "deep"
+        in assert_error(api.post(f"bot/{bot}/update", json={"$update": {"deep": "x" * 501}}), 400, "BAD_REQUEST")[
+            "message"
+        ]
+    )
     # merging 30 keys into 30 keys would make 60: refused, and nothing is written
     api.post(f"bot/{bot}/update", json={"meta": {f"a{i}": i for i in range(30)}})
-    error = assert_error(api.post(f"bot/{bot}/update", json={"$update": {f"b{i}": i for i in range(30)}}),
-                         400, "BAD_REQUEST")
+    error = assert_error(
+        api.post(f"bot/{bot}/update", json={"$update": {f"b{i}": i for i in range(30)}}), 400, "BAD_REQUEST"
+    )
     assert "50" in error["message"]
     assert len(api.get(f"bot/{bot}/fetch").json()["meta"]) == 30
     assert api.post(f"bot/{bot}/update", json={"meta": {"k": "x" * 500}}).status_code == 200
@@ -138,6 +171,7 @@ def test_health(server):
 
 def test_spec_is_valid_and_covers_every_route(anon):
     from openapi_spec_validator import validate
+
     spec = anon.get("spec.json").json()
     validate(spec)
     assert httpx.get(str(anon.base_url.copy_with(path="/api/v1/spec.json"))).json() == spec
@@ -171,12 +205,17 @@ def test_every_documented_route_is_served(anon):
 
 
 def test_jsonl_stream_stops_when_the_client_goes_away(api, server):
-    conversation = api.post("conversation/create", json={
-        "messages": [{"type": "user", "text": "x" * 10} for _ in range(1000)]}).json()["id"]
+    conversation = api.post(
+        "conversation/create", json={"messages": [{"type": "user", "text": "x" * 10} for _ in range(1000)]}
+    ).json()["id"]
     pool = server.app.state.botkit.pool
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall((f"GET /v1/conversation/{conversation}/message/list HTTP/1.1\r\nHost: x\r\n"
-                      f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"GET /v1/conversation/{conversation}/message/list HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n\r\n"
+            ).encode()
+        )
         assert b"200 OK" in sock.recv(4096)
     deadline = time.monotonic() + 2
     while len(pool._idle) != pool.size:  # every connection back in the pool

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from botkit.testing import assert_error
-from botkit.testing import EDITABLE, MINIMAL, create, prefix_for, route_prefix, tables
+from botkit.testing import EDITABLE, MINIMAL, assert_error, create, prefix_for, route_prefix, tables
 
 TABLES = tables()
 IDS = [t.noun for t in TABLES]
 
 
 def test_every_core_resource_is_served():
-    assert {"bot", "conversation", "message", "dataset", "record", "skillset", "ability", "contact",
-            "secret", "memory", "file", "task"} <= set(IDS)
+    assert {
+        "bot",
+        "conversation",
+        "message",
+        "dataset",
+        "record",
+        "skillset",
+        "ability",
+        "contact",
+        "secret",
+        "memory",
+        "file",
+        "task",
+    } <= set(IDS)
 
 
 @pytest.mark.parametrize("table", TABLES, ids=IDS)
@@ -54,9 +65,11 @@ def test_crud_roundtrip(api, table):
 def test_another_accounts_resource_is_not_found(api, other, table):
     prefix = prefix_for(api, table)
     item_id = create(api, prefix, table.noun)
-    for response in (other.get(f"{prefix}/{item_id}/fetch"),
-                     other.post(f"{prefix}/{item_id}/update", json={"meta": {"x": "y"}}),
-                     other.post(f"{prefix}/{item_id}/delete")):
+    for response in (
+        other.get(f"{prefix}/{item_id}/fetch"),
+        other.post(f"{prefix}/{item_id}/update", json={"meta": {"x": "y"}}),
+        other.post(f"{prefix}/{item_id}/delete"),
+    ):
         assert_error(response, 404, "NOT_FOUND")
     if table.parent is None:
         assert other.get(f"{prefix}/list").json()["items"] == []
@@ -89,11 +102,13 @@ def test_wrong_types_are_bad_requests_naming_the_field(api, table):
 
 def test_required_fields(api):
     conversation = api.post("conversation/create", json={}).json()["id"]
-    error = assert_error(api.post(f"conversation/{conversation}/message/create", json={"text": "x"}),
-                         400, "BAD_REQUEST")
+    error = assert_error(
+        api.post(f"conversation/{conversation}/message/create", json={"text": "x"}), 400, "BAD_REQUEST"
+    )
     assert "type" in error["message"]
-    error = assert_error(api.post(f"conversation/{conversation}/message/create",
-                                  json={"type": "robot", "text": "x"}), 400, "BAD_REQUEST")
+    error = assert_error(
+        api.post(f"conversation/{conversation}/message/create", json={"type": "robot", "text": "x"}), 400, "BAD_REQUEST"
+    )
     assert "type" in error["message"]
 
 
@@ -115,8 +130,9 @@ def test_null_clears_an_optional_field(api):
     # but a field the resource always has cannot be nulled
     conversation = api.post("conversation/create", json={}).json()["id"]
     message = create(api, f"conversation/{conversation}/message", "message")
-    assert_error(api.post(f"conversation/{conversation}/message/{message}/update", json={"text": None}),
-                 400, "BAD_REQUEST")
+    assert_error(
+        api.post(f"conversation/{conversation}/message/{message}/update", json={"text": None}), 400, "BAD_REQUEST"
+    )
 
 
 def test_references_must_be_in_the_same_account(api, other):
@@ -154,15 +170,17 @@ def test_contact_ensure_is_idempotent(api, other):
 
 def test_contact_ensure_concurrently(api):
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(lambda _: api.post("contact/ensure", json={"fingerprint": "race"}).json()["id"],
-                           range(16)))
+        ids = set(pool.map(lambda _: api.post("contact/ensure", json={"fingerprint": "race"}).json()["id"], range(16)))
     assert len(ids) == 1
 
 
 def test_conversation_with_seed_messages(api):
-    created = api.post("conversation/create", json={
-        "name": "c", "messages": [{"type": "user", "text": "hi"}, {"type": "bot", "text": "hello"}]}).json()
+    created = api.post(
+        "conversation/create",
+        json={"name": "c", "messages": [{"type": "user", "text": "hi"}, {"type": "bot", "text": "hello"}]},
+    ).json()
     assert created["messages"] == [{"type": "user", "text": "hi"}, {"type": "bot", "text": "hello"}]
     listed = api.get(f"conversation/{created['id']}/message/list", params={"order": "asc"}).json()["items"]
     assert [(m["type"], m["text"]) for m in listed] == [("user", "hi"), ("bot", "hello")]
@@ -172,9 +190,14 @@ def test_conversation_with_seed_messages(api):
 
 def test_message_create_returns_entities(api):
     conversation = api.post("conversation/create", json={}).json()["id"]
-    created = api.post(f"conversation/{conversation}/message/create", json={
-        "type": "user", "text": "mail ada@example.com",
-        "entities": [{"type": "email", "begin": 5, "end": 20, "text": "ada@example.com"}]}).json()
+    created = api.post(
+        f"conversation/{conversation}/message/create",
+        json={
+            "type": "user",
+            "text": "mail ada@example.com",
+            "entities": [{"type": "email", "begin": 5, "end": 20, "text": "ada@example.com"}],
+        },
+    ).json()
     assert created["entities"][0]["text"] == "ada@example.com"
 
 
@@ -185,7 +208,9 @@ def test_votes_are_ratings_of_the_contact(api, other):
     message = create(api, f"conversation/{conversation}/message", "message")
     assert api.post(f"bot/{bot}/upvote", json={}).json() == {"id": bot}
     assert api.post(f"conversation/{conversation}/downvote", json={"reason": "meh"}).json() == {"id": conversation}
-    assert api.post(f"conversation/{conversation}/message/{message}/upvote", json={"value": 50}).json() == {"id": message}
+    assert api.post(f"conversation/{conversation}/message/{message}/upvote", json={"value": 50}).json() == {
+        "id": message
+    }
     ratings = api.get(f"contact/{contact}/rating/list", params={"order": "asc"}).json()["items"]
     assert [(r["value"], r.get("reason")) for r in ratings] == [(-100, "meh"), (50, None)]
     assert ratings[1]["messageId"] == message and ratings[1]["botId"] == bot

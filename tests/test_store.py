@@ -99,8 +99,13 @@ def _free_port() -> int:
 def _serve(data_dir: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
     env.update(BOTKIT_DATA_DIR=str(data_dir), PORT=str(port), HOST="127.0.0.1")
-    return subprocess.Popen([sys.executable, "-m", "botkit.cli", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "botkit.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen) -> None:

@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
@@ -20,9 +21,17 @@ from ..actions.base import Action, Call, Context, Principal, Stream, decode, dec
 from ..actions.stream import error_line
 from ..config import Settings
 from ..engine.models import Registry, from_settings
+from ..errors import (
+    ApiError,
+    BadRequest,
+    ContentTooLarge,
+    InternalError,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    TooManyRequests,
+)
 from ..spec.openapi import build_spec
-from ..errors import (ApiError, BadRequest, ContentTooLarge, InternalError, MethodNotAllowed, NotAuthenticated,
-                      NotFound, TooManyRequests)
 from ..store import keys
 from ..store.listen import Listener
 from ..store.pool import Pool
@@ -72,7 +81,7 @@ def _request_id(value: bytes | None) -> str:
 class Dispatcher:
     """POST/GET /v1/<resource>/<action> → the action of that route."""
 
-    def __init__(self, state: "AppState", routes: list[Action]) -> None:
+    def __init__(self, state: AppState, routes: list[Action]) -> None:
         self.state = state
         self.routes = RouteTable(routes)
         self.spec = _ENCODE(build_spec(routes))
@@ -94,22 +103,11 @@ class Dispatcher:
                     raise MethodNotAllowed("use GET")
                 await self._send(send, 200, self.spec, request_id, started)
                 return
-            matched = self.routes.match(path)
-            if matched is None:
-                raise NotFound(f"no route {path[:200]}")
-            action, params = matched
-            if scope["method"] != action.method:
-                raise MethodNotAllowed(f"{action.path} takes {action.method}")
+            action, params = self._route(scope["method"], path)
             principal = None
             if not action.public:
                 principal = await self._principal(action, path, params, headers, extra)
-            call = Call(params=params, jsonl=JSONL in headers.get(b"accept", b""))
-            if action.query is not None:
-                call.query = decode_query(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
-                                          action.query)
-            if action.body is not None:
-                raw = await self._read_body(receive, headers)
-                call.body = decode(raw.strip() or b"{}", action.body)
+            call = await self._call(action, params, scope, receive, headers)
             state = self.state
             assert state.pool is not None
             ctx = Context(principal=principal, pool=state.pool, request_id=request_id, services=state)
@@ -131,18 +129,46 @@ class Dispatcher:
             if streaming:
                 raise
             log.exception("unhandled error")
-            await self._send(send, 500, _error_body(InternalError("internal server error"), request_id),
-                             request_id, started, extra)
+            await self._send(
+                send, 500, _error_body(InternalError("internal server error"), request_id), request_id, started, extra
+            )
         finally:
             request_id_var.reset(token)
 
-    async def _principal(self, action: Action, path: str, params: dict[str, str], headers: dict[bytes, bytes],
-                         extra: list[tuple[bytes, bytes]]) -> Principal:
+    def _route(self, method: str, path: str) -> tuple[Action, dict[str, str]]:
+        matched = self.routes.match(path)
+        if matched is None:
+            raise NotFound(f"no route {path[:200]}")
+        action, params = matched
+        if method != action.method:
+            raise MethodNotAllowed(f"{action.path} takes {action.method}")
+        return action, params
+
+    async def _call(self, action: Action, params: dict[str, str], scope, receive, headers) -> Call:
+        """The request as the action's structs: its query and body, decoded and validated."""
+        call = Call(params=params, jsonl=JSONL in headers.get(b"accept", b""))
+        if action.query is not None:
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            call.query = decode_query(pairs, action.query)
+        if action.body is not None:
+            raw = await self._read_body(receive, headers)
+            call.body = decode(raw.strip() or b"{}", action.body)
+        return call
+
+    async def _principal(
+        self,
+        action: Action,
+        path: str,
+        params: dict[str, str],
+        headers: dict[bytes, bytes],
+        extra: list[tuple[bytes, bytes]],
+    ) -> Principal:
         """The caller (token, run-as), counted against its rate limits (their headers
         go into `extra`), allowed this route."""
         state = self.state
-        principal = await authenticate(state.pool, _bearer(headers.get(b"authorization")),
-                                       state.session_key, state.token_cache)
+        principal = await authenticate(
+            state.pool, _bearer(headers.get(b"authorization")), state.session_key, state.token_cache
+        )
         child = headers.get(b"x-runas-userid")
         if child is not None:
             principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
@@ -162,6 +188,7 @@ class Dispatcher:
             raise MethodNotAllowed("/healthz takes GET")
         try:
             with anyio.fail_after(2):
+                assert self.state.pool is not None
                 await self.state.pool.ping()
         except Exception as exc:  # the database is down or slow: not healthy
             body = {"message": f"database unavailable: {type(exc).__name__}", "code": "SERVICE_UNAVAILABLE"}
@@ -189,46 +216,72 @@ class Dispatcher:
                 return b"".join(chunks)
 
     @staticmethod
-    async def _send(send, status: int, body: bytes, request_id: str, started: float,
-                    extra: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _send(
+        send, status: int, body: bytes, request_id: str, started: float, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         elapsed = (time.perf_counter() - started) * 1000
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", JSON),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
-            (b"server-timing", b"app;dur=%.3f" % elapsed),
-            *extra,
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", JSON),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"server-timing", b"app;dur=%.3f" % elapsed),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    async def _stream(self, scope, receive, send, result: Stream, request_id: str, started: float,
-                      extra: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _stream(
+        self,
+        scope,
+        receive,
+        send,
+        result: Stream,
+        request_id: str,
+        started: float,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         """JSONL: lines as the action yields them; stops when the client goes away;
         an error after the first byte becomes an `error` line."""
         elapsed = (time.perf_counter() - started) * 1000
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", JSONL),
-            (b"x-request-id", request_id.encode()),
-            (b"server-timing", b"app;dur=%.3f" % elapsed),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            *extra,
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", JSONL),
+                    (b"x-request-id", request_id.encode()),
+                    (b"server-timing", b"app;dur=%.3f" % elapsed),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    *extra,
+                ],
+            }
+        )
 
         async def produce() -> None:
             try:
                 async for chunk in result.chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except ApiError as exc:
-                await send({"type": "http.response.body", "body": error_line(exc.message, exc.code),
-                            "more_body": True})
+                await send({"type": "http.response.body", "body": error_line(exc.message, exc.code), "more_body": True})
             except Exception:
                 log.exception("stream failed")
-                await send({"type": "http.response.body", "more_body": True,
-                            "body": error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id)})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "more_body": True,
+                        "body": error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id),
+                    }
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async with anyio.create_task_group() as tg:
+
             async def watch() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
@@ -268,16 +321,22 @@ class AppState:
         self.session_key: bytes | None = None
         self.token_cache = TokenCache(settings.auth_cache_seconds)
         self.listener: Listener | None = None
-        self.limiter = RateLimiter(Limits(
-            per_token=settings.rate_limit, per_account=settings.rate_limit_account,
-            messages=settings.rate_limit_messages, history=settings.rate_limit_history,
-            processes=settings.processes or settings.workers))
+        self.limiter = RateLimiter(
+            Limits(
+                per_token=settings.rate_limit,
+                per_account=settings.rate_limit_account,
+                messages=settings.rate_limit_messages,
+                history=settings.rate_limit_history,
+                processes=settings.processes or settings.workers,
+            )
+        )
         self.session_actions = [a for a in routes if a.session]
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         assert self.session_key is not None
-        return issue_session(self.session_key, account_id, session_routes(conversation_id, self.session_actions),
-                             seconds)
+        return issue_session(
+            self.session_key, account_id, session_routes(conversation_id, self.session_actions), seconds
+        )
 
     def forget_credentials(self) -> None:
         # this process forgets its cached tokens now (others hear it from the database
@@ -285,7 +344,7 @@ class AppState:
         self.token_cache.clear()
 
 
-def create_app(settings: Settings, routes: list[Action]) -> "App":
+def create_app(settings: Settings, routes: list[Action]) -> App:
     """The app for these settings serving these routes (`botkit serve` hands it
     resources.ROUTES, every route)."""
     state = AppState(settings, routes)
@@ -315,6 +374,7 @@ def create_app(settings: Settings, routes: list[Action]) -> "App":
 
 def _auth_listener(dsn: str, cache: TokenCache) -> Listener:
     """Evicts what the database says changed; while nobody listens, the cache is off."""
+
     def up() -> None:
         cache.clear()  # what changed while nobody listened is unknown
         cache.enabled = True

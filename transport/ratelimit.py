@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..actions.base import Action, Principal
 
 WINDOW_SECONDS = 60
 
+
 @dataclass(frozen=True)
 class Limits:
-    per_token: int = 1200       # requests a minute for one token (0: no limit)
-    per_account: int = 3000     # requests a minute for one account, all its tokens together
-    messages: int = 60          # message-sending requests a minute per account
-    history: int = 100          # message-history lists a minute per account
-    processes: int = 1          # API processes sharing the load
+    per_token: int = 1200  # requests a minute for one token (0: no limit)
+    per_account: int = 3000  # requests a minute for one account, all its tokens together
+    messages: int = 60  # message-sending requests a minute per account
+    history: int = 100  # message-history lists a minute per account
+    processes: int = 1  # API processes sharing the load
 
 
 class RateLimiter:
@@ -46,8 +47,10 @@ class RateLimiter:
             self._window = window
             self._counts = {}
         reset_in = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
-        budgets = [(("t", principal.token_id), self.limits.per_token),
-                   (("a", principal.account_id), self.limits.per_account)]
+        budgets = [
+            (("t", principal.token_id), self.limits.per_token),
+            (("a", principal.account_id), self.limits.per_account),
+        ]
         kind = action.budget  # the route's own budget, besides the general ones
         if kind == "messages":
             budgets.append((("m", principal.account_id), self.limits.messages))
@@ -70,9 +73,11 @@ class RateLimiter:
             for key, limit in budgets:
                 if limit > 0:
                     counts[key] = counts.get(key, 0) + 1
-        if tightest_limit is None:
+        if tightest_limit is None or tightest_left is None:
             return True, [], reset_in
-        headers = [(b"x-ratelimit-limit", str(tightest_limit).encode()),
-                   (b"x-ratelimit-remaining", str(max(0, tightest_left)).encode()),
-                   (b"x-ratelimit-reset", str((window + 1) * WINDOW_SECONDS).encode())]
+        headers = [
+            (b"x-ratelimit-limit", str(tightest_limit).encode()),
+            (b"x-ratelimit-remaining", str(max(0, tightest_left)).encode()),
+            (b"x-ratelimit-reset", str((window + 1) * WINDOW_SECONDS).encode()),
+        ]
         return allowed, headers, reset_in

@@ -41,4 +41,4 @@ class RouteTable:
         if leaf is None:
             return None
         action, names = leaf
-        return action, dict(zip(names, values))
+        return action, dict(zip(names, values, strict=True))

@@ -1,0 +1,19 @@
+"""The bench's targets (issue 5): the number each figure is compared against, in one
+place. run.py's target table and engine_stream.py's targets read them from here;
+bench/README.md's "Targets" table states the same numbers in prose."""
+
+from __future__ import annotations
+
+TARGETS: dict[str, dict] = {
+    # req/s of botkit (1 worker) / req/s of the limit, on these routes
+    "botkit_vs_limit": {"at_least": 0.85, "routes": ("fetch", "create", "list")},
+    # req/s of botkit (1 worker) / req/s of the FastAPI peer, on these routes
+    "botkit_vs_peer": {"at_least": 3, "routes": ("fetch", "create")},
+    # p50 of the list 90,000 deep / p50 of page 1 (botkit 1 worker)
+    "deep_vs_page1": {"at_most": 1.1},
+    # peak RSS growth of the server during the JSONL export of 100,000 records, MB (1 worker)
+    "jsonl_rss_growth_mb": {"below": 50},
+    # completion streams: what botkit adds to the upstream's p50s
+    "ttft_added_ms_p50": {"below": 1.0},  # time to the first token, ms
+    "token_added_us_p50": {"below": 50.0},  # gap between tokens, µs
+}
