@@ -5,7 +5,7 @@ Every call has a connect and a read timeout (the read timeout bounds the wait fo
 each chunk, not the whole answer). Connect errors, 5xx answers and a stream that
 breaks before its first chunk are retried (BOTKIT_MODEL_RETRIES times, with a short
 backoff); after the first token nothing is retried. 429 → MODEL_TOO_MANY_REQUESTS,
-other failures → MODEL_* errors (actions/errors.py). The response is closed in a
+other failures → MODEL_* errors (errors.py). The response is closed in a
 `finally`, so cancelling the iterator (a client that went away) closes the upstream
 connection at once."""
 

@@ -1,0 +1,224 @@
+"""What a completion runs with and what it leaves behind: the bot configuration and
+history of a conversation, the partner limits, the context's records (the dataset's
+best matches, the contact's memories, inline records), the engine job built from
+them (engine/job.py), and, when it finished, its messages and usage, stored in one
+transaction. A completion that fails or is abandoned stores none of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ...actions.auth import enforce_limit, month_start_ms
+from ...actions.base import Call, Context
+from ...actions.stream import message_line, primed, reasoning_line, result_line, token_line, usage_line
+from ...engine import job as engine_job
+from ...engine import retrieval
+from ...engine.models import parse as parse_model
+from ...engine.provider import Passage, Reasoning
+from ...engine.run import Job, Outcome, complete
+from ...engine.run import Limits as EngineLimits
+from ...engine.run import Message as EngineMessage
+from ...errors import LimitsReached, NotFound
+from .. import bot, conversation, dataset, memory, skillset, usage
+from ..common import BOT_CONFIG, BotConfig, overlay
+from ..conversation import Entity, NewMessage
+
+if TYPE_CHECKING:
+    from . import Extensions, FunctionDefinition, Limits
+
+MEMORY_SCORE = 0.5  # a contact's memories join the context as records of this score
+HISTORY_DEFAULT = 100  # messages of history loaded (interactionMaxMessages overrides)
+
+
+@dataclass
+class Run:
+    """What a completion runs with, where it is stored, and how its answer reads."""
+
+    config: BotConfig
+    answer: Callable[[str | None, Outcome], Any]  # (the stored bot message's id, the outcome) → the answer
+    bot_id: str | None = None
+    conversation_id: str | None = None  # None: nothing is stored but usage
+    contact_id: str | None = None
+    task_id: str | None = None
+
+
+async def conversation_run(
+    conn, ctx: Context, conversation_id: str, answer: Callable[[str | None, Outcome], Any]
+) -> Run:
+    row = await conversation.run_config(conn, ctx.account_id, conversation_id)
+    if row is None:
+        raise NotFound("conversation not found")
+    own = BotConfig(**{f: row[f] for f in BOT_CONFIG})
+    under = await bot.config(conn, ctx.account_id, row["bot_id"]) if row["bot_id"] else None
+    return Run(
+        overlay(own, under),
+        answer,
+        bot_id=row["bot_id"],
+        conversation_id=row["id"],
+        contact_id=row["contact_id"],
+        task_id=row["task_id"],
+    )
+
+
+async def history(conn, ctx: Context, run: Run) -> list[tuple[str, str]]:
+    limit = HISTORY_DEFAULT
+    if run.config.model:
+        _, params = parse_model(run.config.model)
+        if params.interaction_max_messages is not None:
+            limit = params.interaction_max_messages
+    assert run.conversation_id is not None
+    return await conversation.history(conn, ctx.account_id, run.conversation_id, limit)
+
+
+async def check_limits(conn, ctx: Context, messages: int) -> None:
+    """A partner's limits on its child account: messages a month, model tokens a month."""
+    limits = ctx.principal.limits if ctx.principal is not None else None
+    if not limits:
+        return
+    if messages:
+        await enforce_limit(conn, ctx.principal, "message", "messages", adding=messages)
+    cap = limits.get("tokens") if isinstance(limits, dict) else None
+    if cap is not None and await usage.tokens_used(conn, ctx.account_id, month_start_ms()) >= cap:
+        raise LimitsReached(f"the account's tokens limit ({cap:g}) is reached")
+
+
+async def _passages(
+    conn, ctx: Context, run: Run, query: str, extensions: Extensions | None, extras: engine_job.Extras
+) -> None:
+    """The records that join the context: the dataset's best matches (with its
+    instructions), the contact's memories, the request's inline records."""
+    models = ctx.services.models
+    if run.config.dataset_id and query:
+        settings = await dataset.search_settings(conn, ctx.account_id, run.config.dataset_id)
+        if settings is not None:
+            found = await retrieval.search_records(
+                conn,
+                ctx.account_id,
+                run.config.dataset_id,
+                query,
+                dataset.bounds(settings),
+                embeddings=models.embeddings,
+                timeouts=models.timeouts,
+            )
+            extras.passages += retrieval.passages(found)
+            extras.match_instruction = settings["match_instruction"]
+            extras.mismatch_instruction = settings["mismatch_instruction"]
+    if run.contact_id:
+        extras.passages += [
+            Passage(text=f"(remembered about this contact) {r['text']}", score=MEMORY_SCORE, meta={"memoryId": r["id"]})
+            for r in await memory.recent(conn, ctx.account_id, run.contact_id)
+        ]
+    if extensions and extensions.datasets and query:
+        extras.passages += retrieval.rank_inline(
+            query, [(r.text, r.meta) for d in extensions.datasets for r in d.records]
+        )
+
+
+async def build(
+    ctx: Context,
+    conn,
+    run: Run,
+    messages: list[tuple[str, str]],
+    *,
+    functions: list[FunctionDefinition] | None,
+    extensions: Extensions | None,
+    limits: Limits | None,
+) -> Job:
+    draft = engine_job.draft(ctx.services.models, run.config.model, messages)
+    extras = engine_job.Extras(
+        backstory=extensions.backstory if extensions else None,
+        functions=[f.engine() for f in functions or ()],
+        limits=limits.engine() if limits is not None else EngineLimits(),
+    )
+    if run.config.skillset_id:
+        extras.abilities += await skillset.abilities_of(conn, ctx.account_id, run.config.skillset_id)
+    for inline in extensions.skillsets if extensions and extensions.skillsets else ():
+        extras.abilities += [engine_job.Ability(a.name, a.description, a.instruction) for a in inline.abilities]
+    await _passages(conn, ctx, run, draft.query, extensions, extras)
+    return engine_job.build(draft, run.config.backstory, extras)
+
+
+# --- running it -------------------------------------------------------------------
+
+
+def _storable(meta: dict) -> dict:
+    """jsonb refuses NUL characters (a model may write them in tool arguments)."""
+    raw = msgspec.json.encode(meta)
+    if b"\\u0000" in raw:
+        try:
+            meta = msgspec.json.decode(raw.replace(b"\\u0000", b""))
+        except msgspec.DecodeError:  # an escaped backslash before "u0000": drop the details
+            meta = {"activity": {"type": "response"}}
+    return meta
+
+
+async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
+    """The finished completion: activity messages, the bot message, the usage row."""
+    async with ctx.pool.connection() as conn, conn.transaction():
+        message_id = None
+        if run.conversation_id is not None:
+            rows = [NewMessage("activity", m.text, _storable(m.meta or {})) for m in outcome.messages]
+            if outcome.text or not rows:
+                rows.append(
+                    NewMessage("bot", outcome.text, {"model": outcome.model, "end": {"reason": outcome.reason}})
+                )
+            message_id = (await conversation.insert_messages(conn, ctx.account_id, run.conversation_id, rows))[-1]
+        c = run.config
+        await usage.record_usage(
+            conn,
+            ctx.account_id,
+            model=outcome.model,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            conversation_id=run.conversation_id,
+            message_id=message_id,
+            bot_id=run.bot_id,
+            contact_id=run.contact_id,
+            task_id=run.task_id,
+            dataset_id=c.dataset_id,
+            skillset_id=c.skillset_id,
+        )
+        return message_id
+
+
+async def _collect(ctx: Context, run: Run, job: Job) -> Any:
+    outcome = None
+    async for event in complete(job):
+        if isinstance(event, Outcome):
+            outcome = event
+    assert outcome is not None
+    return run.answer(await _store(ctx, run, outcome), outcome)
+
+
+async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
+    async for event in complete(job):
+        if type(event) is str:
+            yield token_line(event)
+        elif type(event) is Reasoning:
+            yield reasoning_line(event.text)
+        elif isinstance(event, EngineMessage):
+            yield message_line(event.type, event.text, event.meta)
+        elif isinstance(event, Outcome):
+            message_id = await _store(ctx, run, event)
+            yield (
+                usage_line(event.model, event.input_tokens, event.output_tokens)
+                + result_line(run.answer(message_id, event))
+            )
+
+
+async def answer(ctx: Context, call: Call, run: Run, job: Job) -> Any:
+    if call.jsonl:
+        return await primed(_lines(ctx, run, job))
+    return await _collect(ctx, run, job)
+
+
+async def user_message(conn, ctx: Context, run: Run, text: str, entities: list[Entity] | None) -> str:
+    assert run.conversation_id is not None
+    ids = await conversation.insert_messages(
+        conn, ctx.account_id, run.conversation_id, [NewMessage("user", text, entities=entities)]
+    )
+    return ids[0]
