@@ -68,6 +68,7 @@ WRITABLE = (
     "visibility",
 )
 INSERT_COLUMNS = ("id", "account_id", "created_at", "updated_at", *WRITABLE)
+META_ARG = INSERT_COLUMNS.index("meta")
 INSERT_SQL = (
     f"INSERT INTO bots ({', '.join(INSERT_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))})"
@@ -166,8 +167,8 @@ async def create(request) -> Response:
     now = time.time_ns() // 1_000_000
     bot_id = new_id()
     args = [bot_id, None, now, now, *(body.get(wire) for _, wire in WIRE_WRITABLE)]
-    if args[7] is None:  # meta (index 4 + 3)
-        args[7] = {}
+    if args[META_ARG] is None:
+        args[META_ARG] = {}
     conn = await pool.acquire()
     try:
         account = await account_of(conn, request)
