@@ -8,6 +8,8 @@ import weakref
 
 import httpx
 
+from .provider import Timeouts
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
@@ -22,6 +24,6 @@ def client() -> httpx.AsyncClient:
     return found
 
 
-def timeout(t) -> httpx.Timeout:
+def timeout(t: Timeouts) -> httpx.Timeout:
     """httpx's timeout from an engine `Timeouts` (the read bound is per chunk)."""
     return httpx.Timeout(connect=t.connect, read=t.read, write=t.connect, pool=t.connect)

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import BadRequest
 from .context import Parts, Turn
 from .models import Registry
-from .provider import ModelInfo, Params, Passage
+from .provider import ModelInfo, Params, Passage, Timeouts
 from .retrieval import clean_query
 from .run import Job, Limits, prepare
 from .tools import Tool, tool_name
@@ -47,7 +47,7 @@ class Draft:
     model: ModelInfo
     params: Params
     requested: str
-    timeouts: Any
+    timeouts: Timeouts
     instructions: list[str]  # instruction/backstory messages of the conversation
     passages: list[Passage]  # its context messages
     history: list[Turn]

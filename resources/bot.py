@@ -13,7 +13,7 @@ from ..actions.ids import new_id
 from ..actions.standard import Table, crud
 from ..errors import NotFound
 from . import conversation
-from .common import BOT_CONFIG, BotConfig, Configured
+from .common import BOT_CONFIG, BotConfig, Configured, config_of
 from .rating import VoteAction
 from .usage import UsageRange, tokens_in
 
@@ -50,7 +50,7 @@ _CONFIG_SQL = f"SELECT {', '.join(BOT_CONFIG)} FROM bots WHERE id = $1 AND accou
 async def config(conn, account_id: str, bot_id: str) -> BotConfig | None:
     """The bot's configuration (None: no such bot here)."""
     row = await conn.fetchrow(_CONFIG_SQL, bot_id, account_id)
-    return BotConfig(**dict(row)) if row is not None else None
+    return config_of(row) if row is not None else None
 
 
 async def exists(conn, account_id: str, bot_id: str) -> bool:

@@ -46,6 +46,11 @@ class Configured(Item):
     moderation: bool | None = None
 
 
+def config_of(row) -> BotConfig:
+    """The bot configuration in a bots or conversations row."""
+    return BotConfig(**{f: row[f] for f in BOT_CONFIG})
+
+
 def overlay(own: BotConfig, under: BotConfig | None) -> BotConfig:
     """`own`'s values, and `under`'s where `own` has none (a conversation over its bot)."""
     if under is None:

@@ -99,17 +99,29 @@ _SEARCH_SETTINGS = (
 )
 
 
-async def search_settings(conn, account_id: str, dataset_id: str):
-    """A dataset's search bounds and instructions (None: no such dataset here)."""
-    return await conn.fetchrow(_SEARCH_SETTINGS, dataset_id, account_id)
-
-
-def bounds(settings) -> retrieval.Bounds:
-    return retrieval.Bounds(
+async def search(conn, ctx: Context, dataset_id: str, query: str, filter: dict[str, Any] | None = None):
+    """(the dataset's search settings and instructions, its best records for `query`
+    within its bounds); (None, []) when there is no such dataset here."""
+    settings = await conn.fetchrow(_SEARCH_SETTINGS, dataset_id, ctx.account_id)
+    if settings is None:
+        return None, []
+    bounds = retrieval.Bounds(
         min_score=settings["search_min_score"],
         max_records=settings["search_max_records"],
         max_tokens=settings["search_max_tokens"],
     )
+    models = ctx.services.models
+    records = await retrieval.search_records(
+        conn,
+        ctx.account_id,
+        dataset_id,
+        query,
+        bounds,
+        embeddings=models.embeddings,
+        timeouts=models.timeouts,
+        filter=filter,
+    )
+    return settings, records
 
 
 # --- search --------------------------------------------------------------------
@@ -141,22 +153,10 @@ class SearchDataset(Action):
 
     async def run(self, ctx: Context, call: Call) -> SearchResult:
         dataset_id = call.params["datasetId"]
-        body: SearchBody = call.body
-        models = ctx.services.models
         async with ctx.pool.connection() as conn:
-            settings = await search_settings(conn, ctx.account_id, dataset_id)
-            if settings is None:
-                raise NotFound("dataset not found")
-            records = await retrieval.search_records(
-                conn,
-                ctx.account_id,
-                dataset_id,
-                body.search,
-                bounds(settings),
-                embeddings=models.embeddings,
-                timeouts=models.timeouts,
-                filter=body.filter,
-            )
+            settings, records = await search(conn, ctx, dataset_id, call.body.search, call.body.filter)
+        if settings is None:
+            raise NotFound("dataset not found")
         return SearchResult(id=dataset_id, records=records)
 
 

@@ -4,7 +4,6 @@ names)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -12,7 +11,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, Stream
 from ..actions.fields import Item
 from ..actions.query import ListQuery
-from ..actions.stream import item_lines
+from ..actions.stream import item_lines, one
 from ..engine.models import Registry
 from ..engine.provider import ModelInfo
 
@@ -66,10 +65,6 @@ def _select(models: Registry, q: ModelListQuery) -> list[PlatformModel]:
     return items
 
 
-async def _lines(items: list[PlatformModel]) -> AsyncIterator[bytes]:
-    yield item_lines(items)
-
-
 class ListPlatformModels(Action):
     method = "GET"
     tag = "Platform"
@@ -82,7 +77,7 @@ class ListPlatformModels(Action):
         q: ModelListQuery = call.query
         items = _select(ctx.services.models, q)
         if call.jsonl:
-            return Stream(_lines(items))
+            return Stream(one(item_lines(items)))
         page = items[: q.take]
         return PlatformModelList(items=page, cursor=page[-1].id if len(items) > q.take else msgspec.UNSET)
 

@@ -43,7 +43,7 @@ from ...engine.run import Limits as EngineLimits
 from ...engine.run import Outcome
 from ...errors import NotFound
 from .. import bot, conversation
-from ..common import BOT_CONFIG, BotConfig, overlay
+from ..common import BotConfig, overlay
 from ..conversation import Entity, MessageType
 from .run import Run, answer, build, check_limits, conversation_run, history, user_message
 
@@ -288,7 +288,7 @@ class CompleteConversation(Action):
     async def run(self, ctx: Context, call: Call) -> Any:
         body: CompleteBody = call.body
         async with ctx.pool.connection() as conn:
-            config = BotConfig(**{f: getattr(body, f) for f in BOT_CONFIG})
+            config: BotConfig = body  # the body is a bot configuration, plus what it completes
             if body.bot_id is not None:
                 under = await bot.config(conn, ctx.account_id, body.bot_id)
                 if under is None:

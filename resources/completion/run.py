@@ -24,7 +24,7 @@ from ...engine.run import Limits as EngineLimits
 from ...engine.run import Message as EngineMessage
 from ...errors import LimitsReached, NotFound
 from .. import bot, conversation, dataset, memory, skillset, usage
-from ..common import BOT_CONFIG, BotConfig, overlay
+from ..common import BotConfig, config_of, overlay
 from ..conversation import Entity, NewMessage
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ async def conversation_run(
     row = await conversation.run_config(conn, ctx.account_id, conversation_id)
     if row is None:
         raise NotFound("conversation not found")
-    own = BotConfig(**{f: row[f] for f in BOT_CONFIG})
+    own = config_of(row)
     under = await bot.config(conn, ctx.account_id, row["bot_id"]) if row["bot_id"] else None
     return Run(
         overlay(own, under),
@@ -91,19 +91,9 @@ async def _passages(
 ) -> None:
     """The records that join the context: the dataset's best matches (with its
     instructions), the contact's memories, the request's inline records."""
-    models = ctx.services.models
     if run.config.dataset_id and query:
-        settings = await dataset.search_settings(conn, ctx.account_id, run.config.dataset_id)
+        settings, found = await dataset.search(conn, ctx, run.config.dataset_id, query)
         if settings is not None:
-            found = await retrieval.search_records(
-                conn,
-                ctx.account_id,
-                run.config.dataset_id,
-                query,
-                dataset.bounds(settings),
-                embeddings=models.embeddings,
-                timeouts=models.timeouts,
-            )
             extras.passages += retrieval.passages(found)
             extras.match_instruction = settings["match_instruction"]
             extras.mismatch_instruction = settings["mismatch_instruction"]
