@@ -154,15 +154,18 @@ def list_response(item: type, noun: str) -> type:
     return _LIST_RESPONSES[item]
 
 
+async def require_owned(conn, table: str, row_id: Any, account_id: str, missing: str, owner: str = "account_id"):
+    """404 `missing` unless the row exists in this account (another account's is missing too)."""
+    if await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1 AND {owner} = $2", row_id, account_id) is None:
+        raise NotFound(missing)
+
+
 async def require_parent(conn, parent: Parent | None, ctx: Context, call: Call) -> None:
     """Nested routes answer 404 when the parent is missing or another account's."""
-    if parent is None:
-        return
-    found = await conn.fetchval(
-        f"SELECT 1 FROM {parent.table} WHERE id = $1 AND {parent.owner} = $2", call.params[parent.param], ctx.account_id
-    )
-    if found is None:
-        raise NotFound(f"{parent.noun} not found")
+    if parent is not None:
+        await require_owned(
+            conn, parent.table, call.params[parent.param], ctx.account_id, f"{parent.noun} not found", parent.owner
+        )
 
 
 class ListAction(Action):
@@ -258,9 +261,7 @@ async def check_refs(conn, table: Table, ctx: Context, values: dict[str, Any]) -
         ref = values.get(column)
         if ref is None or ref is msgspec.UNSET:
             continue
-        found = await conn.fetchval(f"SELECT 1 FROM {ref_table} WHERE id = $1 AND account_id = $2", ref, ctx.account_id)
-        if found is None:
-            raise NotFound(f"{camel(column)}: {noun} not found")
+        await require_owned(conn, ref_table, ref, ctx.account_id, f"{camel(column)}: {noun} not found")
 
 
 class CreateAction(Action):

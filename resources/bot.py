@@ -14,7 +14,7 @@ from ..actions.standard import Table, crud
 from ..errors import NotFound
 from . import conversation
 from .common import BOT_CONFIG, BotConfig, Configured, config_of
-from .rating import VoteAction
+from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
 
 
@@ -56,6 +56,9 @@ async def config(conn, account_id: str, bot_id: str) -> BotConfig | None:
 async def exists(conn, account_id: str, bot_id: str) -> bool:
     return await conn.fetchval("SELECT 1 FROM bots WHERE id = $1 AND account_id = $2", bot_id, account_id) is not None
 
+
+# What a vote on a bot records (rating.py).
+RATED = Rated(contact="NULL", bot="t.id", conversation="NULL", message="NULL", source="bots t")
 
 _CLONE_COLUMNS = [c for c in TABLE.insert_columns if c not in ("id", "account_id", "created_at", "updated_at")]
 _CLONE_SQL = (
@@ -145,8 +148,8 @@ ACTIONS: list[Action] = [
         delete="/bot/{botId}/delete",
     ),
     CloneBot("/bot/{botId}/clone"),
-    VoteAction(TABLE, "/bot/{botId}/upvote"),
-    VoteAction(TABLE, "/bot/{botId}/downvote"),
+    VoteAction(TABLE, "/bot/{botId}/upvote", RATED),
+    VoteAction(TABLE, "/bot/{botId}/downvote", RATED),
     CreateBotSession("/bot/{botId}/session/create"),
     FetchBotUsage("/bot/{botId}/usage/fetch"),
 ]

@@ -16,7 +16,7 @@ from ..actions.ids import new_id
 from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud
 from ..errors import NotFound
 from .common import BOT_CONFIG, BotConfig, Configured
-from .rating import VoteAction
+from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
 
 MessageType = Literal["user", "bot", "reasoning", "context", "instruction", "backstory", "activity", "checkpoint"]
@@ -111,6 +111,17 @@ MESSAGES = Table(
     tag="Conversation",
     parent=PARENT,
     defaults={"entities": list},
+)
+
+
+# What a vote on a conversation or a message records (rating.py).
+RATED = Rated(contact="t.contact_id", bot="t.bot_id", conversation="t.id", message="NULL", source="conversations t")
+MESSAGE_RATED = Rated(
+    contact="c.contact_id",
+    bot="c.bot_id",
+    conversation="t.conversation_id",
+    message="t.id",
+    source="messages t JOIN conversations c ON c.id = t.conversation_id",
 )
 
 
@@ -347,8 +358,8 @@ ACTIONS: list[Action] = [
         delete="/conversation/{conversationId}/delete",
         export="/conversation/export",
     ),
-    VoteAction(TABLE, "/conversation/{conversationId}/upvote"),
-    VoteAction(TABLE, "/conversation/{conversationId}/downvote"),
+    VoteAction(TABLE, "/conversation/{conversationId}/upvote", RATED),
+    VoteAction(TABLE, "/conversation/{conversationId}/downvote", RATED),
     *crud(
         MESSAGES,
         list=ListAction(MESSAGES, "/conversation/{conversationId}/message/list", session=True, budget="history"),
@@ -357,8 +368,8 @@ ACTIONS: list[Action] = [
         update="/conversation/{conversationId}/message/{messageId}/update",
         delete="/conversation/{conversationId}/message/{messageId}/delete",
     ),
-    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/upvote"),
-    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/downvote"),
+    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/upvote", MESSAGE_RATED),
+    VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/downvote", MESSAGE_RATED),
     CreateConversationSession("/conversation/{conversationId}/session/create"),
     FetchConversationUsage("/conversation/{conversationId}/usage/fetch", session=True),
 ]

@@ -22,7 +22,7 @@ from ..actions.fields import (
     Visibility,
 )
 from ..actions.query import PageQuery
-from ..actions.standard import ListAction, Parent, Table, crud
+from ..actions.standard import ListAction, Parent, Table, crud, require_owned, require_parent
 from ..engine import retrieval
 from ..errors import NotFound
 from .file import TABLE as FILES
@@ -171,18 +171,9 @@ class FileDetach(Body):
     delete_records: bool = False
 
 
-_OWNED = (
-    "SELECT (SELECT 1 FROM datasets WHERE id = $1 AND account_id = $3), "
-    "(SELECT 1 FROM files WHERE id = $2 AND account_id = $3)"
-)
-
-
 async def _require_both(conn, call: Call, ctx: Context) -> None:
-    dataset, file = await conn.fetchrow(_OWNED, call.params["datasetId"], call.params["fileId"], ctx.account_id)
-    if dataset is None:
-        raise NotFound("dataset not found")
-    if file is None:
-        raise NotFound("file not found")
+    await require_parent(conn, PARENT, ctx, call)
+    await require_owned(conn, "files", call.params["fileId"], ctx.account_id, "file not found")
 
 
 class AttachFile(Action):

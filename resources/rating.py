@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -37,25 +38,25 @@ class Downvote(Body):
 
 TABLE = Table(name="ratings", noun="rating", item=Rating, create=Upvote, tag="Rating")
 
-# What a vote records about its target: (contact, bot, conversation, message), per target table.
-_TARGET = {
-    "bots": ("NULL", "t.id", "NULL", "NULL", "bots t"),
-    "conversations": ("t.contact_id", "t.bot_id", "t.id", "NULL", "conversations t"),
-    "messages": (
-        "c.contact_id",
-        "c.bot_id",
-        "t.conversation_id",
-        "t.id",
-        "messages t JOIN conversations c ON c.id = t.conversation_id",
-    ),
-}
+
+@dataclass(frozen=True)
+class Rated:
+    """What a vote records about its target, as SQL over the target's row `t`: its
+    contact, bot, conversation and message, and the FROM clause that reaches them.
+    Each target's module declares it (it is that module's SQL)."""
+
+    contact: str
+    bot: str
+    conversation: str
+    message: str
+    source: str
 
 
 class VoteAction(Action):
     """`.../upvote` or `.../downvote` of a bot, conversation or message: a rating row
     that records its target (and the target's contact, bot and conversation)."""
 
-    def __init__(self, target: Table, path: str) -> None:
+    def __init__(self, target: Table, path: str, rated: Rated) -> None:
         super().__init__(path)
         self.target = target
         verb = self.operation
@@ -65,15 +66,15 @@ class VoteAction(Action):
         self.summary = f"{verb.title()} a {target.noun}"
         self.body = Upvote if verb == "upvote" else Downvote
         self.response = IdResponse
-        contact, bot, conversation, message, source = _TARGET[target.name]
+        r = rated
         where = "t.id = $1 AND t.account_id = $2"
         if target.parent:
             where += f" AND t.{target.parent.column} = $7"
         self.sql = (
             "INSERT INTO ratings (id, account_id, created_at, updated_at, value, reason, "
             "contact_id, bot_id, conversation_id, message_id) "
-            f"SELECT $3, t.account_id, $4, $4, $5, $6, {contact}, {bot}, {conversation}, {message} "
-            f"FROM {source} WHERE {where} RETURNING id"
+            f"SELECT $3, t.account_id, $4, $4, $5, $6, {r.contact}, {r.bot}, {r.conversation}, {r.message} "
+            f"FROM {r.source} WHERE {where} RETURNING id"
         )
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
