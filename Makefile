@@ -10,12 +10,17 @@ export HOST PORT
 
 .PHONY: install run test check bench clean
 
-# (Re)install when pyproject.toml changes.
+PIP    = PYTHONWARNINGS=ignore $(BIN)/pip install -qq --disable-pip-version-check
+
+# (Re)install when pyproject.toml changes. pip says only what fails; build warnings
+# (setuptools' notes on editable installs) are not ours to act on.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	@echo "botkit: installing into $(VENV) (the first time takes about a minute)"
+	@start=$$(date +%s); \
+	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+	$(PIP) --upgrade pip && $(PIP) -e '.[test]' || exit 1; \
+	echo "botkit: installed in $$(( $$(date +%s) - start )) s"
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -27,7 +32,8 @@ test: $(STAMP)
 
 # Format, lint (complexity <= 15) and types. mypy reads the checkout as the `botkit`
 # package through a link, because the repository root is the package.
-MYPY_PACKAGES := -p botkit.actions -p botkit.transport -p botkit.store -p botkit.engine -p botkit.spec
+MYPY_PACKAGES := -p botkit.actions -p botkit.transport -p botkit.store -p botkit.engine -p botkit.spec \
+                 -p botkit.resources -m botkit.serve -m botkit.cli -m botkit.config -m botkit.errors -m botkit.testing
 check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -38,10 +44,13 @@ check: $(STAMP)
 # Installs the `bench` extra (when pyproject.toml is newer than its stamp) and wrk.
 bench: $(STAMP)
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { \
-	  $(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,bench]' && touch $(VENV)/.bench-installed; }
+	  $(PIP) -e '.[test,bench]' && touch $(VENV)/.bench-installed; }
 	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "bench: wrk is missing; run as root or install wrk" >&2; exit 1; }; \
 	  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# A cluster the embedded PostgreSQL keeps outside an unreachable checkout is linked
+# from .data (store/embedded.py): removed with it.
 clean:
+	for link in .data/*postgres*; do test ! -L "$$link" || rm -rf "$$(readlink "$$link")"; done
 	rm -rf $(VENV) .data build *.egg-info

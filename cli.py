@@ -6,198 +6,95 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .config import Settings
 from .config import settings as load_settings
-
-log = logging.getLogger("botkit")
-
-
-def setup_logging(level: str) -> None:
-    from .transport.app import RequestIdFilter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-def log_config() -> dict:
-    """uvicorn's loggers through the same handler, so its lines carry a request id too."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "botkit.transport.app.RequestIdFilter"}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "filters": ["request_id"],
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-            "botkit": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        },
-    }
-
-
-async def ensure_admin(dsn: str, data_dir: Path) -> str | None:
-    """Make sure an admin account and a working admin token exist; the token is written
-    to <data dir>/admin-token. Returns the secret when a new one was made."""
-    import asyncpg
-
-    from .resources.account import create_account
-    from .resources.token import issue_token, token_is_valid
-    from .store.pool import init_connection
-
-    token_file = data_dir / "admin-token"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await init_connection(conn)
-        if token_file.exists() and await token_is_valid(conn, token_file.read_text().strip()):
-            return None
-        async with conn.transaction():
-            admin = await conn.fetchval("SELECT id FROM accounts WHERE role = 'admin' ORDER BY id LIMIT 1")
-            if admin is None:
-                admin = await create_account(conn, name="admin", role="admin")
-            _, secret = await issue_token(conn, admin, name="admin")
-    finally:
-        await conn.close()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token_file.touch(mode=0o600)
-    token_file.write_text(secret + "\n")
-    return secret
+from .errors import StartupError
+from .store.connect import check_url
 
 
 def app():
     """The ASGI app of `botkit serve` (uvicorn's factory): every route, configured
     from the environment."""
     from .resources import ROUTES
+    from .serve import in_worker
     from .transport.app import create_app
 
+    in_worker()
     return create_app(load_settings(), ROUTES)
 
 
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(0)
-
-
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .store.embedded import EmbeddedPostgres
-    from .store.migrate import migrate
+    from .serve import serve as run
+    from .serve import setup_logging
 
     s = load_settings()
     setup_logging(s.log_level)
-    host = args.host or s.host
-    port = args.port or s.port
-    workers = args.workers or s.workers
-    embedded = None
-    dsn = s.database_url
-    try:
-        if not dsn:
-            embedded = EmbeddedPostgres(s.data_dir / "postgres")
-            dsn = embedded.start()
-        applied = asyncio.run(migrate(dsn))
-        if applied:
-            log.info("migrations applied: %s", ", ".join(applied))
-        secret = asyncio.run(ensure_admin(dsn, s.data_dir))
-        if secret:
-            print(
-                f"\n  botkit admin token (also in {s.data_dir / 'admin-token'}):\n\n    {secret}\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        os.environ["DATABASE_URL"] = dsn  # for the workers uvicorn starts
-        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default
-        # handler that kills the process before `finally` (and atexit) could run.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-        log.info("serving on http://%s:%s/v1 (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
-        uvicorn.run(
-            "botkit.cli:app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_config=log_config(),
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-    finally:
-        # uvicorn returns here on SIGTERM/SIGINT (it skips atexit): stop what we started.
-        if embedded is not None and embedded.started_here:
-            embedded.stop()
-    return 0
-
-
-def migrate_cmd(args: argparse.Namespace) -> int:
-    from .store.migrate import migrate
-
-    s = load_settings()
-    setup_logging(s.log_level)
-    if not s.database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    for name in asyncio.run(migrate(s.database_url)):
-        print("applied", name)
-    return 0
+    return run(s, args.host or s.host, args.port or s.port, args.workers or s.workers)
 
 
 # --- operator commands against the configured database --------------------------
 
 
-def _database(s: Settings):
-    """(dsn, embedded server started here or None): DATABASE_URL, else the embedded one
-    in the data folder (reused when `make run` has it running)."""
+@contextmanager
+def database(s: Settings) -> Iterator[str]:
+    """The DSN to work on: DATABASE_URL, else the embedded database in the data folder
+    (the running one when `make run` holds it, else started for this command)."""
     if s.database_url:
-        return s.database_url, None
-    from .store.embedded import EmbeddedPostgres
+        yield check_url(s.database_url)
+        return
+    from .store.embedded import EmbeddedPostgres, running_pid
 
     embedded = EmbeddedPostgres(s.data_dir / "postgres")
-    dsn = embedded.start()
-    return dsn, embedded if embedded.started_here else None
+    holder = embedded.claim(f"botkit {' '.join(sys.argv[1:3])}".strip())
+    if holder is not None:
+        if running_pid(embedded.data) is None:
+            raise StartupError(f"the embedded database is in use by {holder}; try again when it is done")
+        yield embedded.uri()
+        return
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
 
 
 def _with_db(work) -> int:
     """Run `work(conn)` on a migrated database; print what it returns."""
-    import asyncpg
-
+    from .store.connect import connect
     from .store.migrate import migrate
     from .store.pool import init_connection
 
     s = load_settings()
     logging.basicConfig(level="WARNING")
-    dsn, started = _database(s)
 
-    async def go():
+    async def go(dsn: str):
         await migrate(dsn)
-        conn = await asyncpg.connect(dsn)
+        conn = await connect(dsn)
         try:
             await init_connection(conn)
             return await work(conn)
         finally:
             await conn.close()
 
-    try:
-        out = asyncio.run(go())
-    finally:
-        if started is not None:
-            started.stop()
+    with database(s) as dsn:
+        out = asyncio.run(go(dsn))
     if out is not None:
         print(out)
+    return 0
+
+
+def migrate_cmd(args: argparse.Namespace) -> int:
+    from .serve import setup_logging
+    from .store.migrate import migrate
+
+    s = load_settings()
+    setup_logging(s.log_level)
+    with database(s) as dsn:
+        applied = asyncio.run(migrate(dsn))
+    print("\n".join(f"applied {name}" for name in applied) or "the database is up to date")
     return 0
 
 
@@ -301,6 +198,24 @@ def partner_user_create(args: argparse.Namespace) -> int:
     return _with_db(work)
 
 
+def account_list(args: argparse.Namespace) -> int:
+    async def work(conn):
+        rows = await conn.fetch(
+            "SELECT id, role, name, email, parent_id FROM accounts"
+            " WHERE ($1::text IS NULL OR parent_id = $1) ORDER BY id",
+            args.parent,
+        )
+        return (
+            "\n".join(
+                f"{r['id']}\t{r['role']}\t{r['name'] or '-'}\t{r['email'] or '-'}\tparent={r['parent_id'] or '-'}"
+                for r in rows
+            )
+            or "(no accounts)"
+        )
+
+    return _with_db(work)
+
+
 def routes_table() -> str:
     """Every route served: method, path, action class and where it is declared."""
     import os
@@ -329,10 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
     p.set_defaults(func=serve)
-    p = sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL")
+    p = sub.add_parser("migrate", help="apply SQL migrations (DATABASE_URL, else the embedded database)")
     p.set_defaults(func=migrate_cmd)
     p = sub.add_parser("routes", help="print every route: method, path, action class, file:line")
     p.set_defaults(func=routes_cmd)
+
+    account = sub.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
+    p = account.add_parser(
+        "list", help="list accounts: id, role, name, email, parent (the admin account is role admin)"
+    )
+    p.add_argument("--parent", help="only the children of this account")
+    p.set_defaults(func=account_list)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create", help="create a token; prints `id<TAB>secret` (the secret is shown once)")
@@ -366,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args = parser.parse_args(["serve", *(argv or [])])
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StartupError as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

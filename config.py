@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def default_data_dir() -> Path:
     """`.data` in the folder botkit runs from (`make run`: the checkout), never inside
     the installed package."""
     return Path.cwd() / ".data"
+
+
+def data_dir() -> Path:
+    """BOTKIT_DATA_DIR, else the default."""
+    return Path(os.environ.get("BOTKIT_DATA_DIR") or default_data_dir()).resolve()
 
 
 def _int(name: str, default: int) -> int:
@@ -21,9 +28,7 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
-    data_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("BOTKIT_DATA_DIR") or default_data_dir()).resolve()
-    )
+    data_dir: Path = field(default_factory=data_dir)
     host: str = field(default_factory=lambda: os.environ.get("HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: _int("PORT", 8000))
     workers: int = field(default_factory=lambda: _int("WORKERS", 1))
@@ -58,6 +63,17 @@ class Settings:
         default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None
     )
     embeddings_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_API_KEY") or None)
+
+    @property
+    def admin_token_file(self) -> Path:
+        """One admin token per database, so that each stays valid: `admin-token` for the
+        embedded one, `admin-token-<host>-<port>-<database>` for a DATABASE_URL's."""
+        if not self.database_url:
+            return self.data_dir / "admin-token"
+        url = urlsplit(self.database_url)
+        host = (url.netloc.rpartition("@")[2] or "socket").replace(":", "-")
+        name = f"{host}{'-5432' if ':' not in url.netloc.rpartition('@')[2] else ''}-{url.path.strip('/') or 'default'}"
+        return self.data_dir / ("admin-token-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name))
 
 
 def settings() -> Settings:

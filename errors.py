@@ -109,3 +109,8 @@ ALL = (
     LimitsReached,
     InternalError,
 )
+
+
+class StartupError(Exception):
+    """Not a wire error: what keeps `botkit serve` (or another command) from starting,
+    in one line a user can act on. The CLI prints it without a traceback."""

@@ -68,6 +68,7 @@ class ServerThread:
 
     def call(self, coro):
         """Run a coroutine on the server's loop (e.g. with the app's pool)."""
+        assert self.loop is not None, "the server is not running"
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def stop(self) -> None:

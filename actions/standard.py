@@ -265,7 +265,7 @@ async def check_refs(conn, table: Table, ctx: Context, values: dict[str, Any]) -
 
 
 class CreateAction(Action):
-    response = IdResponse
+    response: type = IdResponse
 
     def __init__(self, table: Table, path: str, **flags: Any) -> None:
         super().__init__(path, **flags)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -55,10 +55,14 @@ class Message:
     meta: dict[str, Any] | None = None
 
 
+# Why a completion ended, in the reference's words.
+EndReason = Literal["length", "stop", "activity", "abort", "error", "iteration"]
+
+
 @dataclass
 class Outcome:
     text: str
-    reason: str
+    reason: EndReason
     input_tokens: int
     output_tokens: int
     model: str
@@ -116,7 +120,7 @@ class _Calls:
     messages: list[Message]  # the activity messages of the calls
     tail: list[dict[str, Any]]  # the assistant message and the results, for the next call
     calls: int  # calls made so far in the completion
-    stop: str | None = None  # "activity" (the client's turn) or "iteration" (over limits.calls)
+    stop: EndReason | None = None  # "activity" (the client's turn) or "iteration" (over limits.calls)
 
 
 def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], calls: int, window: int) -> _Calls:
@@ -171,7 +175,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
     input_tokens = output_tokens = 0
     iterations = calls = continuations = 0
     first_call = True
-    reason = "stop"
+    reason: EndReason = "stop"
     turn_prefix = ""  # the text of the current answer so far (for continuations)
     while True:
         fitted = _fit(window, parts, first_call)

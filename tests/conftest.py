@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +18,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from botkit.config import default_data_dir
+from botkit.config import data_dir
+from botkit.errors import StartupError
+from botkit.store.connect import connect
 from botkit.store.embedded import EmbeddedPostgres
 from botkit.store.migrate import migrate
 from botkit.testing import Api, new_account, start_app
@@ -43,15 +44,32 @@ def pg_server():
     """DSN of a PostgreSQL server's maintenance database."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
+        asyncio.run(_check_server(url))
         yield url
         return
-    data = default_data_dir() / f"test-postgres-{os.getpid()}"
-    pg = EmbeddedPostgres(data, fast=True)
+    pg = EmbeddedPostgres(data_dir() / f"test-postgres-{os.getpid()}", fast=True)
     try:
         yield pg.start()
     finally:
-        pg.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        pg.remove()
+
+
+async def _check_server(url: str) -> None:
+    """The suite makes a database per run: say so at once when the role cannot."""
+    try:
+        conn = await connect(url)
+    except StartupError as exc:
+        pytest.exit(f"TEST_DATABASE_URL / DATABASE_URL: {exc}", returncode=2)
+    try:
+        if not await conn.fetchval("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"):
+            pytest.exit(
+                f"the suite creates a database per run, and the role {conn.get_settings().session_authorization!r} "
+                "of TEST_DATABASE_URL / DATABASE_URL may not: ALTER ROLE ... CREATEDB, or unset it to use the "
+                "embedded PostgreSQL",
+                returncode=2,
+            )
+    finally:
+        await conn.close()
 
 
 async def _create_database(server_dsn: str, name: str) -> None:

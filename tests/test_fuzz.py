@@ -935,7 +935,9 @@ class Request:
 
     def send(self, client: httpx.Client) -> httpx.Response:
         note(self.describe())
-        url = self.path + ("?" + self.query if self.query else "")
+        # the path as is: httpx would read a relative "////" as an authority and refuse it
+        raw = (self.path + ("?" + self.query if self.query else "")).encode()
+        url = client.base_url.copy_with(raw_path=raw)
         return client.request(self.method, url, headers=self.headers, content=self.body)
 
 

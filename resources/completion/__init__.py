@@ -39,8 +39,8 @@ from ...actions.stream import (
     result_line,
 )
 from ...engine import job as engine_job
+from ...engine.run import EndReason, Outcome
 from ...engine.run import Limits as EngineLimits
-from ...engine.run import Outcome
 from ...errors import NotFound
 from .. import bot, conversation
 from ..common import BotConfig, overlay
@@ -228,7 +228,7 @@ class TokenUsage(msgspec.Struct):
 
 
 class End(msgspec.Struct):
-    reason: Literal["length", "stop", "activity", "abort", "error", "iteration"]
+    reason: EndReason
 
 
 class CompleteResult(msgspec.Struct):

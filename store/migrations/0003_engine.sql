@@ -42,28 +42,4 @@ ALTER TABLE records ADD COLUMN search tsvector
 CREATE INDEX records_search ON records USING gin (search);
 CREATE INDEX records_trgm ON records USING gin (text gin_trgm_ops);
 
--- Embeddings (engine/embeddings.py), when pgvector is available and may be created
--- here; without it, search is full-text + trigram and this table does not exist.
--- No ANN index: the column has no fixed dimension (any embedding model), and a
--- search scans one dataset's rows.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
-        BEGIN
-            CREATE EXTENSION IF NOT EXISTS vector;
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE NOTICE 'pgvector cannot be created by this user: dataset search runs without embeddings';
-            RETURN;
-        END;
-        EXECUTE $sql$
-            CREATE TABLE record_embeddings (
-                record_id  text COLLATE "C" PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
-                account_id text COLLATE "C" NOT NULL,
-                dataset_id text COLLATE "C" NOT NULL,
-                model      text NOT NULL,
-                text_md5   text NOT NULL,
-                embedding  vector NOT NULL
-            )$sql$;
-        EXECUTE 'CREATE INDEX record_embeddings_dataset ON record_embeddings (dataset_id, model)';
-    END IF;
-END $$;
+-- Embeddings (engine/embeddings.py) come from pgvector.sql, run at every start.
