@@ -108,6 +108,7 @@ def _pidfile(data: Path) -> list[str] | None:
 
 def running_pid(data: Path) -> int | None:
     """The postmaster's pid when one really runs on `data`; otherwise remove stale lock files."""
+    data = data.resolve()  # the server's command line names the real folder, not a link to it
     lines = _pidfile(data)
     if lines is None:
         return None
