@@ -96,6 +96,28 @@ def use_models(server: ServerThread, models: Registry) -> Registry:
 # --- accounts and their clients -----------------------------------------------------
 
 
+async def suite_server_problem(url: str) -> str | None:
+    """What keeps the suite from using the server at `url` (it makes a database per
+    run, so its role needs CREATEDB), or None."""
+    from .errors import StartupError
+    from .store.connect import connect
+
+    try:
+        conn = await connect(url)
+    except StartupError as exc:
+        return f"TEST_DATABASE_URL / DATABASE_URL: {exc}"
+    try:
+        if await conn.fetchval("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"):
+            return None
+        role = await conn.fetchval("SELECT current_user")
+        return (
+            f"the suite creates a database per run, and the role {role!r} of TEST_DATABASE_URL / "
+            f"DATABASE_URL may not: `ALTER ROLE {role} CREATEDB`, or unset both to use the embedded PostgreSQL"
+        )
+    finally:
+        await conn.close()
+
+
 async def new_account(dsn: str, name: str | None, parent_id: str | None) -> tuple[str, str]:
     conn = await asyncpg.connect(dsn)
     try:

@@ -19,11 +19,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from botkit.config import data_dir
-from botkit.errors import StartupError
-from botkit.store.connect import connect
 from botkit.store.embedded import EmbeddedPostgres
 from botkit.store.migrate import migrate
-from botkit.testing import Api, new_account, start_app
+from botkit.testing import Api, new_account, start_app, suite_server_problem
 
 settings.register_profile(
     "botkit",
@@ -44,7 +42,9 @@ def pg_server():
     """DSN of a PostgreSQL server's maintenance database."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
-        asyncio.run(_check_server(url))
+        problem = asyncio.run(suite_server_problem(url))
+        if problem:
+            pytest.exit(problem, returncode=2)
         yield url
         return
     pg = EmbeddedPostgres(data_dir() / f"test-postgres-{os.getpid()}", fast=True)
@@ -52,24 +52,6 @@ def pg_server():
         yield pg.start()
     finally:
         pg.remove()
-
-
-async def _check_server(url: str) -> None:
-    """The suite makes a database per run: say so at once when the role cannot."""
-    try:
-        conn = await connect(url)
-    except StartupError as exc:
-        pytest.exit(f"TEST_DATABASE_URL / DATABASE_URL: {exc}", returncode=2)
-    try:
-        if not await conn.fetchval("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"):
-            pytest.exit(
-                f"the suite creates a database per run, and the role {conn.get_settings().session_authorization!r} "
-                "of TEST_DATABASE_URL / DATABASE_URL may not: ALTER ROLE ... CREATEDB, or unset it to use the "
-                "embedded PostgreSQL",
-                returncode=2,
-            )
-    finally:
-        await conn.close()
 
 
 async def _create_database(server_dsn: str, name: str) -> None:

@@ -25,6 +25,7 @@ from botkit.serve import prepare
 from botkit.store.connect import check_url, connect
 from botkit.store.embedded import EmbeddedPostgres, running_pid
 from botkit.store.migrate import migrate
+from botkit.testing import suite_server_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,6 +252,24 @@ def test_database_failures_say_what_to_do(pg_server, fresh_database):
     with pytest.raises(StartupError, match="permission denied.*make its user the database's owner"):
         asyncio.run(as_a_weak_role())
     assert check_url(dsn) == dsn
+
+
+def test_the_suite_says_when_its_database_role_cannot_create_databases(pg_server):
+    role = f"nocreatedb_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> tuple[str | None, str | None]:
+        admin = await asyncpg.connect(pg_server)
+        try:
+            await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+            weak = await suite_server_problem(pg_server.replace("postgres:@", f"{role}:@"))
+            return weak, await suite_server_problem(pg_server)
+        finally:
+            await admin.execute(f'DROP ROLE "{role}"')
+            await admin.close()
+
+    weak, fine = asyncio.run(go())
+    assert weak is not None and f"ALTER ROLE {role} CREATEDB" in weak
+    assert fine is None
 
 
 def test_each_database_keeps_its_own_admin_token(fresh_database, tmp_path):
