@@ -34,6 +34,8 @@ class Settings:
     workers: int = field(default_factory=lambda: _int("WORKERS", 1))
     pool_size: int = field(default_factory=lambda: _int("BOTKIT_POOL_SIZE", 10))
     max_body_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_BODY_BYTES", 1024 * 1024))
+    # origins allowed to call from a browser: `*` or a comma-separated list (transport/cors.py)
+    cors_origins: str = field(default_factory=lambda: os.environ.get("BOTKIT_CORS_ORIGINS") or "*")
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

@@ -20,10 +20,13 @@ SESSION_ISSUER = "botkit"
 SESSION_ALGORITHM = "HS256"
 
 _TOKEN_SQL = (
-    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits, "
+    "a.parent_id IS NOT NULL AS child "
     "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
 )
-_CHILD_SQL = "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2"
+_CHILD_SQL = "SELECT id, limits FROM accounts WHERE id = $1 AND parent_id = $2"
+# Emails compare case-insensitively; two children with one email make it ambiguous: refused.
+_CHILD_BY_EMAIL_SQL = "SELECT id, limits FROM accounts WHERE lower(email) = lower($1) AND parent_id = $2 LIMIT 2"
 
 
 class TokenCache:
@@ -109,23 +112,41 @@ async def authenticate(pool, secret: str, session_key: bytes | None, cache: Toke
     expires_at = row["expires_at"]
     if expires_at is not None and expires_at <= time.time() * 1000:
         raise NotAuthenticated("the token has expired")
-    principal = Principal(account_id=row["account_id"], token_id=row["id"], scopes=row["scopes"], limits=row["limits"])
+    principal = Principal(
+        account_id=row["account_id"],
+        token_id=row["id"],
+        scopes=row["scopes"],
+        limits=row["limits"],
+        child_token=row["child"],
+    )
     if cache is not None:
         cache.put(digest, principal, expires_at)
     return principal
 
 
-async def run_as(pool, principal: Principal, child_id: str) -> Principal:
-    """X-RunAs-UserId: a parent's token acts inside its direct child's account.
-    Anything else (a sibling, the parent, a grandchild, an unknown id) is refused alike."""
+async def run_as(pool, principal: Principal, child_id: str | None, child_email: str | None = None) -> Principal:
+    """X-RunAs-User-Id (or X-RunAs-Child-User-Email): a parent's API token acts inside
+    its direct child's account. Anything else (a sibling, the parent, a grandchild, an
+    unknown id or email, a child's own token, a session token) is refused alike, never
+    ignored."""
     if principal.session_routes is not None:
         raise NotAuthorized("session tokens cannot act as another user")
-    if len(child_id) > 64:
+    if principal.child_token:
+        raise NotAuthorized("a child account's token cannot act as another user")
+    if child_id is not None:
+        if not 0 < len(child_id) <= 64:
+            raise NotAuthorized("not allowed to act as this user")
+        rows = [await pool.fetchrow(_CHILD_SQL, child_id, principal.account_id)]
+    else:
+        if not child_email or len(child_email) > 320:
+            raise NotAuthorized("not allowed to act as this user")
+        rows = await pool.fetch(_CHILD_BY_EMAIL_SQL, child_email, principal.account_id)
+    if len(rows) != 1 or rows[0] is None:
         raise NotAuthorized("not allowed to act as this user")
-    row = await pool.fetchrow(_CHILD_SQL, child_id, principal.account_id)
-    if row is None:
-        raise NotAuthorized("not allowed to act as this user")
-    return Principal(account_id=child_id, token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"])
+    row = rows[0]
+    return Principal(
+        account_id=row["id"], token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"], acting_as=True
+    )
 
 
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:

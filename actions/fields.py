@@ -8,7 +8,8 @@ field's path), so every body with a `meta` enforces them and nothing else must."
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -80,12 +81,24 @@ class Item(msgspec.Struct, rename="camel", omit_defaults=True):
 
 class Body(msgspec.Struct, rename="camel", kw_only=True):
     """A request body: unknown fields are ignored; wrong types are a 400 naming the
-    field; a `meta` object is held to the meta limits."""
+    field; a `meta` object is held to the meta limits; `checks` names a check per
+    string field that a pattern cannot say (it raises ValueError: a 400 naming it).
+    The update body derived from a create body keeps its checks."""
+
+    checks: ClassVar[dict[str, Callable[[str], None]]] = {}
 
     def __post_init__(self) -> None:
         meta = getattr(self, "meta", None)
         if isinstance(meta, dict):
             check_meta(meta)
+        run_checks(self)
+
+
+def run_checks(body: Body) -> None:
+    for name, check in body.checks.items():
+        value = getattr(body, name, None)
+        if isinstance(value, str):
+            check(value)
 
 
 class UpdateBody(Body):
@@ -111,6 +124,7 @@ class UpdateBody(Body):
             check_meta(meta)
         if isinstance(self.merge, dict):
             check_meta(self.merge, "$update", merge=True)
+        run_checks(self)
 
 
 class IdResponse(msgspec.Struct):

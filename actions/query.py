@@ -45,7 +45,10 @@ def gather(pairs: list[tuple[str, str]], meta: bool) -> dict[str, Any]:
 Cursor = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="The id of the last item of the previous page")]
 Order = Annotated[Literal["asc", "desc"], msgspec.Meta(description="Order by creation time")]
 Take = Annotated[
-    int, msgspec.Meta(ge=1, le=TAKE_MAX, description=(f"Items per page (default {TAKE_DEFAULT}, at most {TAKE_MAX})"))
+    int,
+    msgspec.Meta(
+        ge=1, description=f"Items per page (default {TAKE_DEFAULT}; more than {TAKE_MAX} is taken as {TAKE_MAX})"
+    ),
 ]
 MetaFilter = Annotated[
     dict[str, str],
@@ -61,6 +64,10 @@ class PageQuery(msgspec.Struct, kw_only=True):
     order: Order = "desc"
     take: Take = TAKE_DEFAULT
 
+    def __post_init__(self) -> None:
+        # The hosted platform clamps: refusing a large `take` would break apps that ask for it.
+        self.take = min(self.take, TAKE_MAX)
+
     @property
     def desc(self) -> bool:
         return self.order == "desc"
@@ -70,6 +77,7 @@ class ListQuery(PageQuery, kw_only=True):
     meta: MetaFilter | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.meta:
             check_meta(self.meta, "meta filter")
 

@@ -134,7 +134,12 @@ def update_struct(create: type, noun: str, not_null: set[str], only: tuple[str, 
             annotation = annotation | None
         fields.append((f.name, annotation, msgspec.UNSET))
     return msgspec.defstruct(
-        f"{noun[:1].upper()}{noun[1:]}Update", fields, bases=(UpdateBody,), rename="camel", kw_only=True
+        f"{noun[:1].upper()}{noun[1:]}Update",
+        fields,
+        bases=(UpdateBody,),
+        rename="camel",
+        kw_only=True,
+        namespace={"checks": getattr(create, "checks", {})},
     )
 
 
@@ -194,15 +199,15 @@ class ListAction(Action):
                 sql, args = self.select(ctx, call, q, q.cursor, STREAM_BATCH)
                 first = await conn.fetch(sql, *args)
             return Stream(self.stream(ctx, call, q, first))
-        sql, args = self.select(ctx, call, q, q.cursor, q.take + 1)
+        sql, args = self.select(ctx, call, q, q.cursor, q.take)
         async with ctx.pool.connection() as conn:
             await require_parent(conn, self.list_parent, ctx, call)
             rows = await conn.fetch(sql, *args)
         make = self.table.row_to_item
-        items = [make(r) for r in rows[: q.take]]
-        # A cursor only when there is more: a client stops when it is absent.
-        cursor = items[-1].id if len(rows) > q.take else msgspec.UNSET
-        return self.page(items=items, cursor=cursor)
+        items = [make(r) for r in rows]
+        # As the hosted platform (and both SDKs' types: `cursor` is required): the last
+        # item's id on every page with items; a client stops at the empty page.
+        return self.page(items=items, cursor=items[-1].id if items else msgspec.UNSET)
 
     def select(self, ctx: Context, call: Call, q: PageQuery, cursor: str | None, limit: int) -> tuple[str, list]:
         """The SQL and arguments of one keyset page; lists over a join override this."""

@@ -13,6 +13,7 @@ retrieval responder (engine/responder.py), which needs no network and no weights
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,11 @@ from .provider import EmbeddingsInfo, ModelInfo, Params, Timeouts
 
 RETRIEVAL_MODEL = "botkit-retrieval-responder"
 
-_NAME = re.compile(r"^[\w.:\-]{1,200}$")
-_PARAM = re.compile(r"^(\w+)=([\w.\-]{1,64})$")
+log = logging.getLogger("botkit.engine")
+# One `/`-separated segment of a model name: providers use `/` (org/model), `@`, `:`, `.`, spaces.
+_NAME_SEGMENT = re.compile(r"[^\s=/\x00-\x1f][^=/\x00-\x1f]{0,199}")
+_PARAM = re.compile(r"^(\w+)=([^/\x00-\x1f]{0,200})$")
+_ignored: set[str] = set()  # parameters botkit does not use, logged once each
 
 
 RETRIEVAL = ModelInfo(
@@ -71,9 +75,14 @@ _SETTERS = {
 
 
 def parse(model: str) -> tuple[str, Params]:
-    """`name/param=value/...` → (name, Params); 400 naming what is wrong."""
-    name, *pairs = model.split("/")
-    if not _NAME.match(name):
+    """`name/param=value/...` → (name, Params); 400 naming what is wrong. The name is
+    every segment before the first `param=value` (so `org/model` is a name).
+    Parameters botkit does not use (e.g. the SDK model helpers' `region`) are
+    accepted and ignored, logged once each."""
+    segments = model.split("/")
+    first = next((i for i, seg in enumerate(segments) if "=" in seg), len(segments))
+    name, pairs = "/".join(segments[:first]), segments[first:]
+    if not name or not all(_NAME_SEGMENT.fullmatch(seg) for seg in segments[:first]):
         raise BadRequest(f"model: {model[:80]!r} is not a model name (write `name` or `name/param=value/...`)")
     params = Params()
     seen = set()
@@ -83,7 +92,10 @@ def parse(model: str) -> tuple[str, Params]:
             raise BadRequest(f"model: {pair[:60]!r} is not a param=value pair")
         key, raw = m.groups()
         if key not in _SETTERS:
-            raise BadRequest(f"model: unknown parameter {key[:40]!r} (known: {', '.join(_SETTERS)})")
+            if key not in _ignored and len(_ignored) < 100:
+                _ignored.add(key)
+                log.info("model parameter %r is not used by botkit: ignored", key[:40])
+            continue
         if key in seen:
             raise BadRequest(f"model: {key} is given twice")
         seen.add(key)
@@ -148,8 +160,8 @@ def _model(e: dict[str, Any], s: Settings, base_url: str | None) -> ModelInfo:
     max_tokens = int(e.get("maxTokens", s.model_max_tokens))
     max_out = int(e.get("maxOutputTokens", min(s.model_max_output_tokens, max_tokens // 2)))
     name = str(e["name"])
-    if not _NAME.match(name):
-        raise ValueError(f"model name {name!r}: letters, digits and . : - _ only")
+    if "=" in name or not all(_NAME_SEGMENT.fullmatch(seg) for seg in name.split("/")):
+        raise ValueError(f"model name {name!r}: no `=`, no empty `/` segments, no control characters")
     return ModelInfo(
         name=name,
         provider=e.get("provider") or _provider(url),

@@ -13,7 +13,7 @@ from ..actions.ids import new_id
 from ..actions.standard import Table, crud
 from ..errors import NotFound
 from . import conversation
-from .common import BOT_CONFIG, BotConfig, Configured, config_of
+from .common import BOT_CONFIG, BotConfig, ConfigBody, Configured, config_of
 from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
 
@@ -26,7 +26,7 @@ class Bot(Configured):
     visibility: str | None = None
 
 
-class BotCreate(BotConfig):
+class BotCreate(ConfigBody):
     alias: Alias | None = None
     name: Name | None = None
     description: Description | None = None

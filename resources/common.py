@@ -9,15 +9,29 @@ from typing import Annotated
 import msgspec
 
 from ..actions.fields import Body, Item, LongText, Ref, field_names
+from ..engine.models import parse as parse_model
+from ..errors import BadRequest
 
 # `(?![\s\S])` is "end of input" in both Python and ECMA regexes; `$` would also
 # match before a final newline in Python.
 ModelName = Annotated[
     str,
     msgspec.Meta(
-        max_length=256, pattern=r"^[\w.:\-]+(?:/\w+=[\w.\-]+)*(?![\s\S])", examples=["gpt-4o", "gpt-4o/temperature=0.2"]
+        max_length=256,
+        # a name (providers use `/`, `@`, `:`, `.`, spaces) and then `/param=value` pairs
+        pattern=r"^[^\s=/\x00-\x1f][^=/\x00-\x1f]*(?:/[^=/\x00-\x1f]+)*(?:/\w+=[^/\x00-\x1f]*)*(?![\s\S])",
+        examples=["gpt-4o", "gpt-4o/temperature=0.2", "meta-llama/Llama-3.1-8B@fast/temperature=0.7"],
     ),
 ]
+
+
+def check_model(model: str) -> None:
+    """A model string's parameters are checked when it is sent (bot, conversation,
+    completion), so a completion never fails on them later."""
+    try:
+        parse_model(model)
+    except BadRequest as exc:
+        raise ValueError(exc.message) from None
 
 
 class BotConfig(Body):
@@ -29,6 +43,13 @@ class BotConfig(Body):
     skillset_id: Ref | None = None
     privacy: bool | None = None
     moderation: bool | None = None
+
+
+class ConfigBody(BotConfig):
+    """The bot configuration as a request sends it (bot, conversation, completion):
+    its model string checked at once. Stored rows are read as plain BotConfig."""
+
+    checks = {"model": check_model}
 
 
 BOT_CONFIG = field_names(BotConfig)  # the column names, in bots and conversations alike

@@ -15,7 +15,7 @@ from ..actions.fields import Body, Description, Item, LongText, MetaDict, Name, 
 from ..actions.ids import new_id
 from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud
 from ..errors import NotFound
-from .common import BOT_CONFIG, BotConfig, Configured
+from .common import BOT_CONFIG, ConfigBody, Configured
 from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
 
@@ -36,7 +36,7 @@ class SeedMessage(Body):
     text: LongText
 
 
-class ConversationCreate(BotConfig):
+class ConversationCreate(ConfigBody):
     name: Name | None = None
     description: Description | None = None
     meta: MetaDict | None = None
@@ -288,7 +288,7 @@ class ConversationSessionCreate(Body):
 
 
 class SessionCreated(msgspec.Struct, rename="camel"):
-    id: str
+    id: str  # the conversation's id, as the reference says
     token: str
     expires_at: int
 
@@ -311,10 +311,10 @@ class CreateConversationSession(Action):
             is None
         ):
             raise NotFound("conversation not found")
-        session_id, token, expires_at = ctx.services.issue_session(
+        _, token, expires_at = ctx.services.issue_session(
             ctx.account_id, conversation_id, call.body.duration_in_seconds
         )
-        return SessionCreated(id=session_id, token=token, expires_at=expires_at)
+        return SessionCreated(id=conversation_id, token=token, expires_at=expires_at)
 
 
 class ConversationUsage(msgspec.Struct):

@@ -1,5 +1,8 @@
 """Partner sub-accounts: a parent account creates child accounts, gives them limits
-and API tokens, and acts inside them with X-RunAs-UserId."""
+and API tokens, and acts inside them with X-RunAs-User-Id (or by the child's email,
+X-RunAs-Child-User-Email). The routes are served under `/partner/user` (the reference)
+and `/user` (the hosted platform's newer names, which the Python SDK calls): the one
+exception to "a module per first path segment"."""
 
 from __future__ import annotations
 
@@ -143,26 +146,32 @@ class CreatePartnerToken(Action):
         return PartnerTokenCreated(id=token_id, token=secret, created_at=created)
 
 
-ACTIONS: list[Action] = [
-    ListAction(TABLE, "/partner/user/list"),
-    FetchAction(TABLE, "/partner/user/{userId}/fetch"),
-    CreateAction(TABLE, "/partner/user/create", changes_credentials=True),
-    UpdateAction(TABLE, "/partner/user/{userId}/update", changes_credentials=True),
-    DeleteAction(TABLE, "/partner/user/{userId}/delete", changes_credentials=True),
-    ListAction(
-        TOKENS, "/partner/user/{userId}/token/list", summary="List a child account's API tokens (never their secrets)"
-    ),
-    CreatePartnerToken("/partner/user/{userId}/token/create"),
-    UpdateAction(
-        TOKENS,
-        "/partner/user/{userId}/token/{tokenId}/update",
-        summary="Update a child account's API token",
-        changes_credentials=True,
-    ),
-    DeleteAction(
-        TOKENS,
-        "/partner/user/{userId}/token/{tokenId}/delete",
-        summary="Delete (revoke) a child account's API token",
-        changes_credentials=True,
-    ),
-]
+def user_routes(prefix: str) -> list[Action]:
+    """The child-account routes under one prefix: the reference's `/partner/user` and
+    the hosted platform's newer `/user` (the Python SDK's user client) serve alike."""
+    return [
+        ListAction(TABLE, f"{prefix}/list"),
+        FetchAction(TABLE, f"{prefix}/{{userId}}/fetch"),
+        CreateAction(TABLE, f"{prefix}/create", changes_credentials=True),
+        UpdateAction(TABLE, f"{prefix}/{{userId}}/update", changes_credentials=True),
+        DeleteAction(TABLE, f"{prefix}/{{userId}}/delete", changes_credentials=True),
+        ListAction(
+            TOKENS, f"{prefix}/{{userId}}/token/list", summary="List a child account's API tokens (never their secrets)"
+        ),
+        CreatePartnerToken(f"{prefix}/{{userId}}/token/create"),
+        UpdateAction(
+            TOKENS,
+            f"{prefix}/{{userId}}/token/{{tokenId}}/update",
+            summary="Update a child account's API token",
+            changes_credentials=True,
+        ),
+        DeleteAction(
+            TOKENS,
+            f"{prefix}/{{userId}}/token/{{tokenId}}/delete",
+            summary="Delete (revoke) a child account's API token",
+            changes_credentials=True,
+        ),
+    ]
+
+
+ACTIONS: list[Action] = user_routes("/partner/user") + user_routes("/user")

@@ -79,7 +79,7 @@ class ListPlatformModels(Action):
         if call.jsonl:
             return Stream(one(item_lines(items)))
         page = items[: q.take]
-        return PlatformModelList(items=page, cursor=page[-1].id if len(items) > q.take else msgspec.UNSET)
+        return PlatformModelList(items=page, cursor=page[-1].id if page else msgspec.UNSET)
 
 
 ACTIONS: list[Action] = [ListPlatformModels("/platform/model/list")]

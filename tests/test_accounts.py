@@ -96,9 +96,19 @@ def test_run_as(api, other, server, make_api):
     ]
     grandchild = client(server, first_token).post("partner/user/create", json={}).json()["id"]
     refused.append(client(server, api.token, run_as=grandchild))  # not a direct child
+    refused.append(client(server, first_token, run_as=grandchild))  # a child's token cannot run as anyone
     for c in refused:
         assert_error(c.get("bot/list"), 401, "NOT_AUTHORIZED")
-    assert client(server, first_token, run_as=grandchild).get("bot/list").status_code == 200
+    # the SDKs' spelling, and a direct child by email (case-insensitive)
+    assert api.get(f"bot/{bot}/fetch", headers={"X-RunAs-User-Id": first}).status_code == 200
+    api.post(f"partner/user/{first}/update", json={"email": "First.Child@example.com"})
+    by_email = api.get(f"bot/{bot}/fetch", headers={"x-runas-child-user-email": "first.child@EXAMPLE.com"})
+    assert by_email.status_code == 200, by_email.text
+    for email in ("nobody@example.com", "", "first.child@example.com.evil"):
+        assert_error(api.get("bot/list", headers={"x-runas-child-user-email": email}), 401, "NOT_AUTHORIZED")
+    assert_error(
+        other.get("bot/list", headers={"x-runas-child-user-email": "first.child@example.com"}), 401, "NOT_AUTHORIZED"
+    )
 
 
 def test_deleting_a_child_deletes_what_it_owns(api, server, database):

@@ -389,17 +389,20 @@ def test_model_strings(api, models):
     sent = models.bodies[-1]
     assert sent["temperature"] == 0.5 and sent["max_tokens"] == 20 and sent["seed"] == 7
     assert sent["frequency_penalty"] == -1.0
-    for junk in (
-        "fake-model/bogus=1",
-        "fake-model/temperature=9",
-        "fake-model/maxTokens=abc",
-        "fake-model/temperature=1/temperature=1",
-        "no-such-model",
-    ):
-        conv = api.post("conversation/create", json={"model": junk}).json()["id"]
-        assert_error(api.post(f"conversation/{conv}/complete", json={"text": "x"}), 400, "BAD_REQUEST")
-        assert messages_of(api, conv) == []  # refused before anything is stored
-    assert_error(api.post("conversation/complete", json={"model": "a b", "messages": []}), 400, "BAD_REQUEST")
+    # a parameter botkit does not use (the SDK model helpers send e.g. region) is ignored
+    conv = api.post("conversation/create", json={"model": "fake-model/region=us/temperature=0.1"}).json()["id"]
+    assert api.post(f"conversation/{conv}/complete", json={"text": "x"}).status_code == 200
+    assert models.bodies[-1]["temperature"] == 0.1
+    # bad values of the parameters it uses are refused when the model string is sent
+    for junk in ("fake-model/temperature=9", "fake-model/maxTokens=abc", "fake-model/temperature=1/temperature=1"):
+        assert_error(api.post("conversation/create", json={"model": junk}), 400, "BAD_REQUEST")
+        assert_error(api.post("bot/create", json={"model": junk}), 400, "BAD_REQUEST")
+        bot = api.post("bot/create", json={}).json()["id"]
+        assert_error(api.post(f"bot/{bot}/update", json={"model": junk}), 400, "BAD_REQUEST")
+        assert_error(api.post("conversation/complete", json={"model": junk, "messages": []}), 400, "BAD_REQUEST")
+    conv = api.post("conversation/create", json={"model": "no-such-model"}).json()["id"]
+    assert_error(api.post(f"conversation/{conv}/complete", json={"text": "x"}), 400, "BAD_REQUEST")
+    assert messages_of(api, conv) == []  # refused before anything is stored
     # interactionMaxMessages: only that many messages of history
     conversation = api.post(
         "conversation/create",
@@ -536,7 +539,9 @@ def test_platform_model_list(api, models, embedded_off=None):
     page = api.get("platform/model/list", params={"take": 1, "order": "asc"}).json()
     assert [m["name"] for m in page["items"]] == ["fake-model"] and page["cursor"] == "fake-model"
     rest = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-model"}).json()
-    assert [m["name"] for m in rest["items"]] == ["fake-small"] and "cursor" not in rest
+    assert [m["name"] for m in rest["items"]] == ["fake-small"] and rest["cursor"] == "fake-small"
+    end = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-small"}).json()
+    assert end == {"items": []}  # the empty page ends the walk
     lines = events(api.get("platform/model/list", headers={"Accept": "application/jsonl"}))
     assert [e["data"]["name"] for e in lines] == ["fake-small", "fake-model"]
     assert_error(api.get("platform/model/list", params={"take": "0"}), 400, "BAD_REQUEST")

@@ -88,12 +88,10 @@ def test_model_strings():
     assert (params.temperature, params.max_tokens, params.seed, params.interaction_max_messages) == (0.2, 100, -3, 5)
     for junk in (
         "",
-        "a b",
-        "x/temperature",
+        " x",
         "x/temperature=hot",
         "x/temperature=2.5",
         "x/maxTokens=0",
-        "x/unknown=1",
         "x/seed=1/seed=2",
         "x/presencePenalty=-3",
         "x//",
@@ -101,6 +99,11 @@ def test_model_strings():
     ):
         with pytest.raises(BadRequest):
             models.parse(junk)
+    # names as providers write them; parameters botkit does not use are ignored
+    assert (
+        models.parse("meta-llama/Llama-3.1-8B@fast/region=us-east/temperature=1")[0] == "meta-llama/Llama-3.1-8B@fast"
+    )
+    assert models.parse("x/unknown=1") == ("x", models.Params())
 
 
 def test_token_estimate():

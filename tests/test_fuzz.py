@@ -949,6 +949,9 @@ def check(req: Request, resp: httpx.Response) -> None:
     assert resp.headers.get("x-request-id"), "no X-Request-Id: " + where
     if req.method == "HEAD":
         return
+    if req.method == "OPTIONS" and req.path.startswith(("/v1/", "/api/v1/")):
+        assert status == 204 and not resp.content and "GET" in resp.headers["allow"], where  # CORS preflight
+        return
     if not 200 <= status < 300:
         assert ctype.startswith("application/json"), where
         try:
@@ -1387,7 +1390,7 @@ def test_numbers_at_postgres_limits(api):
     assert_error(api.post("dataset/create", json={"searchMinScore": 1.7976931348623157e308}), 400, "BAD_REQUEST")
     dataset = api.post("dataset/create", json={"searchMaxRecords": 2**53}).json()["id"]
     assert api.get(f"dataset/{dataset}/fetch").json()["searchMaxRecords"] == 2**53
-    assert_error(api.get("bot/list", params={"take": "1" * 4300}), 400, "BAD_REQUEST")
+    assert api.get("bot/list", params={"take": "1" * 4300}).status_code == 200  # clamped, as any take above 100
 
 
 # --- bugs this file found, fixed since: their minimal reproductions stay ---------------

@@ -42,7 +42,8 @@ def test_crud_roundtrip(api, table):
 
     listed = api.get(f"{prefix}/list").json()
     assert [i["id"] for i in listed["items"]] == [item_id]
-    assert "cursor" not in listed  # nothing more to fetch
+    assert listed["cursor"] == item_id  # the last item's id on every page with items
+    assert api.get(f"{prefix}/list", params={"cursor": item_id}).json() == {"items": []}  # the end
 
     field, value = EDITABLE.get(table.noun) or ("name", "renamed")
     updated = api.post(f"{prefix}/{item_id}/update", json={field: value})

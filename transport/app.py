@@ -35,6 +35,7 @@ from ..spec.openapi import build_spec
 from ..store import keys
 from ..store.listen import Listener
 from ..store.pool import Pool
+from .cors import Cors
 from .ratelimit import Limits, RateLimiter
 from .routes import RouteTable
 
@@ -78,6 +79,17 @@ def _request_id(value: bytes | None) -> str:
     return f"{_REQUEST_PREFIX}{next(_request_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def _without_body(send):
+    """HEAD: the GET's status and headers (its Content-Length too), no body."""
+
+    async def head_send(message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head_send
+
+
 class Dispatcher:
     """POST/GET /v1/<resource>/<action> → the action of that route."""
 
@@ -85,6 +97,7 @@ class Dispatcher:
         self.state = state
         self.routes = RouteTable(routes)
         self.spec = _ENCODE(build_spec(routes))
+        self.cors = Cors(state.settings.cors_origins)
 
     async def dispatch(self, scope, receive, send, path: str, api: bool = True) -> None:
         """Answer one HTTP request; `path` is below /v1 (or, with api=False, the whole path)."""
@@ -93,8 +106,16 @@ class Dispatcher:
         request_id = _request_id(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
         streaming = False
-        extra: list[tuple[bytes, bytes]] = []  # rate-limit headers, once the caller is known
+        # CORS, then the rate-limit headers once the caller is known
+        extra: list[tuple[bytes, bytes]] = self.cors.headers(headers.get(b"origin"))
+        method = scope["method"]
+        if method == "HEAD":
+            send = _without_body(send)
         try:
+            if method == "OPTIONS" and api:
+                allowed = self.cors.preflight(headers.get(b"origin"), headers.get(b"access-control-request-headers"))
+                await self._send(send, 204, b"", request_id, started, allowed, content=False)
+                return
             if not api:
                 await self._outside_api(send, scope["method"], path, request_id, started)
                 return
@@ -103,7 +124,7 @@ class Dispatcher:
                     raise MethodNotAllowed("use GET")
                 await self._send(send, 200, self.spec, request_id, started)
                 return
-            action, params = self._route(scope["method"], path)
+            action, params = self._route(method, path)
             principal = None
             if not action.public:
                 principal = await self._principal(action, path, params, headers, extra)
@@ -140,13 +161,14 @@ class Dispatcher:
         if matched is None:
             raise NotFound(f"no route {path[:200]}")
         action, params = matched
-        if method != action.method:
+        if method != action.method and not (method == "HEAD" and action.method == "GET"):
             raise MethodNotAllowed(f"{action.path} takes {action.method}")
         return action, params
 
     async def _call(self, action: Action, params: dict[str, str], scope, receive, headers) -> Call:
         """The request as the action's structs: its query and body, decoded and validated."""
-        call = Call(params=params, jsonl=JSONL in headers.get(b"accept", b""))
+        jsonl = JSONL in headers.get(b"accept", b"") and scope["method"] != "HEAD"
+        call = Call(params=params, jsonl=jsonl)
         if action.query is not None:
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             call.query = decode_query(pairs, action.query)
@@ -169,9 +191,16 @@ class Dispatcher:
         principal = await authenticate(
             state.pool, _bearer(headers.get(b"authorization")), state.session_key, state.token_cache
         )
-        child = headers.get(b"x-runas-userid")
-        if child is not None:
-            principal = await run_as(state.pool, principal, child.decode("latin-1").strip())
+        # Both spellings of the header (the SDKs send x-runas-user-id), or a child by email.
+        child = headers.get(b"x-runas-user-id", headers.get(b"x-runas-userid"))
+        email = headers.get(b"x-runas-child-user-email")
+        if child is not None or email is not None:
+            principal = await run_as(
+                state.pool,
+                principal,
+                child.decode("latin-1").strip() if child is not None else None,
+                email.decode("latin-1").strip() if email is not None else None,
+            )
         allowed, limit_headers, reset_in = state.limiter.hit(principal, action)
         extra.extend(limit_headers)
         if not allowed:
@@ -217,16 +246,22 @@ class Dispatcher:
 
     @staticmethod
     async def _send(
-        send, status: int, body: bytes, request_id: str, started: float, extra: Sequence[tuple[bytes, bytes]] = ()
+        send,
+        status: int,
+        body: bytes,
+        request_id: str,
+        started: float,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+        content: bool = True,
     ) -> None:
         elapsed = (time.perf_counter() - started) * 1000
+        typed = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())] if content else []
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", JSON),
-                    (b"content-length", str(len(body)).encode()),
+                    *typed,
                     (b"x-request-id", request_id.encode()),
                     (b"server-timing", b"app;dur=%.3f" % elapsed),
                     *extra,

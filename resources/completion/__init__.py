@@ -43,7 +43,7 @@ from ...engine.run import EndReason, Outcome
 from ...engine.run import Limits as EngineLimits
 from ...errors import NotFound
 from .. import bot, conversation
-from ..common import BotConfig, overlay
+from ..common import BotConfig, ConfigBody, overlay
 from ..conversation import Entity, MessageType
 from .run import Run, answer, build, check_limits, conversation_run, history, user_message
 
@@ -189,7 +189,7 @@ class Attachment(Body):
     url: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
-class CompleteBody(BotConfig, kw_only=True):
+class CompleteBody(ConfigBody, kw_only=True):
     messages: Annotated[list[InputMessage], msgspec.Meta(max_length=1000)]
     bot_id: Ref | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=100)] | None = None
