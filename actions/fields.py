@@ -25,7 +25,8 @@ Ref = Annotated[str, msgspec.Meta(max_length=64, description="The id of a resour
 Visibility = Literal["private", "protected", "public"]
 Timestamp = Annotated[int, msgspec.Meta(ge=0, description="Epoch milliseconds")]
 # A non-negative number stored as a double: at most 2**53, so an integer reads back as sent.
-Amount = Annotated[float, msgspec.Meta(ge=0, le=2**53)]
+# A non-negative number; an integer stays an integer on the way back (5, never 5.0).
+Amount = Annotated[int, msgspec.Meta(ge=0, le=2**53)] | Annotated[float, msgspec.Meta(ge=0, le=2**53)]
 
 MetaDict = Annotated[
     dict[str, Any],

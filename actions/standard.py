@@ -153,7 +153,8 @@ def list_response(item: type, noun: str) -> type:
             f"{noun[:1].upper()}{noun[1:]}List",
             [
                 ("items", list[item]),  # type: ignore[valid-type]
-                ("cursor", str | msgspec.UnsetType, msgspec.UNSET),
+                # both SDKs type it required (the Python one asserts a str): "" on an empty page
+                ("cursor", str),
             ],
         )
     return _LIST_RESPONSES[item]
@@ -207,7 +208,7 @@ class ListAction(Action):
         items = [make(r) for r in rows]
         # As the hosted platform (and both SDKs' types: `cursor` is required): the last
         # item's id on every page with items; a client stops at the empty page.
-        return self.page(items=items, cursor=items[-1].id if items else msgspec.UNSET)
+        return self.page(items=items, cursor=items[-1].id if items else "")
 
     def select(self, ctx: Context, call: Call, q: PageQuery, cursor: str | None, limit: int) -> tuple[str, list]:
         """The SQL and arguments of one keyset page; lists over a join override this."""

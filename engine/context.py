@@ -31,6 +31,14 @@ PASSAGE_OVERHEAD = 3  # "[n] " (3 pieces up to n = 9999); the "\n\n" separators 
 class Turn:
     role: str  # "user" or "assistant"
     text: str
+    # the provider messages when a turn is not one {role, content}: a function call and its result
+    messages: tuple[dict[str, Any], ...] = ()
+
+    def provider_messages(self) -> list[dict[str, Any]]:
+        return list(self.messages) or [{"role": self.role, "content": self.text}]
+
+    def cost(self) -> int:
+        return sum(message_cost(m) for m in self.messages) if self.messages else tokens.message_cost(self.text)
 
 
 class DoesNotFit(BadRequest):
@@ -106,7 +114,7 @@ def fit(window: int, parts: Parts) -> Fitted:
             f"{what} and the instructions need {mandatory} tokens, more than the model's "
             f"input window of {window} tokens"
         )
-    history_costs = [tokens.message_cost(t.text) for t in parts.history]
+    history_costs = [t.cost() for t in parts.history]
     passage_costs = [passage_cost(p) for p in ranked]
     h_total = sum(history_costs)
     p_total = sum(passage_costs)
@@ -124,7 +132,7 @@ def fit(window: int, parts: Parts) -> Fitted:
     system = _system(parts, kept)
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend({"role": t.role, "content": t.text} for t in history)
+    messages.extend(m for t in history for m in t.provider_messages())
     if parts.latest is not None:
         messages.append({"role": parts.latest.role, "content": parts.latest.text})
     messages.extend(parts.tail)

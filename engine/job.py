@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..errors import BadRequest
 from .context import Parts, Turn
 from .models import Registry
@@ -70,36 +72,84 @@ class Extras:
 
 
 _ROLES = {"user": "user", "bot": "assistant"}
+# (type, text, meta) as the reference stores and sends a message
+InputMessage = tuple[str, str, dict[str, Any] | None]
 
 
-def _split(messages: list[tuple[str, str]]) -> tuple[list[str], list[Passage], list[Turn]]:
+def _activity_turn(text: str, meta: dict[str, Any] | None, n: int) -> Turn | None:
+    """An answered function call (meta.activity of type "response": name, arguments,
+    result) as the provider expects it: the assistant's call and the tool's result.
+    A request still unanswered, or an activity without that meta, tells the model nothing."""
+    activity = (meta or {}).get("activity")
+    if not isinstance(activity, dict) or activity.get("type") != "response":
+        return None
+    function = activity.get("function")
+    if not isinstance(function, dict) or "result" not in function:
+        return None
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    call_id = f"call_{n}"
+    arguments = function.get("arguments", {})
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": arguments if isinstance(arguments, str) else msgspec.json.encode(arguments).decode(),
+                },
+            }
+        ],
+    }
+    result = function["result"]
+    content = result if isinstance(result, str) else msgspec.json.encode(result).decode()
+    return Turn("assistant", text, (call, {"role": "tool", "tool_call_id": call_id, "content": content}))
+
+
+def _split(messages: list[InputMessage]) -> tuple[list[str], list[Passage], list[Turn]]:
     """Backstory/instruction messages join the instructions; context messages are
-    records (score 1); activity, reasoning and checkpoint messages are not shown."""
+    records (score 1); an answered activity is the function call and its result. A
+    checkpoint stands for everything before it (the reference's summary of the
+    conversation so far): what came earlier is dropped and its text joins the
+    instructions. Reasoning is the model's own and is not sent back (an
+    OpenAI-compatible Chat Completions request has no place for it)."""
     instructions: list[str] = []
     passages: list[Passage] = []
     turns: list[Turn] = []
-    for type_, text in messages:
+    checkpoint: str | None = None
+    for n, (type_, text, meta) in enumerate(messages):
         if type_ in ("backstory", "instruction"):
             instructions.append(text)
         elif type_ == "context":
             passages.append(Passage(text=text, score=1.0))
         elif type_ in _ROLES:
             turns.append(Turn(_ROLES[type_], text))
+        elif type_ == "activity":
+            if (turn := _activity_turn(text, meta, n)) is not None:
+                turns.append(turn)
+        elif type_ == "checkpoint":
+            checkpoint, turns, passages = text, [], []
+    if checkpoint:
+        instructions.append(f"Summary of the conversation so far:\n{checkpoint}")
     return instructions, passages, turns
 
 
-def draft(registry: Registry, model: str | None, messages: list[tuple[str, str]]) -> Draft:
-    """(type, text) messages, oldest first, for the model a model string names."""
+def draft(registry: Registry, model: str | None, messages: list[InputMessage]) -> Draft:
+    """(type, text, meta) messages, oldest first, for the model a model string names."""
     info, params, requested = registry.resolve(model)
     if params.interaction_max_messages is not None:
         messages = messages[-params.interaction_max_messages :]
     instructions, passages, turns = _split(messages)
-    last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
+    last_user = max((i for i, t in enumerate(turns) if t.role == "user" and not t.messages), default=None)
     if last_user is None:
         if not turns:
             raise BadRequest("there is no user or bot message to answer")
         return Draft(info, params, requested, registry.timeouts, instructions, passages, turns, None, [])
-    after = [{"role": t.role, "content": t.text} for t in turns[last_user + 1 :]]
+    after = [m for t in turns[last_user + 1 :] for m in t.provider_messages()]
     latest = turns[last_user]
     return Draft(
         info,

@@ -56,7 +56,8 @@ def _int(name: str, raw: str, lo: int, hi: int) -> int:
 
 
 def _float(name: str, raw: str, lo: float, hi: float) -> float:
-    if not re.fullmatch(r"-?\d{1,6}(?:\.\d{1,12})?", raw):
+    # As JavaScript writes numbers (the Node SDK's model helpers): 0.30000000000000004, 1e-7.
+    if not re.fullmatch(r"-?\d{1,20}(?:\.\d{1,20})?(?:[eE][-+]?\d{1,3})?", raw):
         raise BadRequest(f"model: {name} must be a number, got {raw[:40]!r}")
     value = float(raw)
     if not lo <= value <= hi:

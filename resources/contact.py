@@ -69,6 +69,16 @@ _ENSURE_SQL = (
 )
 
 
+async def resolve(conn, ctx: Context, given: str | ContactEnsure) -> str:
+    """A completion's `contactId`: a contact of this account by id, or by fingerprint
+    (found, or made from what is given)."""
+    if isinstance(given, str):
+        if await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1 AND account_id = $2", given, ctx.account_id):
+            return given
+        raise NotFound("contactId: contact not found")
+    return await ENSURE.ensure(conn, ctx, Call(params={}, body=given))
+
+
 class EnsureContact(CreateAction):
     """The contact with this fingerprint: the existing one, or a new one made from the body.
     Idempotent, and safe under concurrent calls with the same fingerprint."""
@@ -77,9 +87,15 @@ class EnsureContact(CreateAction):
     body = ContactEnsure
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
+        async with ctx.pool.connection() as conn:
+            return IdResponse(id=await self.ensure(conn, ctx, call))
+
+    async def ensure(self, conn, ctx: Context, call: Call) -> str:
         values = self.values(ctx, call)
-        found = await ctx.pool.fetchval(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
-        return IdResponse(id=found)
+        return await conn.fetchval(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
+
+
+ENSURE = EnsureContact(TABLE, "/contact/ensure")
 
 
 _UPSERT_FIELDS = ("name", "description", "meta", "email", "phone", "nick")
@@ -138,7 +154,7 @@ ACTIONS: list[Action] = [
         delete="/contact/{contactId}/delete",
         export="/contact/export",
     ),
-    EnsureContact(TABLE, "/contact/ensure"),
+    ENSURE,
     ListAction(
         conversation.TABLE,
         "/contact/{contactId}/conversation/list",

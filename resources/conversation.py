@@ -182,15 +182,16 @@ async def run_config(conn, account_id: str, conversation_id: str):
     return await conn.fetchrow(_RUN_CONFIG, conversation_id, account_id)
 
 
-async def history(conn, account_id: str, conversation_id: str, limit: int) -> list[tuple[str, str]]:
-    """The newest `limit` messages as (type, text), oldest first."""
+async def history(conn, account_id: str, conversation_id: str, limit: int) -> list[tuple[str, str, dict | None]]:
+    """The newest `limit` messages as (type, text, meta), oldest first."""
     rows = await conn.fetch(
-        "SELECT type, text FROM messages WHERE conversation_id = $1 AND account_id = $2 ORDER BY id DESC LIMIT $3",
+        "SELECT type, text, meta FROM messages WHERE conversation_id = $1 AND account_id = $2 "
+        "ORDER BY id DESC LIMIT $3",
         conversation_id,
         account_id,
         limit,
     )
-    return [(r["type"], r["text"]) for r in reversed(rows)]
+    return [(r["type"], r["text"], r["meta"]) for r in reversed(rows)]
 
 
 async def contact_of(conn, account_id: str, conversation_id: str):
@@ -275,9 +276,9 @@ Duration = Annotated[
     float,
     msgspec.Meta(
         gt=0,
-        le=SESSION_MAX_SECONDS,
         description=(
-            f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}, at most {SESSION_MAX_SECONDS})"
+            f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}; "
+            f"more than {SESSION_MAX_SECONDS} is taken as {SESSION_MAX_SECONDS})"
         ),
     ),
 ]

@@ -4,7 +4,7 @@ names)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -20,6 +20,8 @@ class PlatformModel(Item):
     name: str
     provider: str
     family: str
+    type: Literal["language"]  # the kinds the SDKs know: decision, image, language, rerank, video
+    default: bool
     max_tokens: int
     max_input_tokens: int
     max_output_tokens: int
@@ -36,7 +38,7 @@ class ModelListQuery(ListQuery, kw_only=True):
 
 class PlatformModelList(msgspec.Struct):
     items: list[PlatformModel]
-    cursor: str | msgspec.UnsetType = msgspec.UNSET
+    cursor: str  # "" on an empty page, as every list
 
 
 def _item(m: ModelInfo, default: str) -> PlatformModel:
@@ -47,6 +49,8 @@ def _item(m: ModelInfo, default: str) -> PlatformModel:
         name=m.name,
         provider=m.provider,
         family=m.family,
+        type="language",
+        default=m.name == default,
         max_tokens=m.max_tokens,
         max_input_tokens=m.max_input_tokens,
         max_output_tokens=m.max_output_tokens,
@@ -79,7 +83,7 @@ class ListPlatformModels(Action):
         if call.jsonl:
             return Stream(one(item_lines(items)))
         page = items[: q.take]
-        return PlatformModelList(items=page, cursor=page[-1].id if page else msgspec.UNSET)
+        return PlatformModelList(items=page, cursor=page[-1].id if page else "")
 
 
 ACTIONS: list[Action] = [ListPlatformModels("/platform/model/list")]

@@ -53,6 +53,7 @@ TABLE = Table(
     create=SecretCreate,
     tag="Secret",
     refs={"contact_id": ("contacts", "contact")},
+    defaults={"type": lambda: "plain"},  # both SDKs read a secret's type as always there
 )
 
 

@@ -207,8 +207,11 @@ def test_conversation_session(api, server):
         client(server, created["token"], run_as=api.account_id).get(f"conversation/{conversation}/fetch"),
     ):
         assert_error(response, 401, "NOT_AUTHORIZED")
+    assert created["id"] == conversation  # the reference: the session's id is the conversation's
+    longest = api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 10**9}).json()
+    assert abs(longest["expiresAt"] - (time.time() + 86_400) * 1000) < 5000  # clamped to 24 h
     assert_error(
-        api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 10**9}), 400, "BAD_REQUEST"
+        api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 0}), 400, "BAD_REQUEST"
     )
     assert_error(api.post("conversation/01m84tf0w9f3se992gd2fj0kwb/session/create", json={}), 404, "NOT_FOUND")
 

@@ -541,7 +541,7 @@ def test_platform_model_list(api, models, embedded_off=None):
     rest = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-model"}).json()
     assert [m["name"] for m in rest["items"]] == ["fake-small"] and rest["cursor"] == "fake-small"
     end = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-small"}).json()
-    assert end == {"items": []}  # the empty page ends the walk
+    assert end == {"items": [], "cursor": ""}  # the empty page ends the walk
     lines = events(api.get("platform/model/list", headers={"Accept": "application/jsonl"}))
     assert [e["data"]["name"] for e in lines] == ["fake-small", "fake-model"]
     assert_error(api.get("platform/model/list", params={"take": "0"}), 400, "BAD_REQUEST")

@@ -21,7 +21,7 @@ half-written bot message, ever."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -42,7 +42,7 @@ from ...engine import job as engine_job
 from ...engine.run import EndReason, Outcome
 from ...engine.run import Limits as EngineLimits
 from ...errors import NotFound
-from .. import bot, conversation
+from .. import bot, contact, conversation
 from ..common import BotConfig, ConfigBody, overlay
 from ..conversation import Entity, MessageType
 from .run import Run, answer, build, check_limits, conversation_run, history, user_message
@@ -50,10 +50,12 @@ from .run import Run, answer, build, check_limits, conversation_run, history, us
 # --- request bodies -------------------------------------------------------------
 
 
-class FunctionParameters(msgspec.Struct, kw_only=True):
-    type: Literal["object"]
-    properties: dict[str, Any]
-    required: Annotated[list[Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=100)] | None = None
+# The whole JSON Schema goes to the model: `$defs`, `additionalProperties` and the like
+# (the Python SDK's agent copies pydantic's schemas, nested models included).
+FunctionParameters = Annotated[
+    dict[str, Any],
+    msgspec.Meta(max_length=64, description='A JSON Schema of type "object": the function\'s arguments'),
+]
 
 
 class FunctionCallConfig(Body):
@@ -88,11 +90,13 @@ class FunctionDefinition(Body):
         result = self.result
         if result and "data" not in result and not isinstance(result.get("channel"), str):
             raise ValueError('result: give {"data": ...} or {"channel": "..."}')
+        if self.parameters.get("type") != "object" or not isinstance(self.parameters.get("properties", {}), dict):
+            raise ValueError('parameters: a JSON Schema of type "object" (with "properties")')
+        if len(msgspec.json.encode(self.parameters)) > 65_536:
+            raise ValueError("parameters: at most 64 KiB as JSON")
 
     def engine(self) -> engine_job.Function:
-        schema: dict[str, Any] = {"type": "object", "properties": self.parameters.properties}
-        if self.parameters.required is not None:
-            schema["required"] = self.parameters.required
+        schema = {"properties": {}, **self.parameters}
         return engine_job.Function(self.name, self.description, schema, self.result)
 
 
@@ -180,9 +184,17 @@ Functions = Annotated[list[FunctionDefinition], msgspec.Meta(max_length=128)]
 
 
 class InputMessage(Body):
+    """A message a client sends: its meta may be what botkit itself streamed (a context
+    message's records, an activity's arguments and result), so it is bounded as a
+    whole, not by the meta limits of a stored resource."""
+
     type: MessageType
     text: LongText
-    meta: MetaDict | None = None
+    meta: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.meta is not None and len(msgspec.json.encode(self.meta)) > 65_536:
+            raise ValueError("meta: at most 64 KiB as JSON")
 
 
 class Attachment(Body):
@@ -193,7 +205,7 @@ class CompleteBody(ConfigBody, kw_only=True):
     messages: Annotated[list[InputMessage], msgspec.Meta(max_length=1000)]
     bot_id: Ref | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=100)] | None = None
-    contact_id: Annotated[str, msgspec.Meta(max_length=64)] | dict[str, Any] | None = None
+    contact_id: Ref | contact.ContactEnsure | None = None  # a contact's id, or one found or made by fingerprint
     functions: Functions | None = None
     extensions: Extensions | None = None
     limits: Limits | None = None
@@ -298,12 +310,13 @@ class CompleteConversation(Action):
                 conn, conversation.TABLE, ctx, {"dataset_id": body.dataset_id, "skillset_id": body.skillset_id}
             )
             await check_limits(conn, ctx, 0)
-            run = Run(config, self.answer, bot_id=body.bot_id)
+            contact_id = await contact.resolve(conn, ctx, body.contact_id) if body.contact_id is not None else None
+            run = Run(config, self.answer, bot_id=body.bot_id, contact_id=contact_id)
             job = await build(
                 ctx,
                 conn,
                 run,
-                [(m.type, m.text) for m in body.messages],
+                [(m.type, m.text, m.meta) for m in body.messages],
                 functions=body.functions,
                 extensions=body.extensions,
                 limits=body.limits,

@@ -64,7 +64,7 @@ async def conversation_run(
     )
 
 
-async def history(conn, ctx: Context, run: Run) -> list[tuple[str, str]]:
+async def history(conn, ctx: Context, run: Run) -> list[engine_job.InputMessage]:
     limit = HISTORY_DEFAULT
     if run.config.model:
         _, params = parse_model(run.config.model)
@@ -112,7 +112,7 @@ async def build(
     ctx: Context,
     conn,
     run: Run,
-    messages: list[tuple[str, str]],
+    messages: list[engine_job.InputMessage],
     *,
     functions: list[FunctionDefinition] | None,
     extensions: Extensions | None,
