@@ -836,3 +836,124 @@ def test_search_with_embeddings(api, models, fake, database, server):
     fake.embeddings_status = 500
     found = api.post(f"dataset/{dataset}/search", json={"search": "bananas"})
     assert found.status_code == 200 and found.json()["records"][0]["text"] == "Bananas are yellow."
+
+
+# --- what the official SDKs send back: every message type reaches the model -------------
+
+
+def test_a_client_answers_a_function_call_with_an_activity_message(api, models):
+    """The stateless loop of an SDK app: the model calls a client function, the app runs
+    it and sends the call and its result back as an activity message; the model sees
+    them as its call and the tool's answer (not as nothing)."""
+    models.push(Reply(tokens=["It is 20 degrees in Paris."]))
+    activity = {
+        "type": "activity",
+        "text": 'getWeather({"city": "Paris"}) → {"temp": 20}',
+        "meta": {
+            "activity": {
+                "type": "response",
+                "function": {"name": "getWeather", "arguments": {"city": "Paris"}, "result": {"temp": 20}},
+            }
+        },
+    }
+    answer = api.post(
+        "conversation/complete",
+        json={
+            "model": "fake-model",
+            "messages": [{"type": "user", "text": "Weather in Paris?"}, activity],
+            "functions": [WEATHER],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    sent = models.bodies[-1]["messages"]
+    call, result = sent[-2], sent[-1]
+    assert call["role"] == "assistant" and call["tool_calls"][0]["function"] == {
+        "name": "getWeather",
+        "arguments": '{"city":"Paris"}',
+    }
+    assert result == {"role": "tool", "tool_call_id": call["tool_calls"][0]["id"], "content": '{"temp":20}'}
+    assert sent[-3] == {"role": "user", "content": "Weather in Paris?"}
+
+
+def test_stored_activities_and_checkpoints_reach_the_model(api, models):
+    conversation = api.post(
+        "conversation/create",
+        json={
+            "model": "fake-model",
+            "messages": [
+                {"type": "user", "text": "an old question"},
+                {"type": "bot", "text": "an old answer"},
+                {"type": "checkpoint", "text": "The user asked about the weather in Paris."},
+                {"type": "reasoning", "text": "the model's own thoughts"},
+                {"type": "user", "text": "And tomorrow?"},
+            ],
+        },
+    ).json()["id"]
+    models.push(Reply(tokens=["Sunny."]))
+    assert api.post(f"conversation/{conversation}/complete", json={"text": "Please."}).status_code == 200
+    sent = models.bodies[-1]["messages"]
+    contents = [m.get("content") for m in sent]
+    assert "an old question" not in contents and "an old answer" not in contents  # the checkpoint stands for them
+    assert "Summary of the conversation so far:\nThe user asked about the weather in Paris." in sent[0]["content"]
+    assert not any("thoughts" in (c or "") for c in contents)  # reasoning is the model's own
+    assert contents[-2:] == ["And tomorrow?", "Please."]
+
+
+def test_function_parameters_keep_the_whole_schema(api, models):
+    """The Python SDK's agent sends pydantic schemas: nested models through $defs."""
+    schema = {
+        "type": "object",
+        "properties": {"where": {"$ref": "#/$defs/Place"}},
+        "required": ["where"],
+        "additionalProperties": False,
+        "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    }
+    models.push(Reply(tokens=["ok"]))
+    done = api.post(
+        "conversation/complete",
+        json={
+            "model": "fake-model",
+            "messages": [{"type": "user", "text": "hi"}],
+            "functions": [{"name": "find", "description": "Finds", "parameters": schema}],
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert models.bodies[-1]["tools"][0]["function"]["parameters"] == schema
+    for bad in ({"type": "array"}, {"type": "object", "properties": []}):
+        refused = api.post(
+            "conversation/complete",
+            json={
+                "model": "fake-model",
+                "messages": [{"type": "user", "text": "hi"}],
+                "functions": [{"name": "find", "description": "Finds", "parameters": bad}],
+            },
+        )
+        assert_error(refused, 400, "BAD_REQUEST")
+
+
+def test_stateless_contact_id_attaches_the_contact(api, other, models):
+    body = {"model": "fake-model", "messages": [{"type": "user", "text": "hi"}]}
+    models.push(Reply(tokens=["a"]), Reply(tokens=["b"]))
+    made = api.post("conversation/complete", json={**body, "contactId": {"fingerprint": "visitor-7", "name": "Ann"}})
+    assert made.status_code == 200, made.text
+    contacts = [c for c in api.get("contact/list").json()["items"] if c["fingerprint"] == "visitor-7"]
+    assert len(contacts) == 1 and contacts[0]["name"] == "Ann"
+    assert api.post("conversation/complete", json={**body, "contactId": contacts[0]["id"]}).status_code == 200
+    assert_error(other.post("conversation/complete", json={**body, "contactId": contacts[0]["id"]}), 404, "NOT_FOUND")
+
+
+def test_message_meta_botkit_streamed_can_be_sent_back(api, models):
+    """A context message's records or a long activity, as botkit itself sent them."""
+    records = [{"id": f"01m84tf0w9f3se992gd2fj0k{i:02d}", "score": 0.5} for i in range(40)]
+    models.push(Reply(tokens=["ok"]))
+    done = api.post(
+        "conversation/complete",
+        json={
+            "model": "fake-model",
+            "messages": [
+                {"type": "context", "text": "a record", "meta": {"records": records}},
+                {"type": "user", "text": "hi"},
+            ],
+        },
+    )
+    assert done.status_code == 200, done.text

@@ -12,7 +12,7 @@ import httpx
 
 from botkit.actions.base import Stream
 from botkit.resources import ROUTES
-from botkit.testing import assert_error
+from botkit.testing import assert_error, start_app
 
 
 def test_both_prefixes_serve_the_same_routes(make_api):
@@ -290,3 +290,68 @@ def test_error_after_the_first_byte_is_an_error_line():
     lines = body.decode().split("\n")
     assert lines[-1] == ""
     assert json.loads(lines[1]) == {"type": "error", "data": {"message": "gone wrong", "code": "BAD_REQUEST"}}
+
+
+# --- what browsers and the official SDKs need of every route ---------------------------
+
+
+def test_cors_preflight_and_headers(api, anon):
+    preflight = anon.request(
+        "OPTIONS",
+        "conversation/01m84tf0w9f3se992gd2fj0kwb/complete",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-runas-user-id",
+        },
+    )
+    assert preflight.status_code == 204 and preflight.content == b""
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "x-runas-user-id" in preflight.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in preflight.headers  # bearer headers, never cookies
+    for response in (
+        api.get("bot/list", headers={"Origin": "https://app.example.com"}),
+        anon.get("bot/list", headers={"Origin": "https://app.example.com"}),  # errors too
+    ):
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "x-request-id" in response.headers["access-control-expose-headers"]
+    assert "access-control-allow-origin" not in api.get("bot/list").headers  # not a browser
+
+
+def test_cors_origins_can_be_narrowed(database):
+    srv = start_app(database, cors_origins="https://a.example, https://b.example")
+    try:
+        with httpx.Client(base_url=srv.url + "/v1/") as c:
+            ok = c.get("bot/list", headers={"Origin": "https://b.example"})
+            assert ok.headers["access-control-allow-origin"] == "https://b.example" and ok.headers["vary"] == "origin"
+            assert (
+                "access-control-allow-origin"
+                not in c.get("bot/list", headers={"Origin": "https://evil.example"}).headers
+            )
+    finally:
+        srv.stop()
+
+
+def test_head_on_every_get_route(api):
+    bot = api.post("bot/create", json={"name": "h"}).json()["id"]
+    got, head = api.get(f"bot/{bot}/fetch"), api.head(f"bot/{bot}/fetch")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    assert api.head("bot/list").status_code == 200
+    assert_error(api.post(f"bot/{bot}/fetch"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_fields_the_sdks_read_as_always_there(api):
+    models = api.get("platform/model/list").json()["items"]
+    assert all(m["type"] == "language" and isinstance(m["default"], bool) for m in models)
+    assert api.get("bot/list", params={"meta.none": "x"}).json() == {"items": [], "cursor": ""}
+    contact = api.post("contact/create", json={}).json()["id"]
+    api.post("secret/create", json={"contactId": contact, "value": "s"})
+    assert api.get(f"contact/{contact}/secret/list").json()["items"][0]["type"] == "plain"
+
+
+def test_integers_stay_integers(api):
+    child = api.post("partner/user/create", json={"limits": {"conversations": 5, "database": {"datasets": 3}}})
+    fetched = api.get(f"partner/user/{child.json()['id']}/fetch")
+    assert b'"conversations":5' in fetched.content and b"5.0" not in fetched.content
