@@ -36,6 +36,10 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_BODY_BYTES", 1024 * 1024))
     # origins allowed to call from a browser: `*` or a comma-separated list (transport/cors.py)
     cors_origins: str = field(default_factory=lambda: os.environ.get("BOTKIT_CORS_ORIGINS") or "*")
+    # idle seconds before a completion stream sends a `{"type":"ping"}` line (0: never)
+    stream_keepalive_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("BOTKIT_STREAM_KEEPALIVE_SECONDS") or 10)
+    )
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

@@ -65,6 +65,13 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
     data: ErrorData
 
 
+class PingEvent(msgspec.Struct, tag_field="type", tag="ping"):
+    """A keep-alive line during a long silence (the transport sends it; ignore it)."""
+
+
+PING_LINE = msgspec.json.encode(PingEvent()) + b"\n"
+
+
 def result_event(result: type) -> type:
     """The final `result` line of a stream whose answer is `result`."""
     return msgspec.defstruct(f"{result.__name__}Event", [("data", result)], tag_field="type", tag="result")

@@ -746,7 +746,7 @@ def test_the_spec_documents_the_completion_streams(anon):
     ):
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
-        assert set(mapping) == {"token", "reasoningToken", "message", "usage", "error", "result"}, path
+        assert set(mapping) == {"token", "reasoningToken", "message", "usage", "error", "ping", "result"}, path
     ids = [
         op["operationId"]
         for ops in spec["paths"].values()
@@ -957,3 +957,29 @@ def test_message_meta_botkit_streamed_can_be_sent_back(api, models):
         },
     )
     assert done.status_code == 200, done.text
+
+
+def test_long_silences_in_a_stream_carry_keepalive_lines(database, fake):
+    """A proxy cuts an idle stream: pings are sent while the model is silent (and only
+    then); lists never carry them."""
+    from botkit.testing import Api, new_account, start_app
+
+    srv = start_app(database, stream_keepalive_seconds=0.1, rate_limit=0)
+    fake.reset()
+    use_models(srv, registry_for(fake))
+    _, secret = asyncio.run(new_account(database, None, None))
+    api = Api(base_url=srv.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    try:
+        fake.push(Reply(tokens=["one", " two"], stall_after=1, stall=1.0))
+        evs = jsonl(api, "conversation/complete", {"model": "fake-model", "messages": [{"type": "user", "text": "hi"}]})
+        kinds = [e["type"] for e in evs]
+        assert "ping" in kinds and kinds[-1] == "result"
+        first_token, second_token = kinds.index("token"), len(kinds) - 1 - kinds[::-1].index("token")
+        assert "ping" in kinds[first_token:second_token]  # in the silence between the tokens
+        api.post("bot/create", json={})
+        lines = api.get("bot/list", headers={"Accept": "application/jsonl"}).text.splitlines()
+        assert lines and all(json.loads(line)["type"] == "item" for line in lines)
+    finally:
+        api.close()
+        srv.stop()
+        fake.reset()

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, session_routes
 from ..actions.base import Action, Call, Context, Principal, Stream, decode, decode_query
-from ..actions.stream import error_line
+from ..actions.stream import PING_LINE, error_line
 from ..config import Settings
 from ..engine.models import Registry, from_settings
 from ..errors import (
@@ -137,7 +137,9 @@ class Dispatcher:
                 state.forget_credentials()
             if isinstance(result, Stream):
                 streaming = True
-                await self._stream(scope, receive, send, result, request_id, started, extra)
+                # event streams (completions) keep proxies from cutting a long silence
+                keepalive = self.state.settings.stream_keepalive_seconds if action.events is not None else 0
+                await self._stream(scope, receive, send, result, request_id, started, extra, keepalive)
             else:
                 await self._send(send, 200, _ENCODE(result), request_id, started, extra)
         except ApiError as exc:
@@ -279,9 +281,12 @@ class Dispatcher:
         request_id: str,
         started: float,
         extra: Sequence[tuple[bytes, bytes]] = (),
+        keepalive: float = 0,
     ) -> None:
         """JSONL: lines as the action yields them; stops when the client goes away;
-        an error after the first byte becomes an `error` line."""
+        an error after the first byte becomes an `error` line; with `keepalive`, a
+        `{"type":"ping"}` line after that many idle seconds (as the hosted platform
+        sends; clients ignore types they do not know)."""
         elapsed = (time.perf_counter() - started) * 1000
         await send(
             {
@@ -298,22 +303,31 @@ class Dispatcher:
             }
         )
 
+        sending = anyio.Lock()  # the pinger and the producer take turns
+        last_sent = time.monotonic()
+
+        async def emit(chunk: bytes, more: bool = True) -> None:
+            nonlocal last_sent
+            async with sending:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                last_sent = time.monotonic()
+
         async def produce() -> None:
             try:
                 async for chunk in result.chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await emit(chunk)
             except ApiError as exc:
-                await send({"type": "http.response.body", "body": error_line(exc.message, exc.code), "more_body": True})
+                await emit(error_line(exc.message, exc.code))
             except Exception:
                 log.exception("stream failed")
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "more_body": True,
-                        "body": error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id),
-                    }
-                )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await emit(error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id))
+            await emit(b"", more=False)
+
+        async def ping() -> None:
+            while True:
+                await anyio.sleep(max(0.0, last_sent + keepalive - time.monotonic()))
+                if time.monotonic() - last_sent >= keepalive:
+                    await emit(PING_LINE)
 
         async with anyio.create_task_group() as tg:
 
@@ -330,6 +344,8 @@ class Dispatcher:
 
             tg.start_soon(watch)
             tg.start_soon(run)
+            if keepalive > 0:
+                tg.start_soon(ping)
 
 
 def _bearer(value: bytes | None) -> str:

@@ -31,6 +31,7 @@ from ...actions.standard import check_refs
 from ...actions.stream import (
     ErrorEvent,
     MessageEvent,
+    PingEvent,
     ReasoningTokenEvent,
     TokenEvent,
     UsageEvent,
@@ -269,14 +270,11 @@ class ReceiveResult(msgspec.Struct):
 
 # --- JSONL events (actions/stream.py writes them) ---------------------------------
 
-CompleteEvents = (
-    TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | result_event(CompleteResult)
-)
-ConversationCompleteEvents = (
-    TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | result_event(ConversationCompleteResult)
-)
-ReceiveEvents = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | result_event(ReceiveResult)
-SendEvents = result_event(SendResult)
+_Events = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | PingEvent
+CompleteEvents = _Events | result_event(CompleteResult)
+ConversationCompleteEvents = _Events | result_event(ConversationCompleteResult)
+ReceiveEvents = _Events | result_event(ReceiveResult)
+SendEvents = PingEvent | result_event(SendResult)
 
 
 # --- the actions --------------------------------------------------------------------
