@@ -7,7 +7,7 @@ import time
 import httpx
 import jwt
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
@@ -495,3 +495,96 @@ def test_token_cache_expiry_and_eviction():
     assert cache.get(b"d") is None
     cache.put(b"d", who, int(time.time() * 1000) - 1)  # the token itself expired
     assert cache.get(b"d") is None
+
+
+# --- run-as, as a property ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def family(make_api, server):
+    """Two partner families: P with children C1 (with a grandchild G) and C2; O with OC.
+    Each account owns one bot named after it, so a list says where a call acted."""
+    p, o = make_api(), make_api()
+    tag = p.account_id[-6:]
+    accounts = {"P": p.account_id, "O": o.account_id}
+    emails = {"C1": f"c1-{tag}@example.com", "C2": f"c2-{tag}@example.com", "OC": f"oc-{tag}@example.com"}
+    accounts["C1"] = make_child(p, email=emails["C1"])
+    accounts["C2"] = make_child(p, email=emails["C2"])
+    accounts["OC"] = make_child(o, email=emails["OC"])
+    tokens = {"P": p.token, "O": o.token, "C1": child_token(p, accounts["C1"])}
+    as_c1 = client(server, tokens["C1"])
+    emails["G"] = f"g-{tag}@example.com"
+    accounts["G"] = as_c1.post("partner/user/create", json={"email": emails["G"]}).json()["id"]
+    acting = {
+        "P": client(server, p.token),
+        "O": client(server, o.token),
+        "C1": client(server, p.token, run_as=accounts["C1"]),
+        "C2": client(server, p.token, run_as=accounts["C2"]),
+        "OC": client(server, o.token, run_as=accounts["OC"]),
+        "G": client(server, child_token(as_c1, accounts["G"])),
+    }
+    for name, c in acting.items():
+        assert c.post("bot/create", json={"name": name}).status_code == 200
+    children = {"P": {"C1", "C2"}, "O": {"OC"}, "C1": set()}  # a child's token runs as nobody
+    return accounts, emails, tokens, children
+
+
+HEADERS = ["x-runas-user-id", "X-RunAs-User-Id", "x-runas-userid", "X-RunAs-UserId", "x-runas-child-user-email"]
+PRINTABLE = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=80)
+
+
+@st.composite
+def run_as_case(draw, family):
+    accounts, emails, tokens, _ = family
+    caller = draw(st.sampled_from(sorted(tokens)))
+    header = draw(st.sampled_from(HEADERS))
+    if header.endswith("email"):
+        value = draw(
+            st.one_of(
+                st.sampled_from(sorted(emails)).map(lambda n: emails[n]),
+                st.sampled_from(sorted(emails)).map(lambda n: emails[n].upper()),
+                st.sampled_from(sorted(emails)).map(lambda n: emails[n].title()),
+                st.sampled_from(sorted(emails)).map(lambda n: emails[n] + ".evil"),
+                PRINTABLE,
+            )
+        )
+    else:
+        value = draw(
+            st.one_of(
+                st.sampled_from(sorted(accounts)).map(lambda n: accounts[n]),
+                st.sampled_from(sorted(accounts)).map(lambda n: accounts[n].upper()),
+                st.from_regex(r"[0-9a-z]{26}", fullmatch=True),
+                PRINTABLE,
+            )
+        )
+    path = draw(st.sampled_from(["bot/list", "partner/user/list", "user/list"]))
+    return caller, header, value, path
+
+
+def test_run_as_acts_only_in_a_direct_child(server, family):
+    """No run-as value (ids, a sibling, a grandchild, the parent, strangers, garbage, each
+    header spelling, email variants) acts anywhere but in a direct child of the caller;
+    a child's own token runs as nobody."""
+    accounts, emails, tokens, children = family
+    by_id = {v: k for k, v in accounts.items()}
+
+    @given(case=run_as_case(family))
+    @settings(max_examples=80, deadline=None)
+    def check(case):
+        caller, header, value, path = case
+        c = client(server, tokens[caller])
+        response = c.get(path, headers={header: value})
+        assert response.status_code in (200, 401), response.text
+        if header.endswith("email"):
+            target = next((n for n, e in emails.items() if e.lower() == value.strip().lower()), None)
+        else:
+            target = by_id.get(value.strip())
+        allowed = target in children[caller]
+        if not allowed:
+            assert response.status_code == 401 and response.json()["code"] == "NOT_AUTHORIZED", (case, response.text)
+            return
+        assert response.status_code == 200, (case, response.text)
+        if path == "bot/list":
+            assert [b["name"] for b in response.json()["items"]] == [target], case
+
+    check()
