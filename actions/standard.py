@@ -10,6 +10,7 @@ built from the column lists once, and is always parameterised."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,9 +94,10 @@ class Table:
             args.append(call.params[self.parent.param])
         return args
 
-    def list_sql(self, scope_column: str, desc: bool, cursor: bool, meta: bool, filters: tuple[str, ...]) -> str:
+    def list_sql(self, scope_column: str, desc: bool, cursor: bool, meta: int, filters: tuple[str, ...]) -> str:
         """One keyset page: `scope_column = $1` (the owner, or the parent for nested
-        lists), the owner `= $2` unless that is the scope, then cursor, meta, filters."""
+        lists), the owner `= $2` unless that is the scope, then cursor, `meta` meta
+        containments (any of them; each served by the GIN index), filters."""
         key = (scope_column, desc, cursor, meta, filters)
         sql = self._list_sql.get(key)
         if sql is None:
@@ -107,8 +109,8 @@ class Table:
                 n += 1
                 where.append(f"id {'<' if desc else '>'} ${n}")
             if meta:
-                n += 1
-                where.append(f"meta @> ${n}::jsonb")
+                where.append("(" + " OR ".join(f"meta @> ${n + 1 + i}::jsonb" for i in range(meta)) + ")")
+                n += meta
             for column in filters:
                 n += 1
                 where.append(f"{column} = ${n}")
@@ -119,6 +121,32 @@ class Table:
             )
             self._list_sql[key] = sql
         return sql
+
+
+_NO_READING = object()
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d{0,15})(?:\.\d{1,15})?")
+META_ALTERNATIVES_MAX = 8
+
+
+def _json_reading(value: str) -> Any:
+    """What a query-string value means as a JSON scalar, if anything."""
+    if value in ("true", "false", "null"):
+        return {"true": True, "false": False, "null": None}[value]
+    if _NUMBER.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return _NO_READING
+
+
+def meta_alternatives(meta: dict[str, str]) -> list[dict[str, Any]]:
+    """A meta filter arrives as strings (`meta.active=true`, as the SDKs send it), while
+    stored meta may hold JSON true, numbers or null: a value also matches its JSON
+    reading. The containments to try, any of which matches (at most 8)."""
+    combos: list[dict[str, Any]] = [{}]
+    for key, value in meta.items():
+        reading = _json_reading(value)
+        values = [value] if reading is _NO_READING or len(combos) * 2 > META_ALTERNATIVES_MAX else [value, reading]
+        combos = [{**c, key: v} for c in combos for v in values]
+    return combos
 
 
 def update_struct(create: type, noun: str, not_null: set[str], only: tuple[str, ...] | None = None) -> type:
@@ -219,13 +247,12 @@ class ListAction(Action):
             args.append(ctx.account_id)  # through-parent rows: the parent's ownership was checked
         if cursor:
             args.append(cursor)
-        meta = q.meta if isinstance(q, ListQuery) else None
-        if meta:
-            args.append(meta)
+        meta = meta_alternatives(q.meta) if isinstance(q, ListQuery) and q.meta else []
+        args.extend(meta)
         filters = tuple(c for c in t.filters if getattr(q, c, None) is not None)
         args.extend(getattr(q, c) for c in filters)
         args.append(limit)
-        return t.list_sql(scope, q.desc, cursor is not None, bool(meta), filters), args
+        return t.list_sql(scope, q.desc, cursor is not None, len(meta), filters), args
 
     async def stream(self, ctx: Context, call: Call, q: PageQuery, rows: list) -> AsyncIterator[bytes]:
         make = self.table.row_to_item

@@ -205,3 +205,20 @@ def test_update_merge_is_rfc7386(make_api, patch, start):
     bot = api.post("bot/create", json={"meta": start}).json()["id"]
     assert api.post(f"bot/{bot}/update", json={"$update": patch}).status_code == 200
     assert api.get(f"bot/{bot}/fetch").json()["meta"] == merge_patch(start, patch)
+
+
+def test_meta_filters_match_json_scalars_as_the_sdks_send_them(api):
+    """`meta.active=true` (a query string is text) matches JSON true as well as "true"."""
+    typed = api.post("bot/create", json={"meta": {"active": True, "tier": 2, "gone": None, "kind": "a"}}).json()["id"]
+    texty = api.post("bot/create", json={"meta": {"active": "true", "tier": "2", "kind": "a"}}).json()["id"]
+    other = api.post("bot/create", json={"meta": {"active": False, "tier": 2.5, "kind": "a"}}).json()["id"]
+
+    def ids(**meta):
+        return {b["id"] for b in api.get("bot/list", params={f"meta.{k}": v for k, v in meta.items()}).json()["items"]}
+
+    assert ids(active="true") == {typed, texty}
+    assert ids(active="true", tier="2", kind="a") == {typed, texty}
+    assert ids(active="false") == {other}
+    assert ids(tier="2.5") == {other}
+    assert ids(gone="null") == {typed}
+    assert ids(tier="02") == set()  # not a JSON number: only the string "02" would match
