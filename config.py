@@ -40,6 +40,14 @@ class Settings:
     stream_keepalive_seconds: float = field(
         default_factory=lambda: float(os.environ.get("BOTKIT_STREAM_KEEPALIVE_SECONDS") or 10)
     )
+    # channels (resources/channel.py): how long messages are kept, and how long a completion
+    # waits for the result of a client-side function published to its channel
+    channel_retention_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("BOTKIT_CHANNEL_RETENTION_SECONDS") or 3600)
+    )
+    channel_wait_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("BOTKIT_CHANNEL_WAIT_SECONDS") or 120)
+    )
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

@@ -44,6 +44,8 @@ class Services(Protocol):
     """What the app lends its actions besides the pool (transport/app.py provides it)."""
 
     models: Registry
+    channels: Any  # store.channels.Hub: listen to a channel of an account
+    settings: Any  # config.Settings
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         """(session id, token, expiresAt ms): a session token for one conversation."""

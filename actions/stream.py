@@ -65,6 +65,34 @@ class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
     data: ErrorData
 
 
+class WaitingFunction(msgspec.Struct):
+    name: str
+    args: Any
+
+
+class WaitingData(msgspec.Struct):
+    channel: str
+    function: WaitingFunction
+
+
+class WaitForChannelMessageBeginEvent(msgspec.Struct, tag_field="type", tag="waitForChannelMessageBegin"):
+    """The model called a client function whose result is to be published to `channel`
+    (`channel/{channelId}/publish` with `{"message": {"data": ...}}` or `{"error": ...}`)."""
+
+    data: WaitingData
+
+
+class WaitForChannelMessageEndEvent(msgspec.Struct, tag_field="type", tag="waitForChannelMessageEnd"):
+    """The result arrived (or the wait timed out); the completion goes on."""
+
+    data: WaitingData
+
+
+def waiting_line(begin: bool, channel: str, name: str, args: Any) -> bytes:
+    kind = WaitForChannelMessageBeginEvent if begin else WaitForChannelMessageEndEvent
+    return _ENCODE(kind(WaitingData(channel, WaitingFunction(name, args)))) + b"\n"
+
+
 class PingEvent(msgspec.Struct, tag_field="type", tag="ping"):
     """A keep-alive line during a long silence (the transport sends it; ignore it)."""
 

@@ -180,6 +180,7 @@ def function_tools(functions: list[Function], taken: set[str]) -> list[Tool]:
                 kind="function",
                 has_result="data" in result,
                 result=result.get("data"),
+                channel=result.get("channel") if isinstance(result.get("channel"), str) else None,
             )
         )
     return tools

@@ -10,8 +10,9 @@ ApiError on failure; anything raised before its first event is a request error."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -46,6 +47,26 @@ class Job:
     tools: list[Tool] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     query: str = ""
+    channels: Channels | None = None  # None: a channel function is handed to the client like any other
+    channel_wait: float = 120.0  # seconds a channel function's result may take
+
+
+class Channels(Protocol):
+    """Where a client function's result arrives (store/channels.py in the app):
+    `listen(channel)` registers before the client is told to publish, and its
+    `next(timeout)` gives the published message."""
+
+    def listen(self, channel: str) -> AbstractAsyncContextManager[Any]: ...
+
+
+@dataclass(slots=True)
+class Waiting:
+    """The completion waits for (begin) or got (end) a message on a client function's channel."""
+
+    begin: bool
+    channel: str
+    name: str
+    args: Any
 
 
 @dataclass(slots=True)
@@ -123,9 +144,43 @@ class _Calls:
     stop: EndReason | None = None  # "activity" (the client's turn) or "iteration" (over limits.calls)
 
 
-def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], calls: int, window: int) -> _Calls:
+async def _wait_for_channels(
+    job: Job, finish: Finish, by_name: dict[str, Tool], calls: int, answered: dict[str, Any]
+) -> AsyncIterator[Waiting]:
+    """Client functions with a channel: say where the result is awaited, wait for it
+    (bounded), and keep it for the call (`answered`, by call id)."""
+    if job.channels is None:
+        return
+    for i, c in enumerate(finish.tool_calls):
+        tool = by_name.get(c.name)
+        if tool is None or tool.channel is None or calls + i >= job.limits.calls:
+            continue
+        args = parse_arguments(c.arguments)
+        async with job.channels.listen(tool.channel) as listening:
+            yield Waiting(True, tool.channel, c.name, args)
+            try:
+                message = await listening.next(job.channel_wait)
+            except TimeoutError:
+                message = {"error": f"no result arrived on channel {tool.channel} within {job.channel_wait:g} s"}
+            except Exception as exc:  # a dropped listener
+                message = {"error": str(exc)}
+        answered[c.id] = message.get("data") if "data" in message else {"error": message.get("error", message)}
+        yield Waiting(False, tool.channel, c.name, args)
+
+
+def _run_calls(
+    job: Job,
+    finish: Finish,
+    said: str,
+    by_name: dict[str, Tool],
+    calls: int,
+    window: int,
+    answered: dict[str, Any] | None = None,
+) -> _Calls:
     """The model's tool calls: a client function without a result hands the turn
-    over; any other is answered here (bounded by limits.calls)."""
+    over (unless its result came over its channel: `answered`); any other is
+    answered here (bounded by limits.calls)."""
+    answered = answered or {}
     done = _Calls([], [], calls)
     results: list[dict[str, Any]] = []
     for c in finish.tool_calls:
@@ -135,7 +190,7 @@ def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], ca
         done.calls += 1
         args = parse_arguments(c.arguments)
         tool = by_name.get(c.name)
-        if tool is not None and tool.kind == "function" and not tool.has_result:
+        if c.id not in answered and tool is not None and tool.kind == "function" and not tool.has_result:
             done.messages.append(
                 Message(
                     "activity",
@@ -145,7 +200,7 @@ def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], ca
             )
             done.stop = "activity"
             continue
-        result = run_tool(tool, c.name, args)
+        result = answered[c.id] if c.id in answered else run_tool(tool, c.name, args)
         encoded = tokens.truncate(msgspec.json.encode(result).decode(), max(16, window // 4))
         done.messages.append(
             Message(
@@ -164,7 +219,23 @@ def _run_calls(job: Job, finish: Finish, said: str, by_name: dict[str, Tool], ca
     return done
 
 
-async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcome]:
+async def _call_model(
+    req: ModelRequest, timeouts: Timeouts, pending: list[Message], said: list[str], finished: list[Finish]
+) -> AsyncIterator[str | Reasoning | Message]:
+    """One model call's stream; the messages waiting to be sent go out with its first output."""
+    async for item in provider_stream(req, timeouts):
+        while pending:
+            yield pending.pop(0)
+        if type(item) is str:
+            said.append(item)
+            yield item
+        elif isinstance(item, Finish):
+            finished.append(item)
+        else:
+            yield item
+
+
+async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waiting | Outcome]:
     parts = job.parts
     window = job.model.max_input_tokens
     tool_defs = definitions(job.tools)
@@ -200,18 +271,10 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
             prefix=turn_prefix,
         )
         said: list[str] = []
-        finish: Finish | None = None
-        async for item in provider_stream(req, job.timeouts):
-            while pending:
-                yield pending.pop(0)
-            if type(item) is str:
-                said.append(item)
-                yield item
-            elif isinstance(item, Finish):
-                finish = item
-            else:
-                yield item
-        finish = finish or Finish(reason="stop")  # providers always finish or raise
+        finished: list[Finish] = []
+        async for item in _call_model(req, job.timeouts, pending, said, finished):
+            yield item
+        finish = finished[0] if finished else Finish(reason="stop")  # providers always finish or raise
         call_text = "".join(said)
         text.append(call_text)
         used_in, used_out = _tokens_used(finish, fitted.cost, call_text)
@@ -219,7 +282,10 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Outcom
         output_tokens += used_out
         if finish.reason == "tool_calls":
             turn_prefix = ""
-            done = _run_calls(job, finish, call_text, by_name, calls, window)
+            answered: dict[str, Any] = {}
+            async for event in _wait_for_channels(job, finish, by_name, calls, answered):
+                yield event
+            done = _run_calls(job, finish, call_text, by_name, calls, window, answered)
             calls = done.calls
             for m in done.messages:
                 stored.append(m)

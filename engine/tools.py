@@ -30,6 +30,7 @@ class Tool:
     kind: str  # "function" or "ability"
     has_result: bool = False
     result: Any = None  # a function's fixed result.data
+    channel: str | None = None  # a client function whose result is published to this channel
     instruction: str = ""  # an ability's instruction
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..actions.base import Action
 from . import (
     bot,
+    channel,
     completion,
     contact,
     conversation,
@@ -23,6 +24,7 @@ from . import (
 
 _MODULES = (
     bot,
+    channel,
     completion,
     contact,
     conversation,

@@ -746,7 +746,17 @@ def test_the_spec_documents_the_completion_streams(anon):
     ):
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
-        assert set(mapping) == {"token", "reasoningToken", "message", "usage", "error", "ping", "result"}, path
+        assert set(mapping) == {
+            "token",
+            "reasoningToken",
+            "message",
+            "waitForChannelMessageBegin",
+            "waitForChannelMessageEnd",
+            "usage",
+            "error",
+            "ping",
+            "result",
+        }, path
     ids = [
         op["operationId"]
         for ops in spec["paths"].values()
@@ -983,3 +993,96 @@ def test_long_silences_in_a_stream_carry_keepalive_lines(database, fake):
         api.close()
         srv.stop()
         fake.reset()
+
+
+# --- client-side functions over channels: the Python SDK's agent loop ---------------------
+
+
+def test_the_python_sdk_agent_runs_a_local_tool_over_a_channel(server, make_api, models):
+    """chatbotkit.agent.execute offers its tools with a result channel; botkit streams
+    waitForChannelMessageBegin, the agent runs the tool and publishes the result, and
+    the model's answer uses it."""
+    from chatbotkit import ChatBotKit
+    from chatbotkit.agent import execute
+
+    api = make_api()
+    called: list[dict] = []
+
+    def get_weather(args: dict) -> dict:
+        called.append(args)
+        return {"temperature": 21, "city": args["city"]}
+
+    models.push(
+        Reply(tokens=[], tool_calls=[("getWeather", '{"city": "Paris"}')]),
+        Reply(tokens=["It is 21 degrees", " in Paris."]),
+    )
+
+    async def run() -> list[dict]:
+        client = ChatBotKit(secret=api.token, base_url=server.url)
+        events = []
+        async for event in execute(
+            client=client,
+            model="fake-model",
+            messages=[{"type": "user", "text": "What is the weather in Paris?"}],
+            tools={
+                "getWeather": {
+                    "description": "The weather in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                    "handler": get_weather,
+                }
+            },
+            max_iterations=5,
+        ):
+            events.append(event)
+        return events
+
+    events = asyncio.run(run())
+    kinds = [e["type"] for e in events]
+    assert called == [{"city": "Paris"}], kinds
+    assert "waitForChannelMessageBegin" in kinds and "waitForChannelMessageEnd" in kinds
+    said = "".join(e["data"]["token"] for e in events if e["type"] == "token")
+    assert said == "It is 21 degrees in Paris."
+    assert events[-1] == {"type": "exit", "data": {"code": 0}}
+    tool_results = [m for m in models.bodies[-1]["messages"] if m["role"] == "tool"]
+    assert json.loads(tool_results[-1]["content"]) == {"temperature": 21, "city": "Paris"}
+
+
+def test_channels_publish_and_subscribe(api, other, server):
+    import threading
+
+    import httpx
+
+    channel = "my-channel-0123456789"
+    got: list[str] = []
+    ready = threading.Event()
+
+    def subscribe():
+        auth = {"Authorization": api.headers["authorization"]}
+        with (
+            httpx.Client(base_url=server.url + "/v1/", headers=auth) as c,
+            c.stream("POST", f"channel/{channel}/subscribe", json={"historyLength": 1}, timeout=30) as r,
+        ):
+            ready.set()
+            for line in r.iter_lines():
+                got.append(line)
+                if len(got) == 2:
+                    return
+
+    api.post(f"channel/{channel}/publish", json={"message": {"n": 0}})  # history
+    t = threading.Thread(target=subscribe)
+    t.start()
+    ready.wait(10)
+    other.post(f"channel/{channel}/publish", json={"message": {"n": 99}})  # another account's: never seen
+    for _ in range(50):  # until the subscription is live (a message may precede it)
+        if api.post(f"channel/{channel}/publish", json={"message": {"n": 1}}).status_code != 200 or len(got) >= 2:
+            break
+        t.join(0.1)
+        if not t.is_alive():
+            break
+    t.join(10)
+    assert [json.loads(line) for line in got][:1] == [{"type": "message", "data": {"n": 0}}]
+    assert json.loads(got[1]) == {"type": "message", "data": {"n": 1}}
+    assert_error(api.post("channel/short/publish", json={"message": {}}), 400, "BAD_REQUEST")
+    assert_error(api.post(f"channel/{channel}/publish", json={"message": "text"}), 400, "BAD_REQUEST")
+    big = {"message": {"x": "y" * 70_000}}
+    assert api.post(f"channel/{channel}/publish", json=big).status_code in (400, 413)

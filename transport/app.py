@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..spec.openapi import build_spec
 from ..store import keys
+from ..store.channels import Hub
 from ..store.listen import Listener
 from ..store.pool import Pool
 from .cors import Cors
@@ -382,6 +383,7 @@ class AppState:
             )
         )
         self.session_actions = [a for a in routes if a.session]
+        self.channels: Hub | None = None
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         assert self.session_key is not None
@@ -407,6 +409,8 @@ def create_app(settings: Settings, routes: list[Action]) -> App:
             raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
         state.pool = await Pool(settings.database_url, settings.pool_size).open()
         state.session_key = await keys.session_key(state.pool, settings.session_secret)
+        state.channels = Hub(settings.database_url, state.pool)
+        await state.channels.start()
         if settings.auth_cache_seconds > 0:
             state.listener = _auth_listener(settings.database_url, state.token_cache)
             await state.listener.start()
@@ -415,6 +419,7 @@ def create_app(settings: Settings, routes: list[Action]) -> App:
         finally:
             if state.listener is not None:
                 await state.listener.stop()
+            await state.channels.stop()
             await state.pool.close()
 
     # Starlette runs the lifespan; App sends every request to the dispatcher.

@@ -35,6 +35,8 @@ from ...actions.stream import (
     ReasoningTokenEvent,
     TokenEvent,
     UsageEvent,
+    WaitForChannelMessageBeginEvent,
+    WaitForChannelMessageEndEvent,
     one,
     result_event,
     result_line,
@@ -270,7 +272,16 @@ class ReceiveResult(msgspec.Struct):
 
 # --- JSONL events (actions/stream.py writes them) ---------------------------------
 
-_Events = TokenEvent | ReasoningTokenEvent | MessageEvent | UsageEvent | ErrorEvent | PingEvent
+_Events = (
+    TokenEvent
+    | ReasoningTokenEvent
+    | MessageEvent
+    | WaitForChannelMessageBeginEvent
+    | WaitForChannelMessageEndEvent
+    | UsageEvent
+    | ErrorEvent
+    | PingEvent
+)
 CompleteEvents = _Events | result_event(CompleteResult)
 ConversationCompleteEvents = _Events | result_event(ConversationCompleteResult)
 ReceiveEvents = _Events | result_event(ReceiveResult)

@@ -14,12 +14,20 @@ import msgspec
 
 from ...actions.auth import enforce_limit, month_start_ms
 from ...actions.base import Call, Context
-from ...actions.stream import message_line, primed, reasoning_line, result_line, token_line, usage_line
+from ...actions.stream import (
+    message_line,
+    primed,
+    reasoning_line,
+    result_line,
+    token_line,
+    usage_line,
+    waiting_line,
+)
 from ...engine import job as engine_job
 from ...engine import retrieval
 from ...engine.models import parse as parse_model
 from ...engine.provider import Passage, Reasoning
-from ...engine.run import Job, Outcome, complete
+from ...engine.run import Job, Outcome, Waiting, complete
 from ...engine.run import Limits as EngineLimits
 from ...engine.run import Message as EngineMessage
 from ...errors import LimitsReached, NotFound
@@ -129,7 +137,20 @@ async def build(
     for inline in extensions.skillsets if extensions and extensions.skillsets else ():
         extras.abilities += [engine_job.Ability(a.name, a.description, a.instruction) for a in inline.abilities]
     await _passages(conn, ctx, run, draft.query, extensions, extras)
-    return engine_job.build(draft, run.config.backstory, extras)
+    job = engine_job.build(draft, run.config.backstory, extras)
+    job.channels = AccountChannels(ctx.services.channels, ctx.account_id)
+    job.channel_wait = ctx.services.settings.channel_wait_seconds
+    return job
+
+
+class AccountChannels:
+    """The engine's view of the channels: this account's only."""
+
+    def __init__(self, hub, account_id: str) -> None:
+        self.hub, self.account_id = hub, account_id
+
+    def listen(self, channel: str):
+        return self.hub.listen(self.account_id, channel)
 
 
 # --- running it -------------------------------------------------------------------
@@ -192,6 +213,8 @@ async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
             yield reasoning_line(event.text)
         elif isinstance(event, EngineMessage):
             yield message_line(event.type, event.text, event.meta)
+        elif isinstance(event, Waiting):
+            yield waiting_line(event.begin, event.channel, event.name, event.args)
         elif isinstance(event, Outcome):
             message_id = await _store(ctx, run, event)
             yield (

@@ -1,0 +1,118 @@
+"""Channels: an account's named mailboxes. An app publishes to one and whoever listens
+gets the message: a subscriber's live stream, or a completion waiting for the result of
+a client-side function (the Python SDK's agent runs its tools this way).
+
+A channel belongs to the account that uses it: another account publishing to the same
+id reaches nobody of this one. Messages are stored (store/channels.py tells every API
+process), so a subscriber can replay the recent ones; they are kept
+BOTKIT_CHANNEL_RETENTION_SECONDS, and a message is at most 64 KiB as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+
+from ..actions.base import Action, Call, Context, Stream, now_ms
+from ..actions.fields import Body, IdResponse
+from ..actions.ids import new_id
+from ..actions.stream import ErrorEvent, PingEvent, error_line
+from ..errors import BadRequest
+from ..store.channels import NOTICE_CHANNEL, Dropped
+
+MESSAGE_MAX_BYTES = 65_536
+HISTORY_MAX = 100
+ChannelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{16,128}(?![\s\S])")]
+
+
+class PublishBody(Body):
+    message: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if len(msgspec.json.encode(self.message)) > MESSAGE_MAX_BYTES:
+            raise ValueError(f"message: at most {MESSAGE_MAX_BYTES} bytes as JSON")
+
+
+class SubscribeBody(Body):
+    history_length: Annotated[int, msgspec.Meta(ge=0, description=f"at most {HISTORY_MAX} are replayed")] = 0
+
+
+class ChannelMessageEvent(msgspec.Struct, tag_field="type", tag="message"):
+    data: dict[str, Any]
+
+
+SubscribeEvents = ChannelMessageEvent | PingEvent | ErrorEvent
+
+_PUBLISH = """
+WITH stored AS (
+    INSERT INTO channel_messages (id, account_id, channel_id, data, created_at) VALUES ($1, $2, $3, $4, $5)
+), pruned AS (
+    DELETE FROM channel_messages WHERE account_id = $2 AND channel_id = $3 AND created_at < $6
+)
+SELECT pg_notify($7, $2 || ' ' || $3 || ' ' || $1)
+"""
+
+_HISTORY = """
+SELECT data FROM (
+    SELECT id, data FROM channel_messages WHERE account_id = $1 AND channel_id = $2 ORDER BY id DESC LIMIT $3
+) recent ORDER BY id
+"""
+
+
+def _channel(call: Call) -> str:
+    channel = call.params["channelId"]
+    try:
+        return msgspec.convert(channel, ChannelId)
+    except msgspec.ValidationError:
+        raise BadRequest("channelId: 16 to 128 letters, digits or _ . : -") from None
+
+
+class PublishChannelMessage(Action):
+    tag = "Channel"
+    summary = "Publish a message to a channel (its subscribers and any completion waiting on it get it)"
+    body = PublishBody
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        channel = _channel(call)
+        now = now_ms()
+        retention = int(ctx.services.settings.channel_retention_seconds * 1000)
+        await ctx.pool.execute(
+            _PUBLISH, new_id(), ctx.account_id, channel, call.body.message, now, now - retention, NOTICE_CHANNEL
+        )
+        return IdResponse(id=channel)
+
+
+class SubscribeChannelMessages(Action):
+    """A long-lived JSONL stream: the last `historyLength` messages, then each new one
+    as it is published; a ping line during silences; it ends when the client leaves."""
+
+    tag = "Channel"
+    summary = "Subscribe to a channel's messages (JSONL)"
+    body = SubscribeBody
+    events = SubscribeEvents
+    response = ChannelMessageEvent
+
+    async def run(self, ctx: Context, call: Call) -> Stream:
+        channel = _channel(call)
+        return Stream(self.lines(ctx, channel, min(call.body.history_length, HISTORY_MAX)))
+
+    async def lines(self, ctx: Context, channel: str, history: int) -> AsyncIterator[bytes]:
+        async with ctx.services.channels.listen(ctx.account_id, channel) as listening:
+            if history:
+                for row in await ctx.pool.fetch(_HISTORY, ctx.account_id, channel, history):
+                    yield msgspec.json.encode(ChannelMessageEvent(row["data"])) + b"\n"
+            while True:
+                try:
+                    data = await listening.next()
+                except Dropped as exc:
+                    yield error_line(str(exc), "TOO_MANY_REQUESTS")
+                    return
+                yield msgspec.json.encode(ChannelMessageEvent(data)) + b"\n"
+
+
+ACTIONS: list[Action] = [
+    PublishChannelMessage("/channel/{channelId}/publish"),
+    SubscribeChannelMessages("/channel/{channelId}/subscribe"),
+]

@@ -1,0 +1,107 @@
+"""Channel messages to this process's listeners, whichever process published them.
+
+A publish stores the message (resources/channel.py) and, in the same transaction,
+NOTIFYs `botkit_channel` with "<account> <channel> <message id>": PostgreSQL delivers it
+to every API process when the transaction commits. Each process holds one LISTEN
+connection; a notice for a channel nobody here listens to costs a dict lookup, and for
+one with listeners the message is read once and handed to each listener's bounded
+queue. A listener that does not keep up is dropped (its queue says so) rather than
+holding memory without bound; one that goes away frees everything at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .listen import Listener
+
+log = logging.getLogger("botkit.store")
+NOTICE_CHANNEL = "botkit_channel"
+QUEUE_MAX = 1000  # messages a listener may be behind before it is dropped
+
+
+class Dropped(Exception):
+    """The listener fell too far behind."""
+
+
+class Listening:
+    """One listener of one channel: `await next(timeout)` gives the next message's data."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX + 1)
+        self.dropped = False
+
+    def put(self, data: Any) -> None:
+        if self.dropped:
+            return
+        if self.queue.qsize() >= QUEUE_MAX:
+            self.dropped = True
+            self.queue.put_nowait(_DROPPED)
+            return
+        self.queue.put_nowait(data)
+
+    async def next(self, timeout: float | None = None) -> Any:
+        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if item is _DROPPED:
+            raise Dropped(f"the subscriber fell more than {QUEUE_MAX} messages behind")
+        return item
+
+
+_DROPPED = object()
+
+
+class Hub:
+    def __init__(self, dsn: str, pool: Any) -> None:
+        self.pool = pool
+        self._listeners: dict[tuple[str, str], set[Listening]] = {}
+        self._up = False
+        self._listener = Listener(dsn, NOTICE_CHANNEL, self._notice, self._on_up, self._on_down)
+
+    async def start(self) -> None:
+        await self._listener.start()
+
+    async def stop(self) -> None:
+        await self._listener.stop()
+
+    def _on_up(self) -> None:
+        self._up = True
+
+    def _on_down(self) -> None:
+        self._up = False
+
+    @contextlib.asynccontextmanager
+    async def listen(self, account_id: str, channel: str) -> AsyncIterator[Listening]:
+        """Listen from now on (register before telling anyone where to publish)."""
+        key = (account_id, channel)
+        listening = Listening()
+        self._listeners.setdefault(key, set()).add(listening)
+        try:
+            yield listening
+        finally:
+            listeners = self._listeners.get(key)
+            if listeners is not None:
+                listeners.discard(listening)
+                if not listeners:
+                    del self._listeners[key]
+
+    def _notice(self, payload: str) -> None:
+        parts = payload.split(" ")
+        if len(parts) != 3 or (parts[0], parts[1]) not in self._listeners:
+            return
+        asyncio.get_running_loop().create_task(self._deliver(parts[0], parts[1], parts[2]))
+
+    async def _deliver(self, account_id: str, channel: str, message_id: str) -> None:
+        try:
+            data = await self.pool.fetchval(
+                "SELECT data FROM channel_messages WHERE id = $1 AND account_id = $2", message_id, account_id
+            )
+        except Exception:  # the database is away: the listener waits on, bounded by its timeout
+            log.exception("channel %s: reading message %s failed", channel, message_id)
+            return
+        if data is None:
+            return
+        for listening in list(self._listeners.get((account_id, channel), ())):
+            listening.put(data)
