@@ -59,12 +59,18 @@ class Hub:
         self._listeners: dict[tuple[str, str], set[Listening]] = {}
         self._up = False
         self._listener = Listener(dsn, NOTICE_CHANNEL, self._notice, self._on_up, self._on_down)
+        # notices are delivered one after another, so a channel's messages arrive in order
+        self._notices: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self._listener.start()
+        self._worker = asyncio.get_running_loop().create_task(self._deliver_all())
 
     async def stop(self) -> None:
         await self._listener.stop()
+        if self._worker is not None:
+            self._worker.cancel()
 
     def _on_up(self) -> None:
         self._up = True
@@ -91,7 +97,11 @@ class Hub:
         parts = payload.split(" ")
         if len(parts) != 3 or (parts[0], parts[1]) not in self._listeners:
             return
-        asyncio.get_running_loop().create_task(self._deliver(parts[0], parts[1], parts[2]))
+        self._notices.put_nowait((parts[0], parts[1], parts[2]))
+
+    async def _deliver_all(self) -> None:
+        while True:
+            await self._deliver(*await self._notices.get())
 
     async def _deliver(self, account_id: str, channel: str, message_id: str) -> None:
         try:

@@ -165,3 +165,19 @@ def test_migrations_apply_once_even_concurrently(fresh_database):
     assert sorted(results, key=len, reverse=True)[0] == names
     assert sum(len(r) for r in results) == len(names)
     assert asyncio.run(migrate(dsn)) == []
+
+
+def test_a_channel_listener_that_falls_behind_is_dropped_not_grown():
+    from botkit.store.channels import QUEUE_MAX, Dropped, Listening
+
+    async def go():
+        listening = Listening()
+        for i in range(QUEUE_MAX + 50):
+            listening.put({"n": i})
+        assert listening.queue.qsize() == QUEUE_MAX + 1  # bounded: the rest were never kept
+        for i in range(QUEUE_MAX):
+            assert await listening.next(1) == {"n": i}
+        with pytest.raises(Dropped):
+            await listening.next(1)
+
+    asyncio.run(go())
