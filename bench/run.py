@@ -30,6 +30,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import channels  # noqa: E402
 import engine_stream  # noqa: E402
 import seed as seeding  # noqa: E402
 from procs import (  # noqa: E402
@@ -482,6 +483,19 @@ def _stream_tables(res: dict) -> list[str]:
             f"| {name} (median of {j['runs']}) | {j['records_per_s']:,.0f} | {j['rss_growth_mb']:.1f} MB "
             f"| {j['seconds']:.2f} s | {'yes' if j['ok'] else 'NO'} |"
         )
+    ch = res.get("channels")
+    if ch:
+        lines += [
+            "",
+            "Channels (publish → the subscriber's line; botkit 1 worker subscribes, the publisher is the same "
+            "process or botkit 2 workers):",
+            "",
+            f"| same process p50 | another process p50 | p50 with {ch['idle_open']:,} idle subscribers open "
+            "| their RSS growth |",
+            "|---:|---:|---:|---:|",
+            f"| {ch['same_ms_p50']:.2f} ms | {ch['other_ms_p50']:.2f} ms | {ch['loaded_ms_p50']:.2f} ms "
+            f"| {ch['idle_rss_mb']:.1f} MB |",
+        ]
     e = res.get("engine")
     if e:
         c = e["concurrent"]
@@ -609,6 +623,13 @@ def targets(res: dict) -> list[dict]:
         None if v is None else v < bound and j.get("ok", False),
         " MB",
     )
+    chan = res.get("channels")
+    for text, key, limit in channels.TARGETS:
+        if chan is None:
+            out.append({"target": text, "measured": "failed (see the notes)", "value": None, "met": "–"})
+        else:
+            v = chan.get(key)
+            add(text, v, None if v is None else (v <= limit if key == "idle_ratio" else v < limit))
     engine = res.get("engine")
     for text, key, limit in engine_stream.TARGETS:
         if engine is None:
@@ -875,6 +896,16 @@ def measure_engine(servers: list[Server], setup: Setup, notes: list[str]) -> dic
         return None
 
 
+def measure_channels(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
+    log(f"channels: publish → subscriber on one process and across two, then {channels.IDLE:,} idle subscribers")
+    one = next(s for s in servers if s.name == "botkit-1w")
+    try:
+        return channels.measure({s.name: s.base for s in servers}, setup.token, one.pids)
+    except Exception as exc:  # report it; the rest of the run stands
+        notes.append(f"channel benchmark failed: {type(exc).__name__}: {exc}"[:300])
+        return None
+
+
 def run_profiles(args: argparse.Namespace, servers: list[Server], setup: Setup, notes: list[str]) -> dict:
     profiles = {}
     for route in [r for r in args.profile.split(",") if r]:
@@ -978,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
         res["figures"], res["deep_ratio"] = summarize(samples)
         res["jsonl"] = measure_jsonl(servers, setup, res["notes"])
         res["engine"] = measure_engine(servers, setup, res["notes"])
+        res["channels"] = measure_channels(servers, setup, res["notes"])
         res["profiles"] = run_profiles(args, servers, setup, res["notes"])
         finish_results(res, args, setup, checks, rounds_done)
         write_report(res)

@@ -16,4 +16,9 @@ TARGETS: dict[str, dict] = {
     # completion streams: what botkit adds to the upstream's p50s
     "ttft_added_ms_p50": {"below": 1.0},  # time to the first token, ms
     "token_added_us_p50": {"below": 50.0},  # gap between tokens, µs
+    # channels (issue 11): publish → subscriber, ms; idle subscribers' RSS and their effect
+    "channel_same_ms_p50": {"below": 2.0},
+    "channel_other_ms_p50": {"below": 5.0},
+    "channel_idle_rss_mb": {"below": 300.0},
+    "channel_idle_ratio": {"below": 1.2},
 }
