@@ -28,7 +28,8 @@ from botkit.actions.ids import new_id
 from botkit.store.pool import Pool
 
 TOKEN_SQL = (
-    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits, "
+    "a.parent_id IS NOT NULL AS child "
     "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
 )
 

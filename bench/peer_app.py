@@ -25,7 +25,8 @@ from pydantic.alias_generators import to_camel
 from botkit.actions.ids import new_id  # the same id scheme as botkit
 
 TOKEN_SQL = (
-    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits "
+    "SELECT t.id, t.account_id, t.secret_hash, t.scopes, t.expires_at, t.revoked_at, a.limits, "
+    "a.parent_id IS NOT NULL AS child "
     "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
 )
 FETCH_SQL = (
