@@ -78,9 +78,13 @@ class PublishChannelMessage(Action):
         channel = _channel(call)
         now = now_ms()
         retention = int(ctx.services.settings.channel_retention_seconds * 1000)
+        message_id = new_id()
+        hub = ctx.services.channels
+        hub.publishing(message_id)
         await ctx.pool.execute(
-            _PUBLISH, new_id(), ctx.account_id, channel, call.body.message, now, now - retention, NOTICE_CHANNEL
+            _PUBLISH, message_id, ctx.account_id, channel, call.body.message, now, now - retention, NOTICE_CHANNEL
         )
+        hub.published(ctx.account_id, channel, call.body.message)  # committed: here now, elsewhere by the notice
         return IdResponse(id=channel)
 
 

@@ -11,6 +11,7 @@ holding memory without bound; one that goes away frees everything at once."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from .listen import Listener
 log = logging.getLogger("botkit.store")
 NOTICE_CHANNEL = "botkit_channel"
 QUEUE_MAX = 1000  # messages a listener may be behind before it is dropped
+DELIVERED_MAX = 10_000  # ids of messages delivered locally whose notices are still to come
 
 
 class Dropped(Exception):
@@ -62,6 +64,7 @@ class Hub:
         # notices are delivered one after another, so a channel's messages arrive in order
         self._notices: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()  # ids handed out here
 
     async def start(self) -> None:
         await self._listener.start()
@@ -93,10 +96,25 @@ class Hub:
                 if not listeners:
                     del self._listeners[key]
 
+    def publishing(self, message_id: str) -> None:
+        """This process is about to store the message: its notice (which may arrive before
+        the publish call resumes) is skipped, `published` delivers it here."""
+        self._delivered[message_id] = None
+        if len(self._delivered) > DELIVERED_MAX:
+            self._delivered.popitem(last=False)
+
+    def published(self, account_id: str, channel: str, data: Any) -> None:
+        """The message is stored: this process's listeners get it now, without the round
+        trip through PostgreSQL; the other processes' get it from the notice."""
+        for listening in list(self._listeners.get((account_id, channel), ())):
+            listening.put(data)
+
     def _notice(self, payload: str) -> None:
         parts = payload.split(" ")
         if len(parts) != 3 or (parts[0], parts[1]) not in self._listeners:
             return
+        if self._delivered.pop(parts[2], False) is None:
+            return  # published by this process: delivered already
         self._notices.put_nowait((parts[0], parts[1], parts[2]))
 
     async def _deliver_all(self) -> None:

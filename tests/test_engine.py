@@ -1086,3 +1086,54 @@ def test_channels_publish_and_subscribe(api, other, server):
     assert_error(api.post(f"channel/{channel}/publish", json={"message": "text"}), 400, "BAD_REQUEST")
     big = {"message": {"x": "y" * 70_000}}
     assert api.post(f"channel/{channel}/publish", json=big).status_code in (400, 413)
+
+
+def test_channel_messages_reach_other_processes_once(database, api, server):
+    """A subscriber on one app hears what is published on another (through PostgreSQL)
+    and what is published on its own (directly), each exactly once."""
+    import threading
+
+    import httpx
+
+    from botkit.testing import start_app
+
+    other_app = start_app(database, rate_limit=0)
+    channel = "cross-process-channel-01"
+    got: list[dict] = []
+    ready = threading.Event()
+
+    def subscribe():
+        auth = {"Authorization": api.headers["authorization"]}
+        with (
+            httpx.Client(base_url=server.url + "/v1/", headers=auth) as c,
+            c.stream("POST", f"channel/{channel}/subscribe", json={}, timeout=30) as r,
+        ):
+            ready.set()
+            for line in r.iter_lines():
+                event = json.loads(line)
+                if event["type"] == "message":
+                    got.append(event["data"])
+                if any(m.get("last") for m in got):
+                    return
+
+    t = threading.Thread(target=subscribe)
+    t.start()
+    try:
+        assert ready.wait(10)
+        for _ in range(100):  # until the subscription is live: probes, ignored below
+            api.post(f"channel/{channel}/publish", json={"message": {"from": "probe"}})
+            if got:
+                break
+            t.join(0.1)
+        with httpx.Client(
+            base_url=other_app.url + "/v1/", headers={"Authorization": api.headers["authorization"]}
+        ) as o:
+            assert o.post(f"channel/{channel}/publish", json={"message": {"from": "other"}}).status_code == 200
+        assert api.post(f"channel/{channel}/publish", json={"message": {"from": "same"}}).status_code == 200
+        assert (
+            api.post(f"channel/{channel}/publish", json={"message": {"from": "same", "last": True}}).status_code == 200
+        )
+        t.join(15)
+    finally:
+        other_app.stop()
+    assert sorted(m["from"] for m in got if m["from"] != "probe") == ["other", "same", "same"], got
