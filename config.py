@@ -85,8 +85,9 @@ class Settings:
         if not self.database_url:
             return self.data_dir / "admin-token"
         url = urlsplit(self.database_url)
-        host = (url.netloc.rpartition("@")[2] or "socket").replace(":", "-")
-        name = f"{host}{'-5432' if ':' not in url.netloc.rpartition('@')[2] else ''}-{url.path.strip('/') or 'default'}"
+        netloc = url.netloc.rpartition("@")[2]
+        host = (netloc or "socket").replace(":", "-")
+        name = f"{host}{'' if ':' in netloc else '-5432'}-{url.path.strip('/') or 'default'}"
         return self.data_dir / ("admin-token-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name))
 
 

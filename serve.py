@@ -214,9 +214,6 @@ def serve(s: Settings, host: str, port: int, workers: int) -> int:
         asyncio.run(prepare(dsn, s.admin_token_file))
         os.environ["DATABASE_URL"] = dsn  # for the app factory, in this process or the workers
         run_api(sock, host, port, workers)
-    except StartupError as exc:
-        print(f"botkit: {exc}", file=sys.stderr, flush=True)
-        return 1
     except KeyboardInterrupt:
         pass
     finally:

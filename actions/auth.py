@@ -144,9 +144,7 @@ async def run_as(pool, principal: Principal, child_id: str | None, child_email: 
     if len(rows) != 1 or rows[0] is None:
         raise NotAuthorized("not allowed to act as this user")
     row = rows[0]
-    return Principal(
-        account_id=row["id"], token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"], acting_as=True
-    )
+    return Principal(account_id=row["id"], token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"])
 
 
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:

@@ -36,7 +36,6 @@ class Principal:
     scopes: Any = None  # list of scope dicts, None = everything
     limits: Any = None  # the acting account's limits (dict) or None
     session_routes: frozenset | None = None  # set for session tokens: the only routes allowed
-    acting_as: bool = False  # run-as: acting inside a child (no second hop)
     child_token: bool = False  # the token belongs to a child account: it cannot run as anyone
 
 

@@ -125,13 +125,14 @@ class Table:
 
 _NO_READING = object()
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d{0,15})(?:\.\d{1,15})?")
+_WORDS = {"true": True, "false": False, "null": None}
 META_ALTERNATIVES_MAX = 8
 
 
 def _json_reading(value: str) -> Any:
     """What a query-string value means as a JSON scalar, if anything."""
-    if value in ("true", "false", "null"):
-        return {"true": True, "false": False, "null": None}[value]
+    if value in _WORDS:
+        return _WORDS[value]
     if _NUMBER.fullmatch(value):
         return float(value) if "." in value else int(value)
     return _NO_READING

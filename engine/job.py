@@ -21,7 +21,7 @@ from .models import Registry
 from .provider import ModelInfo, Params, Passage, Timeouts
 from .retrieval import clean_query
 from .run import Job, Limits, prepare
-from .tools import Tool, tool_name
+from .tools import Tool, call_message, tool_name
 
 ABILITIES_MAX = 50
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -91,20 +91,9 @@ def _activity_turn(text: str, meta: dict[str, Any] | None, n: int) -> Turn | Non
         return None
     call_id = f"call_{n}"
     arguments = function.get("arguments", {})
-    call = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "arguments": arguments if isinstance(arguments, str) else msgspec.json.encode(arguments).decode(),
-                },
-            }
-        ],
-    }
+    call = call_message(
+        [(call_id, name, arguments if isinstance(arguments, str) else msgspec.json.encode(arguments).decode())]
+    )
     result = function["result"]
     content = result if isinstance(result, str) else msgspec.json.encode(result).decode()
     return Turn("assistant", text, (call, {"role": "tool", "tool_call_id": call_id, "content": content}))
@@ -144,7 +133,7 @@ def draft(registry: Registry, model: str | None, messages: list[InputMessage]) -
     if params.interaction_max_messages is not None:
         messages = messages[-params.interaction_max_messages :]
     instructions, passages, turns = _split(messages)
-    last_user = max((i for i, t in enumerate(turns) if t.role == "user" and not t.messages), default=None)
+    last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
     if last_user is None:
         if not turns:
             raise BadRequest("there is no user or bot message to answer")
