@@ -47,6 +47,15 @@ MetaDict = Annotated[
 _encode = msgspec.json.encode
 
 
+JSON_MAX_BYTES = 65_536  # a free-form JSON value in a request (function schemas, message meta, channel messages)
+
+
+def check_json_size(value: Any, where: str, limit: int = JSON_MAX_BYTES) -> None:
+    """ValueError (a 400 naming `where`) when `value` is larger than `limit` as JSON."""
+    if len(_encode(value)) > limit:
+        raise ValueError(f"{where}: at most {limit // 1024} KiB as JSON")
+
+
 def check_meta(meta: dict[str, Any], where: str = "meta", *, merge: bool = False) -> None:
     """Raise ValueError naming the offending key. With merge, null values (deletions) pass."""
     if len(meta) > META_MAX_KEYS:

@@ -15,13 +15,12 @@ from typing import Annotated, Any
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, now_ms
-from ..actions.fields import Body, IdResponse
+from ..actions.fields import JSON_MAX_BYTES, Body, IdResponse, check_json_size
 from ..actions.ids import new_id
 from ..actions.stream import ErrorEvent, PingEvent, error_line
 from ..errors import BadRequest
 from ..store.channels import NOTICE_CHANNEL, Dropped
 
-MESSAGE_MAX_BYTES = 65_536
 HISTORY_MAX = 100
 ChannelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{16,128}(?![\s\S])")]
 
@@ -30,8 +29,7 @@ class PublishBody(Body):
     message: dict[str, Any]
 
     def __post_init__(self) -> None:
-        if len(msgspec.json.encode(self.message)) > MESSAGE_MAX_BYTES:
-            raise ValueError(f"message: at most {MESSAGE_MAX_BYTES} bytes as JSON")
+        check_json_size(self.message, "message", JSON_MAX_BYTES)
 
 
 class SubscribeBody(Body):

@@ -14,7 +14,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Body, Description, IdResponse, Item, MetaDict, Name, Timestamp
 from ..actions.ids import new_id
-from ..actions.standard import CreateAction, ListAction, Parent, Table, crud
+from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, require_owned
 from ..errors import NotFound
 from . import conversation, memory, rating, secret, task
 
@@ -73,9 +73,8 @@ async def resolve(conn, ctx: Context, given: str | ContactEnsure) -> str:
     """A completion's `contactId`: a contact of this account by id, or by fingerprint
     (found, or made from what is given)."""
     if isinstance(given, str):
-        if await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1 AND account_id = $2", given, ctx.account_id):
-            return given
-        raise NotFound("contactId: contact not found")
+        await require_owned(conn, "contacts", given, ctx.account_id, "contactId: contact not found")
+        return given
     return await ENSURE.ensure(conn, ctx, Call(params={}, body=given))
 
 

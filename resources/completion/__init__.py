@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ...actions.base import Action, Call, Context, Stream
-from ...actions.fields import Body, Description, LongText, MetaDict, Name, Ref
+from ...actions.fields import Body, Description, LongText, MetaDict, Name, Ref, check_json_size
 from ...actions.standard import check_refs
 from ...actions.stream import (
     ErrorEvent,
@@ -95,8 +95,7 @@ class FunctionDefinition(Body):
             raise ValueError('result: give {"data": ...} or {"channel": "..."}')
         if self.parameters.get("type") != "object" or not isinstance(self.parameters.get("properties", {}), dict):
             raise ValueError('parameters: a JSON Schema of type "object" (with "properties")')
-        if len(msgspec.json.encode(self.parameters)) > 65_536:
-            raise ValueError("parameters: at most 64 KiB as JSON")
+        check_json_size(self.parameters, "parameters")
 
     def engine(self) -> engine_job.Function:
         schema = {"properties": {}, **self.parameters}
@@ -196,8 +195,8 @@ class InputMessage(Body):
     meta: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None = None
 
     def __post_init__(self) -> None:
-        if self.meta is not None and len(msgspec.json.encode(self.meta)) > 65_536:
-            raise ValueError("meta: at most 64 KiB as JSON")
+        if self.meta is not None:
+            check_json_size(self.meta, "meta")
 
 
 class Attachment(Body):
