@@ -19,7 +19,7 @@ import msgspec
 from . import openai, responder, tokens
 from .context import DoesNotFit, Fitted, Parts, fit
 from .provider import Finish, ModelInfo, ModelRequest, Params, Passage, Reasoning, Timeouts
-from .tools import Tool, definitions, definitions_cost, parse_arguments
+from .tools import Tool, call_message, definitions, definitions_cost, parse_arguments
 from .tools import run as run_tool
 
 DEFAULT_ITERATIONS = 6
@@ -211,11 +211,8 @@ def _run_calls(
         )
         results.append({"role": "tool", "tool_call_id": c.id, "content": encoded})
     # answered calls must follow their assistant message
-    calls_made = [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-        for c in finish.tool_calls
-    ][: len(results)]
-    done.tail = [{"role": "assistant", "content": said or None, "tool_calls": calls_made}, *results]
+    calls_made = [(c.id, c.name, c.arguments) for c in finish.tool_calls][: len(results)]
+    done.tail = [call_message(calls_made, said), *results]
     return done
 
 

@@ -58,6 +58,19 @@ def definitions_cost(tools: list[Tool]) -> int:
     return tokens.count(msgspec.json.encode(definitions(tools)).decode()) if tools else 0
 
 
+def call_message(calls: list[tuple[str, str, str]], said: str | None = None) -> dict[str, Any]:
+    """The assistant message that makes tool calls, (id, name, arguments JSON) each, as
+    OpenAI-compatible providers take it back."""
+    return {
+        "role": "assistant",
+        "content": said or None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in calls
+        ],
+    }
+
+
 def parse_arguments(raw: str) -> Any:
     try:
         return msgspec.json.decode(raw or "{}")
