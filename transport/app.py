@@ -108,13 +108,14 @@ class Dispatcher:
         token = request_id_var.set(request_id)
         streaming = False
         # CORS, then the rate-limit headers once the caller is known
-        extra: list[tuple[bytes, bytes]] = self.cors.headers(headers.get(b"origin"))
+        origin = headers.get(b"origin")
+        extra: list[tuple[bytes, bytes]] = self.cors.headers(origin)
         method = scope["method"]
         if method == "HEAD":
             send = _without_body(send)
         try:
             if method == "OPTIONS" and api:
-                allowed = self.cors.preflight(headers.get(b"origin"), headers.get(b"access-control-request-headers"))
+                allowed = self.cors.preflight(origin, extra, headers.get(b"access-control-request-headers"))
                 await self._send(send, 204, b"", request_id, started, allowed, content=False)
                 return
             if not api:

@@ -34,10 +34,12 @@ class Cors:
             ]
         return []
 
-    def preflight(self, origin: bytes | None, requested: bytes | None) -> list[tuple[bytes, bytes]]:
-        """An OPTIONS answer: the methods, and the headers asked for (any header may be
-        sent: none of them is a credential the browser adds by itself)."""
-        allowed = self.headers(origin)
+    def preflight(
+        self, origin: bytes | None, allowed: list[tuple[bytes, bytes]], requested: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        """An OPTIONS answer, given `allowed` = `headers(origin)`: the methods, and the
+        headers asked for (any header may be sent: none of them is a credential the
+        browser adds by itself). Nothing for a stranger."""
         if origin is not None and not allowed:
             return []
         return [
