@@ -1047,41 +1047,52 @@ def test_the_python_sdk_agent_runs_a_local_tool_over_a_channel(server, make_api,
     assert json.loads(tool_results[-1]["content"]) == {"temperature": 21, "city": "Paris"}
 
 
-def test_channels_publish_and_subscribe(api, other, server):
-    import threading
+class ChannelReader:
+    """A channel subscription read in a thread, replaying the last message published
+    before it: that replayed line arrives only once the subscription is live, so what
+    is published after `live()` is certain to reach it. `messages`: the lines' data."""
 
-    import httpx
+    def __init__(self, base_url: str, authorization: str, channel: str, until) -> None:
+        import threading
 
-    channel = "my-channel-0123456789"
-    got: list[str] = []
-    ready = threading.Event()
+        self.messages: list[dict] = []
+        self._live = threading.Event()
+        self._args = (base_url, authorization, channel, until)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
-    def subscribe():
-        auth = {"Authorization": api.headers["authorization"]}
+    def _read(self) -> None:
+        import httpx
+
+        base_url, authorization, channel, until = self._args
         with (
-            httpx.Client(base_url=server.url + "/v1/", headers=auth) as c,
+            httpx.Client(base_url=base_url + "/v1/", headers={"Authorization": authorization}) as c,
             c.stream("POST", f"channel/{channel}/subscribe", json={"historyLength": 1}, timeout=30) as r,
         ):
-            ready.set()
             for line in r.iter_lines():
-                got.append(line)
-                if len(got) == 2:
+                event = json.loads(line)
+                if event["type"] == "message":
+                    self.messages.append(event["data"])
+                    self._live.set()
+                if until(self.messages):
                     return
 
+    def live(self) -> bool:
+        return self._live.wait(10)
+
+    def join(self) -> None:
+        self._thread.join(15)
+
+
+def test_channels_publish_and_subscribe(api, other, server):
+    channel = "my-channel-0123456789"
     api.post(f"channel/{channel}/publish", json={"message": {"n": 0}})  # history
-    t = threading.Thread(target=subscribe)
-    t.start()
-    ready.wait(10)
+    reader = ChannelReader(server.url, api.headers["authorization"], channel, lambda ms: len(ms) == 2)
+    assert reader.live()
     other.post(f"channel/{channel}/publish", json={"message": {"n": 99}})  # another account's: never seen
-    for _ in range(50):  # until the subscription is live (a message may precede it)
-        if api.post(f"channel/{channel}/publish", json={"message": {"n": 1}}).status_code != 200 or len(got) >= 2:
-            break
-        t.join(0.1)
-        if not t.is_alive():
-            break
-    t.join(10)
-    assert [json.loads(line) for line in got][:1] == [{"type": "message", "data": {"n": 0}}]
-    assert json.loads(got[1]) == {"type": "message", "data": {"n": 1}}
+    assert api.post(f"channel/{channel}/publish", json={"message": {"n": 1}}).status_code == 200
+    reader.join()
+    assert reader.messages == [{"n": 0}, {"n": 1}]
     assert_error(api.post("channel/short/publish", json={"message": {}}), 400, "BAD_REQUEST")
     assert_error(api.post(f"channel/{channel}/publish", json={"message": "text"}), 400, "BAD_REQUEST")
     big = {"message": {"x": "y" * 70_000}}
@@ -1091,49 +1102,24 @@ def test_channels_publish_and_subscribe(api, other, server):
 def test_channel_messages_reach_other_processes_once(database, api, server):
     """A subscriber on one app hears what is published on another (through PostgreSQL)
     and what is published on its own (directly), each exactly once."""
-    import threading
-
     import httpx
 
     from botkit.testing import start_app
 
     other_app = start_app(database, rate_limit=0)
     channel = "cross-process-channel-01"
-    got: list[dict] = []
-    ready = threading.Event()
-
-    def subscribe():
-        auth = {"Authorization": api.headers["authorization"]}
-        with (
-            httpx.Client(base_url=server.url + "/v1/", headers=auth) as c,
-            c.stream("POST", f"channel/{channel}/subscribe", json={}, timeout=30) as r,
-        ):
-            ready.set()
-            for line in r.iter_lines():
-                event = json.loads(line)
-                if event["type"] == "message":
-                    got.append(event["data"])
-                if any(m.get("last") for m in got):
-                    return
-
-    t = threading.Thread(target=subscribe)
-    t.start()
+    auth = api.headers["authorization"]
+    api.post(f"channel/{channel}/publish", json={"message": {"from": "history"}})
+    reader = ChannelReader(server.url, auth, channel, lambda ms: any(m.get("last") for m in ms))
     try:
-        assert ready.wait(10)
-        for _ in range(100):  # until the subscription is live: probes, ignored below
-            api.post(f"channel/{channel}/publish", json={"message": {"from": "probe"}})
-            if got:
-                break
-            t.join(0.1)
-        with httpx.Client(
-            base_url=other_app.url + "/v1/", headers={"Authorization": api.headers["authorization"]}
-        ) as o:
+        assert reader.live()
+        with httpx.Client(base_url=other_app.url + "/v1/", headers={"Authorization": auth}) as o:
             assert o.post(f"channel/{channel}/publish", json={"message": {"from": "other"}}).status_code == 200
         assert api.post(f"channel/{channel}/publish", json={"message": {"from": "same"}}).status_code == 200
         assert (
             api.post(f"channel/{channel}/publish", json={"message": {"from": "same", "last": True}}).status_code == 200
         )
-        t.join(15)
+        reader.join()
     finally:
         other_app.stop()
-    assert sorted(m["from"] for m in got if m["from"] != "probe") == ["other", "same", "same"], got
+    assert sorted(m["from"] for m in reader.messages) == ["history", "other", "same", "same"], reader.messages
