@@ -19,12 +19,12 @@ from .store.connect import check_url
 def app():
     """The ASGI app of `botkit serve` (uvicorn's factory): every route, configured
     from the environment."""
-    from .resources import ROUTES
+    from .resources import ROUTES, services
     from .serve import in_worker
     from .transport.app import create_app
 
     in_worker()
-    return create_app(load_settings(), ROUTES)
+    return create_app(load_settings(), ROUTES, services)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -48,6 +48,10 @@ class Settings:
     channel_wait_seconds: float = field(
         default_factory=lambda: float(os.environ.get("BOTKIT_CHANNEL_WAIT_SECONDS") or 120)
     )
+    # the event log (resources/event.py): days events are kept
+    event_retention_days: float = field(
+        default_factory=lambda: float(os.environ.get("BOTKIT_EVENT_RETENTION_DAYS") or 30)
+    )
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

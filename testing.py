@@ -30,7 +30,7 @@ import uvloop
 from .actions.standard import CreateAction, Table
 from .config import Settings, default_data_dir
 from .engine.models import Registry
-from .resources import ROUTES
+from .resources import ROUTES, services
 from .resources.account import create_account
 from .resources.token import issue_token
 from .transport.app import create_app
@@ -83,7 +83,7 @@ class ServerThread:
 def start_app(dsn: str, **overrides) -> ServerThread:
     """The app with every route, on a small pool, for this database."""
     settings = Settings(database_url=dsn, data_dir=default_data_dir(), pool_size=4, **overrides)
-    return ServerThread(create_app(settings, ROUTES)).start()
+    return ServerThread(create_app(settings, ROUTES, services)).start()
 
 
 def use_models(server: ServerThread, models: Registry) -> Registry:

@@ -44,6 +44,8 @@ class Services(Protocol):
 
     models: Registry
     channels: Any  # store.channels.Hub: listen to a channel of an account
+    events: Any  # resources.event.EventLog: record an event on a connection
+    jobs: Any  # store.queue.Queue: queue background work
     settings: Any  # config.Settings
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:

@@ -326,15 +326,17 @@ class CreateAction(Action):
         return values
 
     async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
+        """Insert the row and its event; the caller holds a transaction."""
         t = self.table
         await require_parent(conn, t.parent, ctx, call)
         await check_refs(conn, t, ctx, values)
         await enforce_limit(conn, ctx.principal, t.noun, t.name)
         await conn.execute(t.insert_sql, *(values[c] for c in t.insert_columns))
+        await record(conn, ctx, t, "create", values["id"], values)
 
     async def run(self, ctx: Context, call: Call) -> Any:
         values = self.values(ctx, call)
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             await self.insert(conn, ctx, call, values)
         return IdResponse(id=values["id"])
 
@@ -386,11 +388,13 @@ class UpdateAction(Action):
         if merge is not None:
             args.append(merge)
         args.append(now_ms())
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             await check_refs(conn, t, ctx, sets)
             updated = await conn.fetchval(self.sql(columns, merge is not None), *args)
-        if updated is None:
-            raise NotFound(f"{t.noun} not found")
+            if updated is None:
+                raise NotFound(f"{t.noun} not found")
+            fields = [camel(c) for c in columns] + (["meta"] if merge is not None else [])
+            await record(conn, ctx, t, "update", updated, {**sets, **parent_of(t, call)}, {"fields": fields})
         return IdResponse(id=updated)
 
 
@@ -405,10 +409,30 @@ class DeleteAction(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
-        deleted = await ctx.pool.fetchval(t.delete_sql, *t.key_args(ctx, call))
-        if deleted is None:
-            raise NotFound(f"{t.noun} not found")
+        async with ctx.pool.connection() as conn, conn.transaction():
+            deleted = await conn.fetchval(t.delete_sql, *t.key_args(ctx, call))
+            if deleted is None:
+                raise NotFound(f"{t.noun} not found")
+            await record(conn, ctx, t, "delete", deleted, parent_of(t, call))
         return IdResponse(id=deleted)
+
+
+def parent_of(table: Table, call: Call) -> dict[str, Any]:
+    return {table.parent.column: call.params[table.parent.param]} if table.parent else {}
+
+
+async def record(
+    conn, ctx: Context, table: Table, action: str, row_id: str, values: dict[str, Any], meta: dict | None = None
+) -> None:
+    """The event of a change (resources/event.py), on the change's connection: its type
+    `<noun>.<action>`, the row's own id and the ids it refers to (never other values).
+    The row's id (and its parent's) is also in the meta (`meta.userId=...` filters)."""
+    refs = {c: v for c, v in values.items() if c.endswith("_id") and isinstance(v, str)}
+    refs[f"{table.noun}_id"] = row_id
+    meta = {**(meta or {}), f"{table.noun}Id": row_id}
+    if table.parent:
+        meta[f"{table.parent.noun}Id"] = values.get(table.parent.column, "")
+    await ctx.services.events.record(conn, ctx.account_id, f"{table.noun}.{action}", meta=meta, refs=refs)
 
 
 async def count_owned(conn, account_id: str, tables: dict[str, str]) -> dict[str, int]:

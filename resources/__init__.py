@@ -4,6 +4,10 @@ spec builder alike (`botkit routes` prints it)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from ..actions.base import Action
 from . import (
     bot,
@@ -12,6 +16,7 @@ from . import (
     contact,
     conversation,
     dataset,
+    event,
     file,
     memory,
     partner,
@@ -29,6 +34,7 @@ _MODULES = (
     contact,
     conversation,
     dataset,
+    event,
     file,
     memory,
     partner,
@@ -50,3 +56,15 @@ def _ordered(actions: list[Action]) -> list[Action]:
 
 
 ROUTES: list[Action] = _ordered([a for m in _MODULES for a in m.ACTIONS])
+
+
+@contextlib.asynccontextmanager
+async def services(state: Any) -> AsyncIterator[None]:
+    """What runs beside the requests of an API process: the event log (its taps and
+    pruning)."""
+    state.events = event.EventLog(state.pool, state.channels, state.settings.event_retention_days)
+    await state.events.start()
+    try:
+        yield
+    finally:
+        await state.events.stop()

@@ -10,7 +10,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, MetaDict, Name, Ref, Visibility
 from ..actions.ids import new_id
-from ..actions.standard import Table, crud
+from ..actions.standard import Table, crud, record
 from ..errors import NotFound
 from . import conversation
 from .common import BOT_CONFIG, BotConfig, ConfigBody, Configured, config_of
@@ -75,9 +75,11 @@ class CloneBot(Action):
     response = IdResponse
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        cloned = await ctx.pool.fetchval(_CLONE_SQL, new_id(), call.params["botId"], now_ms(), ctx.account_id)
-        if cloned is None:
-            raise NotFound("bot not found")
+        async with ctx.pool.connection() as conn, conn.transaction():
+            cloned = await conn.fetchval(_CLONE_SQL, new_id(), call.params["botId"], now_ms(), ctx.account_id)
+            if cloned is None:
+                raise NotFound("bot not found")
+            await record(conn, ctx, TABLE, "create", cloned, {}, {"clonedFrom": call.params["botId"]})
         return IdResponse(id=cloned)
 
 

@@ -14,7 +14,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Body, Description, IdResponse, Item, MetaDict, Name, Timestamp
 from ..actions.ids import new_id
-from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, require_owned
+from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, record, require_owned
 from ..errors import NotFound
 from . import conversation, memory, rating, secret, task
 
@@ -65,7 +65,7 @@ PARENT = Parent(table="contacts", param="contactId", column="contact_id", noun="
 # statement, so concurrent ensures with one fingerprint agree on one contact.
 _ENSURE_SQL = (
     TABLE.insert_sql + " ON CONFLICT (account_id, fingerprint) "
-    "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id"
+    "DO UPDATE SET fingerprint = EXCLUDED.fingerprint RETURNING id, xmax = 0 AS made"
 )
 
 
@@ -86,12 +86,16 @@ class EnsureContact(CreateAction):
     body = ContactEnsure
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             return IdResponse(id=await self.ensure(conn, ctx, call))
 
     async def ensure(self, conn, ctx: Context, call: Call) -> str:
+        """The contact's id; a contact made now is recorded (`contact.create`)."""
         values = self.values(ctx, call)
-        return await conn.fetchval(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
+        row = await conn.fetchrow(_ENSURE_SQL, *(values[c] for c in TABLE.insert_columns))
+        if row["made"]:  # xmax = 0: inserted, not the conflict's update
+            await record(conn, ctx, TABLE, "create", row["id"], {})
+        return row["id"]
 
 
 ENSURE = EnsureContact(TABLE, "/contact/ensure")

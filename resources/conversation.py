@@ -267,7 +267,7 @@ class CreateMessage(CreateAction):
 
     async def run(self, ctx: Context, call: Call) -> MessageCreated:
         values = self.values(ctx, call)
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             await self.insert(conn, ctx, call, values)
         return MessageCreated(id=values["id"], entities=call.body.entities or [])
 

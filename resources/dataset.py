@@ -22,7 +22,7 @@ from ..actions.fields import (
     Visibility,
 )
 from ..actions.query import PageQuery
-from ..actions.standard import ListAction, Parent, Table, crud, require_owned, require_parent
+from ..actions.standard import ListAction, Parent, Table, crud, record, require_owned, require_parent
 from ..engine import retrieval
 from ..errors import NotFound
 from .file import TABLE as FILES
@@ -183,8 +183,9 @@ class AttachFile(Action):
     response = IdResponse
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             await _require_both(conn, call, ctx)
+            await record(conn, ctx, TABLE, "file.attach", call.params["datasetId"], {"file_id": call.params["fileId"]})
             await conn.execute(
                 "INSERT INTO dataset_files (dataset_id, file_id, account_id, type, created_at) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dataset_id, file_id) DO UPDATE SET type = EXCLUDED.type",
@@ -207,6 +208,9 @@ class DetachFile(Action):
         async with ctx.pool.connection() as conn:
             await _require_both(conn, call, ctx)
             async with conn.transaction():
+                await record(
+                    conn, ctx, TABLE, "file.detach", call.params["datasetId"], {"file_id": call.params["fileId"]}
+                )
                 await conn.execute(
                     "DELETE FROM dataset_files WHERE dataset_id = $1 AND file_id = $2",
                     call.params["datasetId"],

@@ -20,6 +20,7 @@ from ..actions.standard import (
     Parent,
     Table,
     UpdateAction,
+    record,
     require_parent,
 )
 from .token import Scope, issue_token
@@ -129,7 +130,7 @@ class CreatePartnerToken(Action):
 
     async def run(self, ctx: Context, call: Call) -> PartnerTokenCreated:
         body = call.body
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection() as conn, conn.transaction():
             await require_parent(conn, USER, ctx, call)
             created = now_ms()
             token_id, secret = await issue_token(
@@ -143,6 +144,7 @@ class CreatePartnerToken(Action):
                 expires_at=body.expires_at,
                 created_at=created,
             )
+            await record(conn, ctx, TOKENS, "create", token_id, {"account_id": call.params["userId"]})
         return PartnerTokenCreated(id=token_id, token=secret, created_at=created)
 
 

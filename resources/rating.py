@@ -10,7 +10,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Body, Description, IdResponse, Item
 from ..actions.ids import new_id
-from ..actions.standard import Table
+from ..actions.standard import Table, record
 from ..errors import NotFound
 
 
@@ -82,6 +82,10 @@ class VoteAction(Action):
         args = [target_id, ctx.account_id, new_id(), now_ms(), call.body.value, call.body.reason]
         if self.target.parent:
             args.append(call.params[self.target.parent.param])
-        if await ctx.pool.fetchval(self.sql, *args) is None:
-            raise NotFound(f"{self.target.noun} not found")
+        async with ctx.pool.connection() as conn, conn.transaction():
+            rating_id = await conn.fetchval(self.sql, *args)
+            if rating_id is None:
+                raise NotFound(f"{self.target.noun} not found")
+            values = {self.target.parent.column: args[-1]} if self.target.parent else {}
+            await record(conn, ctx, self.target, self.operation, target_id, values, {"ratingId": rating_id})
         return IdResponse(id=target_id)

@@ -9,7 +9,7 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
-from ..actions.standard import Table, crud
+from ..actions.standard import Table, crud, record
 from ..errors import NotFound
 
 SecretKind = Literal["shared", "personal"]
@@ -104,9 +104,11 @@ class RevokeSecret(Action):
         args = [call.params["secretId"], ctx.account_id, now_ms()] + (
             [call.params["contactId"]] if self.contact else []
         )
-        revoked = await ctx.pool.fetchval(self.sql, *args)
-        if revoked is None:
-            raise NotFound("secret not found")
+        async with ctx.pool.connection() as conn, conn.transaction():
+            revoked = await conn.fetchval(self.sql, *args)
+            if revoked is None:
+                raise NotFound("secret not found")
+            await record(conn, ctx, TABLE, "revoke", revoked, {})
         return IdResponse(id=revoked)
 
 

@@ -8,7 +8,7 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
-from ..actions.standard import Table, crud
+from ..actions.standard import Table, crud, record
 from ..errors import NotFound
 
 Positive = Amount
@@ -64,14 +64,16 @@ class CancelTask(Action):
     response = IdResponse
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        canceled = await ctx.pool.fetchval(
-            "UPDATE tasks SET status = 'canceled', updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
-            call.params["taskId"],
-            ctx.account_id,
-            now_ms(),
-        )
-        if canceled is None:
-            raise NotFound("task not found")
+        async with ctx.pool.connection() as conn, conn.transaction():
+            canceled = await conn.fetchval(
+                "UPDATE tasks SET status = 'canceled', updated_at = $3 WHERE id = $1 AND account_id = $2 RETURNING id",
+                call.params["taskId"],
+                ctx.account_id,
+                now_ms(),
+            )
+            if canceled is None:
+                raise NotFound("task not found")
+            await record(conn, ctx, TABLE, "cancel", canceled, {})
         return IdResponse(id=canceled)
 
 

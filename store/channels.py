@@ -14,7 +14,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .listen import Listener
@@ -65,6 +65,10 @@ class Hub:
         self._notices: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._delivered: collections.OrderedDict[str, None] = collections.OrderedDict()  # ids handed out here
+        # Channels of botkit's own ("#events"; user channel ids cannot start with "#"):
+        # where a notice's message is read from, or a callback that takes the notice itself.
+        self.readers: dict[str, Callable[[str, str], Awaitable[Any]]] = {}  # (account, id) → data
+        self.hooks: dict[str, Callable[[str], None]] = {}  # (account) → None
 
     async def start(self) -> None:
         await self._listener.start()
@@ -111,7 +115,13 @@ class Hub:
 
     def _notice(self, payload: str) -> None:
         parts = payload.split(" ")
-        if len(parts) != 3 or (parts[0], parts[1]) not in self._listeners:
+        if len(parts) != 3:
+            return
+        hook = self.hooks.get(parts[1])
+        if hook is not None:
+            hook(parts[0])
+            return
+        if (parts[0], parts[1]) not in self._listeners:
             return
         if self._delivered.pop(parts[2], False) is None:
             return  # published by this process: delivered already
@@ -122,10 +132,9 @@ class Hub:
             await self._deliver(*await self._notices.get())
 
     async def _deliver(self, account_id: str, channel: str, message_id: str) -> None:
+        read = self.readers.get(channel, self._read)
         try:
-            data = await self.pool.fetchval(
-                "SELECT data FROM channel_messages WHERE id = $1 AND account_id = $2", message_id, account_id
-            )
+            data = await read(account_id, message_id)
         except Exception:  # the database is away: the listener waits on, bounded by its timeout
             log.exception("channel %s: reading message %s failed", channel, message_id)
             return
@@ -133,3 +142,8 @@ class Hub:
             return
         for listening in list(self._listeners.get((account_id, channel), ())):
             listening.put(data)
+
+    async def _read(self, account_id: str, message_id: str) -> Any:
+        return await self.pool.fetchval(
+            "SELECT data FROM channel_messages WHERE id = $1 AND account_id = $2", message_id, account_id
+        )

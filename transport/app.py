@@ -8,8 +8,9 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
@@ -107,6 +108,7 @@ class Dispatcher:
         request_id = _request_id(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
         streaming = False
+        principal: Principal | None = None
         # CORS, then the rate-limit headers once the caller is known
         origin = headers.get(b"origin")
         extra: list[tuple[bytes, bytes]] = self.cors.headers(origin)
@@ -127,7 +129,6 @@ class Dispatcher:
                 await self._send(send, 200, self.spec, request_id, started)
                 return
             action, params = self._route(method, path)
-            principal = None
             if not action.public:
                 principal = await self._principal(action, path, params, headers, extra)
             call = await self._call(action, params, scope, receive, headers)
@@ -149,6 +150,8 @@ class Dispatcher:
                 raise
             if exc.status >= 500:
                 log.error("%s: %s", exc.code, exc.message)
+            elif exc.code == "LIMITS_REACHED" and principal is not None and self.state.events is not None:
+                self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
             await self._send(send, exc.status, _error_body(exc, request_id), request_id, started, extra)
         except Exception:
             if streaming:
@@ -209,6 +212,8 @@ class Dispatcher:
         extra.extend(limit_headers)
         if not allowed:
             extra.append((b"retry-after", str(reset_in).encode()))
+            if state.events is not None:
+                state.events.refused(principal.account_id, "TOO_MANY_REQUESTS", path)  # the event log says so
             raise TooManyRequests(f"rate limit reached; retry in {reset_in} s")
         authorize(principal, action, path, params)
         return principal
@@ -385,6 +390,8 @@ class AppState:
         )
         self.session_actions = [a for a in routes if a.session]
         self.channels: Hub | None = None
+        self.events: Any = None  # resources.event.EventLog, set by the services
+        self.jobs: Any = None  # store.queue.Queue, set by the services
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         assert self.session_key is not None
@@ -398,9 +405,13 @@ class AppState:
         self.token_cache.clear()
 
 
-def create_app(settings: Settings, routes: list[Action]) -> App:
-    """The app for these settings serving these routes (`botkit serve` hands it
-    resources.ROUTES, every route)."""
+def create_app(
+    settings: Settings,
+    routes: list[Action],
+    services: Callable[[AppState], AbstractAsyncContextManager] | None = None,
+) -> App:
+    """The app for these settings serving these routes, with what runs beside them
+    (`botkit serve` hands it resources.ROUTES, every route, and resources.services)."""
     state = AppState(settings, routes)
     dispatcher = Dispatcher(state, routes)
 
@@ -416,7 +427,8 @@ def create_app(settings: Settings, routes: list[Action]) -> App:
             state.listener = _auth_listener(settings.database_url, state.token_cache)
             await state.listener.start()
         try:
-            yield
+            async with services(state) if services is not None else nullcontext():
+                yield
         finally:
             if state.listener is not None:
                 await state.listener.stop()

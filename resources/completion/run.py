@@ -6,6 +6,7 @@ transaction. A completion that fails or is abandoned stores none of them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from ..conversation import Entity, NewMessage
 if TYPE_CHECKING:
     from . import Extensions, FunctionDefinition, Limits
 
+log = logging.getLogger("botkit")
 MEMORY_SCORE = 0.5  # a contact's memories join the context as records of this score
 HISTORY_DEFAULT = 100  # messages of history loaded (interactionMaxMessages overrides)
 
@@ -193,12 +195,49 @@ async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
             dataset_id=c.dataset_id,
             skillset_id=c.skillset_id,
         )
+        meta = {
+            "model": outcome.model,
+            "inputTokens": outcome.input_tokens,
+            "outputTokens": outcome.output_tokens,
+            "reason": outcome.reason,
+        }
+        if message_id is not None:
+            meta["messageId"] = message_id
+        await ctx.services.events.record(conn, ctx.account_id, "completion.finish", meta=meta, refs=_refs(run))
         return message_id
+
+
+def _refs(run: Run) -> dict[str, str | None]:
+    c = run.config
+    return {
+        "conversation_id": run.conversation_id,
+        "bot_id": run.bot_id,
+        "contact_id": run.contact_id,
+        "task_id": run.task_id,
+        "dataset_id": c.dataset_id,
+        "skillset_id": c.skillset_id,
+    }
+
+
+async def _events(ctx: Context, run: Run, job: Job) -> AsyncIterator[Any]:
+    """The engine's events; a completion that fails is recorded (`completion.fail`)."""
+    try:
+        async for event in complete(job):
+            yield event
+    except Exception as exc:
+        code = getattr(exc, "code", type(exc).__name__)
+        try:
+            async with ctx.pool.connection() as conn:
+                meta = {"model": job.requested, "code": code, "error": str(exc)[:500]}
+                await ctx.services.events.record(conn, ctx.account_id, "completion.fail", meta=meta, refs=_refs(run))
+        except Exception as again:  # the failure itself stands; the audit line is lost, and said so
+            log.warning("event log: recording a failed completion failed: %s", again)
+        raise
 
 
 async def _collect(ctx: Context, run: Run, job: Job) -> Any:
     outcome = None
-    async for event in complete(job):
+    async for event in _events(ctx, run, job):
         if isinstance(event, Outcome):
             outcome = event
     assert outcome is not None
@@ -206,7 +245,7 @@ async def _collect(ctx: Context, run: Run, job: Job) -> Any:
 
 
 async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
-    async for event in complete(job):
+    async for event in _events(ctx, run, job):
         if type(event) is str:
             yield token_line(event)
         elif type(event) is Reasoning:
