@@ -93,6 +93,34 @@ def waiting_line(begin: bool, channel: str, name: str, args: Any) -> bytes:
     return _ENCODE(kind(WaitingData(channel, WaitingFunction(name, args)))) + b"\n"
 
 
+class CompleteBeginEvent(msgspec.Struct, tag_field="type", tag="completeBegin"):
+    """A model call of the completion begins (`iteration`: 1, 2, ... with tool calls
+    and continuations); it is written with that call's first output."""
+
+    data: dict[str, Any]
+
+
+class CompleteEndEvent(msgspec.Struct, tag_field="type", tag="completeEnd"):
+    """That model call ended (`reason`: stop, tool_calls or length)."""
+
+    data: dict[str, Any]
+
+
+class AbortData(msgspec.Struct, rename="camel", omit_defaults=True):
+    reason: Any = None
+    function_name: str | None = None
+
+
+class AbortEvent(msgspec.Struct, tag_field="type", tag="abort"):
+    """The completion stopped short: the model called `functionName` beyond `limits.calls`."""
+
+    data: AbortData
+
+
+def signal_line(type_: str, data: dict[str, Any]) -> bytes:
+    return b'{"type":"' + type_.encode() + b'","data":' + _ENCODE(data) + b"}\n"
+
+
 class PingEvent(msgspec.Struct, tag_field="type", tag="ping"):
     """A keep-alive line during a long silence (the transport sends it; ignore it)."""
 

@@ -3,8 +3,9 @@ calls (bounded by limits.iterations and limits.calls), continue when it stops fo
 length (limits.continuations), and report what happened.
 
 `complete(job)` is an async iterator of events: `str` (a token), `Reasoning` (a
-reasoning token), `Message` (an activity or context message the engine adds) and,
-last, one `Outcome`. It raises
+reasoning token), `Message` (an activity or context message the engine adds),
+`Signal` (a model call begins or ends, or the completion stops short), `Waiting`
+(for a client function's result on its channel) and, last, one `Outcome`. It raises
 ApiError on failure; anything raised before its first event is a request error."""
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class Waiting:
     channel: str
     name: str
     args: Any
+
+
+@dataclass(slots=True)
+class Signal:
+    """A step of the completion, in the reference's event words: `completeBegin` and
+    `completeEnd` around each model call, `abort` when it stops short."""
+
+    type: str
+    data: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -142,6 +152,7 @@ class _Calls:
     tail: list[dict[str, Any]]  # the assistant message and the results, for the next call
     calls: int  # calls made so far in the completion
     stop: EndReason | None = None  # "activity" (the client's turn) or "iteration" (over limits.calls)
+    refused: str | None = None  # the function called beyond limits.calls
 
 
 async def _wait_for_channels(
@@ -186,6 +197,7 @@ def _run_calls(
     for c in finish.tool_calls:
         if done.calls >= job.limits.calls:
             done.stop = done.stop or "iteration"
+            done.refused = c.name
             break
         done.calls += 1
         args = parse_arguments(c.arguments)
@@ -217,8 +229,8 @@ def _run_calls(
 
 
 async def _call_model(
-    req: ModelRequest, timeouts: Timeouts, pending: list[Message], said: list[str], finished: list[Finish]
-) -> AsyncIterator[str | Reasoning | Message]:
+    req: ModelRequest, timeouts: Timeouts, pending: list[Message | Signal], said: list[str], finished: list[Finish]
+) -> AsyncIterator[str | Reasoning | Message | Signal]:
     """One model call's stream; the messages waiting to be sent go out with its first output."""
     async for item in provider_stream(req, timeouts):
         while pending:
@@ -232,12 +244,12 @@ async def _call_model(
             yield item
 
 
-async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waiting | Outcome]:
+async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Signal | Waiting | Outcome]:
     parts = job.parts
     window = job.model.max_input_tokens
     tool_defs = definitions(job.tools)
     by_name = {t.name: t for t in job.tools}
-    pending: list[Message] = []
+    pending: list[Message | Signal] = []
     text: list[str] = []
     stored: list[Message] = []
     input_tokens = output_tokens = 0
@@ -256,6 +268,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waitin
             pending.append(_context_message(fitted.passages))
         first_call = False
         iterations += 1
+        pending.insert(0, Signal("completeBegin", {"iteration": iterations}))
         req = ModelRequest(
             model=job.model,
             params=job.params,
@@ -272,6 +285,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waitin
         async for item in _call_model(req, job.timeouts, pending, said, finished):
             yield item
         finish = finished[0] if finished else Finish(reason="stop")  # providers always finish or raise
+        yield Signal("completeEnd", {"iteration": iterations, "reason": finish.reason})
         call_text = "".join(said)
         text.append(call_text)
         used_in, used_out = _tokens_used(finish, fitted.cost, call_text)
@@ -287,6 +301,9 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waitin
             for m in done.messages:
                 stored.append(m)
                 yield m
+            if done.refused is not None:
+                limit = f"the calls limit ({job.limits.calls}) is reached"
+                yield Signal("abort", {"reason": limit, "functionName": done.refused})
             if done.stop is not None:
                 reason = done.stop
                 break
@@ -308,7 +325,8 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Waitin
         reason = "stop"
         break
     for m in pending:  # nothing streamed (an empty answer): still report the context
-        yield m
+        if isinstance(m, Message):
+            yield m
     yield Outcome(
         text="".join(text),
         reason=reason,

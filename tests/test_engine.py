@@ -83,6 +83,14 @@ def jsonl(api, path: str, body: dict):
     return events(api.post(path, json=body, headers={"Accept": "application/jsonl"}))
 
 
+STEPS = ("completeBegin", "completeEnd")
+
+
+def kinds(evs: list[dict]) -> list[str]:
+    """The event types, without the steps around each model call (asserted on their own)."""
+    return [e["type"] for e in evs if e["type"] not in STEPS]
+
+
 def messages_of(api, conversation: str) -> list[dict]:
     return api.get(f"conversation/{conversation}/message/list", params={"order": "asc", "take": 100}).json()["items"]
 
@@ -103,7 +111,8 @@ def test_stream_event_order_stored_messages_and_usage(api, models):
     conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "Say hello"})
     types = [e["type"] for e in evs]
-    assert types == ["token"] * 4 + ["usage", "result"], types
+    assert types == ["completeBegin"] + ["token"] * 4 + ["completeEnd", "usage", "result"], types
+    assert evs[0]["data"] == {"iteration": 1} and evs[5]["data"] == {"iteration": 1, "reason": "stop"}
     assert tokens_of(evs) == "Hello, world!"
     result = evs[-1]["data"]
     assert result["text"] == "Hello, world!" and result["end"] == {"reason": "stop"}
@@ -155,11 +164,11 @@ def test_failure_mid_stream_is_an_error_line_and_stores_no_bot_message(api, mode
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     models.push(Reply(tokens=["a", "b", "c", "d"], break_after=2))
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "break please"})
-    assert [e["type"] for e in evs] == ["token", "token", "error"]
+    assert kinds(evs) == ["token", "token", "error"]
     assert evs[-1]["data"]["code"] == "MODEL_ERROR"
     models.push(Reply(tokens=["a", "b", "c"], error_after=1))
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "fail please"})
-    assert [e["type"] for e in evs] == ["token", "error"]
+    assert kinds(evs) == ["token", "error"]
     assert "mid-stream" in evs[-1]["data"]["message"]
     models.push(Reply(tokens=["a", "b", "c"], break_after=1))  # without JSONL: an HTTP error
     assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "json please"}), 502, "MODEL_ERROR")
@@ -216,7 +225,7 @@ def test_read_timeouts(api, models):
     assert_error(api.post(f"conversation/{conversation}/complete", json={"text": "x"}), 504, "MODEL_TIMEOUT")
     models.push(Reply(tokens=["a", "b", "c"], stall_after=1, stall=3))
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "x"})
-    assert [e["type"] for e in evs] == ["token", "error"] and evs[-1]["data"]["code"] == "MODEL_TIMEOUT"
+    assert kinds(evs) == ["token", "error"] and evs[-1]["data"]["code"] == "MODEL_TIMEOUT"
 
 
 def test_client_disconnect_cancels_the_upstream_request(api, models, server):
@@ -294,8 +303,8 @@ def test_function_with_result_is_answered_and_stored_as_activity(api, models):
         f"conversation/{conversation}/complete",
         {"text": "Weather in Paris?", "functions": [{**WEATHER, "result": {"data": {"temp": 20}}}]},
     )
-    assert [e["type"] for e in evs] == ["message", "token", "token", "usage", "result"]
-    activity = evs[0]["data"]
+    assert kinds(evs) == ["message", "token", "token", "usage", "result"]
+    activity = next(e for e in evs if e["type"] == "message")["data"]
     assert activity["type"] == "activity"
     assert activity["meta"]["activity"] == {
         "type": "response",
@@ -362,6 +371,23 @@ def test_iterations_and_calls_are_bounded(api, models):
         },
     ).json()
     assert answer["end"]["reason"] == "iteration" and len(models.seen) == 3  # 2 calls answered, the 3rd refused
+    # streamed: a step pair per model call, and the refused call is an `abort`
+    evs = jsonl(
+        api,
+        "conversation/complete",
+        {
+            "model": "fake-model",
+            "messages": [{"type": "user", "text": "loop"}],
+            "functions": [fn],
+            "limits": {"iterations": 10, "calls": 2},
+        },
+    )
+    begins = [e["data"]["iteration"] for e in evs if e["type"] == "completeBegin"]
+    ends = [e["data"] for e in evs if e["type"] == "completeEnd"]
+    assert begins == [1, 2, 3] and ends[-1] == {"iteration": 3, "reason": "tool_calls"}
+    (abort,) = [e["data"] for e in evs if e["type"] == "abort"]
+    assert abort == {"reason": "the calls limit (2) is reached", "functionName": "getWeather"}
+    assert evs[-1]["data"]["end"]["reason"] == "iteration"
 
 
 def test_abilities_are_offered_as_tools(api, models):
@@ -564,7 +590,11 @@ def test_embedded_retrieval_responder(api, embedded):
         api.post(f"dataset/{dataset}/record/create", json={"text": text})
     bot = api.post("bot/create", json={"datasetId": dataset, "model": "gpt-4o"}).json()["id"]
     conversation = api.post("conversation/create", json={"botId": bot}).json()["id"]
-    evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "When are refunds possible?"})
+    evs = [
+        e
+        for e in jsonl(api, f"conversation/{conversation}/complete", {"text": "When are refunds possible?"})
+        if e["type"] not in STEPS
+    ]
     types = [e["type"] for e in evs]
     assert types[0] == "message" and evs[0]["data"]["type"] == "context"
     assert "Refunds are possible within 30 days." in evs[0]["data"]["text"]
@@ -724,6 +754,7 @@ def test_context_has_records_and_contact_memories(api, models):
     bot = api.post("bot/create", json={"model": "fake-model", "backstory": "Help.", "datasetId": dataset}).json()["id"]
     conversation = api.post("conversation/create", json={"botId": bot, "contactId": contact}).json()["id"]
     evs = jsonl(api, f"conversation/{conversation}/complete", {"text": "how long does shipping take?"})
+    evs = [e for e in evs if e["type"] not in STEPS]
     assert evs[0]["type"] == "message" and evs[0]["data"]["type"] == "context"
     assert evs[0]["data"]["text"].startswith("Shipping takes three days.")
     system = models.bodies[-1]["messages"][0]["content"]
@@ -747,6 +778,9 @@ def test_the_spec_documents_the_completion_streams(anon):
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         mapping = content["application/jsonl"]["schema"]["discriminator"]["mapping"]
         assert set(mapping) == {
+            "completeBegin",
+            "completeEnd",
+            "abort",
             "token",
             "reasoningToken",
             "message",
@@ -781,8 +815,8 @@ def test_nothing_to_answer_is_a_400(api, models):
 def test_reasoning_streams_as_reasoning_tokens_and_stays_out_of_the_text(api, models):
     models.push(Reply(reasoning=["Thinking", " hard."], tokens=["42"]))
     evs = jsonl(api, "conversation/complete", {"model": "fake-model", "messages": [{"type": "user", "text": "?"}]})
-    assert [e["type"] for e in evs] == ["reasoningToken", "reasoningToken", "token", "usage", "result"]
-    assert evs[0]["data"] == {"token": "Thinking"} and evs[-1]["data"]["text"] == "42"
+    assert kinds(evs) == ["reasoningToken", "reasoningToken", "token", "usage", "result"]
+    assert evs[1]["data"] == {"token": "Thinking"} and evs[-1]["data"]["text"] == "42"
 
 
 def test_sse_parsing_is_lenient_where_providers_differ():

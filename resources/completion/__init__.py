@@ -29,6 +29,9 @@ from ...actions.base import Action, Call, Context, Stream
 from ...actions.fields import Body, Description, LongText, MetaDict, Name, Ref, check_json_size
 from ...actions.standard import check_refs
 from ...actions.stream import (
+    AbortEvent,
+    CompleteBeginEvent,
+    CompleteEndEvent,
     ErrorEvent,
     MessageEvent,
     PingEvent,
@@ -272,7 +275,10 @@ class ReceiveResult(msgspec.Struct):
 # --- JSONL events (actions/stream.py writes them) ---------------------------------
 
 _Events = (
-    TokenEvent
+    CompleteBeginEvent
+    | CompleteEndEvent
+    | AbortEvent
+    | TokenEvent
     | ReasoningTokenEvent
     | MessageEvent
     | WaitForChannelMessageBeginEvent

@@ -20,6 +20,7 @@ from ...actions.stream import (
     primed,
     reasoning_line,
     result_line,
+    signal_line,
     token_line,
     usage_line,
     waiting_line,
@@ -28,7 +29,7 @@ from ...engine import job as engine_job
 from ...engine import retrieval
 from ...engine.models import parse as parse_model
 from ...engine.provider import Passage, Reasoning
-from ...engine.run import Job, Outcome, Waiting, complete
+from ...engine.run import Job, Outcome, Signal, Waiting, complete
 from ...engine.run import Limits as EngineLimits
 from ...engine.run import Message as EngineMessage
 from ...errors import LimitsReached, NotFound
@@ -252,6 +253,8 @@ async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
             yield reasoning_line(event.text)
         elif isinstance(event, EngineMessage):
             yield message_line(event.type, event.text, event.meta)
+        elif isinstance(event, Signal):
+            yield signal_line(event.type, event.data)
         elif isinstance(event, Waiting):
             yield waiting_line(event.begin, event.channel, event.name, event.args)
         elif isinstance(event, Outcome):
