@@ -324,9 +324,9 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Signal
             break
         reason = "stop"
         break
-    for m in pending:  # nothing streamed (an empty answer): still report the context
-        if isinstance(m, Message):
-            yield m
+    for step in pending:  # nothing streamed (an empty answer): still report the context
+        if isinstance(step, Message):
+            yield step
     yield Outcome(
         text="".join(text),
         reason=reason,
