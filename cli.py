@@ -1,5 +1,5 @@
-"""The `botkit` command: `botkit serve` (what `make run` calls), `botkit migrate`,
-`botkit routes`, and the operator commands (tokens, partner users)."""
+"""The `botkit` command: `botkit serve` (what `make run` calls), `botkit worker`,
+`botkit migrate`, `botkit routes`, and the operator commands (tokens, partner users)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,40 @@ def serve(args: argparse.Namespace) -> int:
     s = load_settings()
     setup_logging(s.log_level)
     return run(s, args.host or s.host, args.port or s.port, args.workers or s.workers)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Background jobs without HTTP: the same services as an API process (pool, channels,
+    event log, job runner) on the same database, until SIGINT, SIGTERM or SIGHUP."""
+    import dataclasses
+
+    from .serve import setup_logging
+
+    s = load_settings()
+    setup_logging(s.log_level)
+    with database(s) as dsn:
+        concurrency = args.concurrency or (s.job_concurrency if s.job_concurrency > 0 else 4)
+        return asyncio.run(_work(dataclasses.replace(s, database_url=dsn, job_concurrency=concurrency)))
+
+
+async def _work(s: Settings) -> int:
+    import signal
+
+    from .resources import ROUTES, services
+    from .store.migrate import migrate
+    from .transport.app import create_app
+
+    await migrate(s.database_url or "")
+    app = create_app(s, ROUTES, services)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    async with app.shell.router.lifespan_context(app.shell):
+        logging.getLogger("botkit").info("botkit worker: running background jobs, %d at once", s.job_concurrency)
+        await stop.wait()
+        logging.getLogger("botkit").info("botkit worker: stopping (jobs held are handed back)")
+    return 0
 
 
 # --- operator commands against the configured database --------------------------
@@ -244,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
     p.set_defaults(func=serve)
+    p = sub.add_parser("worker", help="run background jobs only (no HTTP), on DATABASE_URL or the embedded database")
+    p.add_argument("--concurrency", type=int, help="jobs at once (default BOTKIT_JOB_CONCURRENCY, else 4)")
+    p.set_defaults(func=worker)
     p = sub.add_parser("migrate", help="apply SQL migrations (DATABASE_URL, else the embedded database)")
     p.set_defaults(func=migrate_cmd)
     p = sub.add_parser("routes", help="print every route: method, path, action class, file:line")

@@ -45,6 +45,7 @@ class Settings:
     channel_retention_seconds: float = field(
         default_factory=lambda: float(os.environ.get("BOTKIT_CHANNEL_RETENTION_SECONDS") or 3600)
     )
+    channel_history_max: int = field(default_factory=lambda: _int("BOTKIT_CHANNEL_HISTORY_MAX", 1000))
     channel_wait_seconds: float = field(
         default_factory=lambda: float(os.environ.get("BOTKIT_CHANNEL_WAIT_SECONDS") or 120)
     )
@@ -52,6 +53,8 @@ class Settings:
     event_retention_days: float = field(
         default_factory=lambda: float(os.environ.get("BOTKIT_EVENT_RETENTION_DAYS") or 30)
     )
+    # background jobs (store/queue.py) this process runs at once; 0: none (`botkit worker` runs them)
+    job_concurrency: int = field(default_factory=lambda: _int("BOTKIT_JOB_CONCURRENCY", 4))
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

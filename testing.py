@@ -30,6 +30,7 @@ import uvloop
 from .actions.standard import CreateAction, Table
 from .config import Settings, default_data_dir
 from .engine.models import Registry
+from .engine.provider import ModelInfo, Timeouts
 from .resources import ROUTES, services
 from .resources.account import create_account
 from .resources.token import issue_token
@@ -426,3 +427,37 @@ class FakeOpenAI:
             )
         await chunk("[DONE]")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def registry_for(fake: FakeOpenAI, **kw) -> Registry:
+    """The fake provider's models: fake-model (8192 tokens) and fake-small (400)."""
+
+    def model(name, window, out):
+        return ModelInfo(
+            name=name,
+            provider="openai-compatible",
+            family="fake",
+            max_tokens=window,
+            max_input_tokens=window - out,
+            max_output_tokens=out,
+            upstream="upstream-" + name,
+            base_url=fake.base_url,
+            api_key="sk-test",
+        )
+
+    models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
+    return Registry(
+        models=models,
+        default="fake-model",
+        configured=True,
+        timeouts=Timeouts(connect=2, read=kw.get("read_timeout", 1.5), retries=2),
+    )
+
+
+def events(response) -> list[dict]:
+    """The lines of a JSONL answer (held to the JSONL rules)."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/jsonl")
+    body = response.content
+    assert body.endswith(b"\n") and b"\n\n" not in body
+    return [json.loads(line) for line in body.decode().split("\n")[:-1]]

@@ -152,7 +152,7 @@ def authorize(principal: Principal, action: Action, route: str, params: dict[str
     scope allows. A scope is {"resource": "bot", "actions": ["fetch", ...], "ids": [...]}:
     resource is the route's first segment, actions its last, ids its first path parameter."""
     if principal.session_routes is not None:
-        if route not in principal.session_routes:
+        if not _allowed_by_session(route, principal.session_routes):
             raise NotAuthorized("this session token does not allow this route")
         return
     scopes = principal.scopes
@@ -184,12 +184,29 @@ SESSION_MAX_SECONDS = 86_400
 
 
 def session_routes(conversation_id: str, actions: list[Action]) -> list[str]:
-    """The allow-list a conversation session carries: every session action, bound to it."""
-    return sorted(
-        a.path.replace("{conversationId}", conversation_id)
-        for a in actions
-        if a.session and "{conversationId}" in a.path and a.path.count("{") == 1
-    )
+    """The allow-list a conversation session carries: every session action, bound to it;
+    for the channel routes, its conversation's channels (`/channel/<id>:*/subscribe`:
+    a `*` stands for the rest of one path segment)."""
+    routes = []
+    for a in actions:
+        if not a.session or a.path.count("{") != 1:
+            continue
+        if "{conversationId}" in a.path:
+            routes.append(a.path.replace("{conversationId}", conversation_id))
+        elif "{channelId}" in a.path:
+            routes.append(a.path.replace("{channelId}", conversation_id + ":*"))
+    return sorted(routes)
+
+
+def _allowed_by_session(route: str, allowed: frozenset) -> bool:
+    if route in allowed:
+        return True
+    for entry in allowed:
+        head, star, tail = entry.partition("*")
+        middle = route[len(head) : len(route) - len(tail)]
+        if star and route.startswith(head) and route.endswith(tail) and middle and "/" not in middle:
+            return True
+    return False
 
 
 def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float) -> tuple[str, str, int]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..actions.base import Action
+from ..store import queue
 from . import (
     bot,
     channel,
@@ -26,6 +27,7 @@ from . import (
     task,
     usage,
 )
+from .completion import dispatch
 
 _MODULES = (
     bot,
@@ -34,6 +36,7 @@ _MODULES = (
     contact,
     conversation,
     dataset,
+    dispatch,
     event,
     file,
     memory,
@@ -61,10 +64,21 @@ ROUTES: list[Action] = _ordered([a for m in _MODULES for a in m.ACTIONS])
 @contextlib.asynccontextmanager
 async def services(state: Any) -> AsyncIterator[None]:
     """What runs beside the requests of an API process: the event log (its taps and
-    pruning)."""
-    state.events = event.EventLog(state.pool, state.channels, state.settings.event_retention_days)
+    pruning) and the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
+    `botkit worker` processes run them)."""
+    settings = state.settings
+    state.events = event.EventLog(state.pool, state.channels, settings.event_retention_days)
     await state.events.start()
+    state.jobs = queue.Runner(
+        state.pool,
+        {dispatch.KIND: dispatch.handler(state)},
+        give_up={dispatch.KIND: dispatch.give_up(state)},
+        concurrency=settings.job_concurrency,
+    )
+    if settings.job_concurrency > 0:
+        await state.jobs.start()
     try:
         yield
     finally:
+        await state.jobs.stop()
         await state.events.stop()

@@ -4,8 +4,13 @@ a client-side function (the Python SDK's agent runs its tools this way).
 
 A channel belongs to the account that uses it: another account publishing to the same
 id reaches nobody of this one. Messages are stored (store/channels.py tells every API
-process), so a subscriber can replay the recent ones; they are kept
-BOTKIT_CHANNEL_RETENTION_SECONDS, and a message is at most 64 KiB as JSON."""
+process), so a subscriber can replay the recent ones; a channel keeps its last
+BOTKIT_CHANNEL_HISTORY_MAX messages for at most BOTKIT_CHANNEL_RETENTION_SECONDS,
+and a message is at most 64 KiB as JSON.
+
+Ids starting with "#" are botkit's own (the event log's; user ids cannot start so).
+A conversation session token may use the channels named `<its conversation id>:...`,
+which is how `conversation/{id}/dispatch` names the channels it answers on."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from ..actions.stream import ErrorEvent, PingEvent, error_line
 from ..errors import BadRequest
 from ..store.channels import NOTICE_CHANNEL, Dropped
 
-HISTORY_MAX = 100
+HISTORY_MAX = 1000
 ChannelId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{16,128}(?![\s\S])")]
 
 
@@ -42,13 +47,18 @@ class ChannelMessageEvent(msgspec.Struct, tag_field="type", tag="message"):
 
 SubscribeEvents = ChannelMessageEvent | PingEvent | ErrorEvent
 
+# The messages, the prune (older than the retention, or beyond the last $7 of the
+# channel: one short walk of the channel's index) and a notice per message, at commit.
 _PUBLISH = """
 WITH stored AS (
-    INSERT INTO channel_messages (id, account_id, channel_id, data, created_at) VALUES ($1, $2, $3, $4, $5)
+    INSERT INTO channel_messages (id, account_id, channel_id, data, created_at)
+    SELECT m.id, $2, $3, m.data, $4 FROM unnest($1::text[], $5::jsonb[]) AS m (id, data)
 ), pruned AS (
-    DELETE FROM channel_messages WHERE account_id = $2 AND channel_id = $3 AND created_at < $6
+    DELETE FROM channel_messages WHERE account_id = $2 AND channel_id = $3 AND (created_at < $6 OR id <= (
+        SELECT id FROM channel_messages WHERE account_id = $2 AND channel_id = $3 ORDER BY id DESC OFFSET $7 LIMIT 1
+    ))
 )
-SELECT pg_notify($7, $2 || ' ' || $3 || ' ' || $1)
+SELECT pg_notify($8, $2 || ' ' || $3 || ' ' || id) FROM unnest($1::text[]) AS id
 """
 
 _HISTORY = """
@@ -66,23 +76,41 @@ def _channel(call: Call) -> str:
         raise BadRequest("channelId: 16 to 128 letters, digits or _ . : -") from None
 
 
+async def publish(ctx: Context, channel: str, messages: list[dict[str, Any]]) -> None:
+    """Store messages on a channel of the caller's account, in order, and deliver them:
+    here at once, to other processes through the notices."""
+    settings = ctx.services.settings
+    now = now_ms()
+    ids = [new_id() for _ in messages]
+    hub = ctx.services.channels
+    for message_id in ids:
+        hub.publishing(message_id)
+    await ctx.pool.execute(
+        _PUBLISH,
+        ids,
+        ctx.account_id,
+        channel,
+        now,
+        messages,
+        now - int(settings.channel_retention_seconds * 1000),
+        max(settings.channel_history_max - len(messages), 0),
+        NOTICE_CHANNEL,
+    )
+    for data in messages:  # committed: here now, elsewhere by the notice
+        hub.published(ctx.account_id, channel, data)
+
+
 class PublishChannelMessage(Action):
     tag = "Channel"
     summary = "Publish a message to a channel (its subscribers and any completion waiting on it get it)"
     body = PublishBody
     response = IdResponse
 
+    session = True  # a conversation's channels (`<conversationId>:...`)
+
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         channel = _channel(call)
-        now = now_ms()
-        retention = int(ctx.services.settings.channel_retention_seconds * 1000)
-        message_id = new_id()
-        hub = ctx.services.channels
-        hub.publishing(message_id)
-        await ctx.pool.execute(
-            _PUBLISH, message_id, ctx.account_id, channel, call.body.message, now, now - retention, NOTICE_CHANNEL
-        )
-        hub.published(ctx.account_id, channel, call.body.message)  # committed: here now, elsewhere by the notice
+        await publish(ctx, channel, [call.body.message])
         return IdResponse(id=channel)
 
 
@@ -95,6 +123,7 @@ class SubscribeChannelMessages(Action):
     body = SubscribeBody
     events = SubscribeEvents
     response = ChannelMessageEvent
+    session = True
 
     async def run(self, ctx: Context, call: Call) -> Stream:
         channel = _channel(call)

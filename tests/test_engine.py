@@ -16,9 +16,8 @@ import pytest
 
 from botkit.config import Settings
 from botkit.engine import models as engine_models
-from botkit.engine.models import Registry
-from botkit.engine.provider import EmbeddingsInfo, ModelInfo, Timeouts
-from botkit.testing import FakeOpenAI, Reply, assert_error, use_models
+from botkit.engine.provider import EmbeddingsInfo
+from botkit.testing import FakeOpenAI, Reply, assert_error, events, registry_for, use_models
 
 
 @pytest.fixture(scope="module")
@@ -26,29 +25,6 @@ def fake():
     server = FakeOpenAI().start()
     yield server
     server.stop()
-
-
-def registry_for(fake: FakeOpenAI, **kw) -> Registry:
-    def model(name, window, out):
-        return ModelInfo(
-            name=name,
-            provider="openai-compatible",
-            family="fake",
-            max_tokens=window,
-            max_input_tokens=window - out,
-            max_output_tokens=out,
-            upstream="upstream-" + name,
-            base_url=fake.base_url,
-            api_key="sk-test",
-        )
-
-    models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
-    return Registry(
-        models=models,
-        default="fake-model",
-        configured=True,
-        timeouts=Timeouts(connect=2, read=kw.get("read_timeout", 1.5), retries=2),
-    )
 
 
 @pytest.fixture
@@ -69,14 +45,6 @@ def embedded(server):
     )
     yield
     use_models(server, previous)
-
-
-def events(response) -> list[dict]:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/jsonl")
-    body = response.content
-    assert body.endswith(b"\n") and b"\n\n" not in body
-    return [json.loads(line) for line in body.decode().split("\n")[:-1]]
 
 
 def jsonl(api, path: str, body: dict):

@@ -45,7 +45,7 @@ from ...actions.stream import (
     result_line,
 )
 from ...engine import job as engine_job
-from ...engine.run import EndReason, Outcome
+from ...engine.run import EndReason, Job, Outcome
 from ...engine.run import Limits as EngineLimits
 from ...errors import NotFound
 from .. import bot, contact, conversation
@@ -312,30 +312,35 @@ class CompleteConversation(Action):
         return CompleteResult(text=o.text, usage=TokenUsage(o.input_tokens + o.output_tokens), end=End(o.reason))
 
     async def run(self, ctx: Context, call: Call) -> Any:
-        body: CompleteBody = call.body
         async with ctx.pool.connection() as conn:
-            config: BotConfig = body  # the body is a bot configuration, plus what it completes
-            if body.bot_id is not None:
-                under = await bot.config(conn, ctx.account_id, body.bot_id)
-                if under is None:
-                    raise NotFound("botId: bot not found")
-                config = overlay(config, under)
-            await check_refs(
-                conn, conversation.TABLE, ctx, {"dataset_id": body.dataset_id, "skillset_id": body.skillset_id}
-            )
-            await check_limits(conn, ctx, 0)
-            contact_id = await contact.resolve(conn, ctx, body.contact_id) if body.contact_id is not None else None
-            run = Run(config, self.answer, bot_id=body.bot_id, contact_id=contact_id)
-            job = await build(
-                ctx,
-                conn,
-                run,
-                [(m.type, m.text, m.meta) for m in body.messages],
-                functions=body.functions,
-                extensions=body.extensions,
-                limits=body.limits,
-            )
+            run, job = await self.prepare(ctx, conn, call.body)
         return await answer(ctx, call, run, job)
+
+    @classmethod
+    async def prepare(cls, ctx: Context, conn, body: CompleteBody) -> tuple[Run, Job]:
+        """What the completion runs with (every check of the request made)."""
+        config: BotConfig = body  # the body is a bot configuration, plus what it completes
+        if body.bot_id is not None:
+            under = await bot.config(conn, ctx.account_id, body.bot_id)
+            if under is None:
+                raise NotFound("botId: bot not found")
+            config = overlay(config, under)
+        await check_refs(
+            conn, conversation.TABLE, ctx, {"dataset_id": body.dataset_id, "skillset_id": body.skillset_id}
+        )
+        await check_limits(conn, ctx, 0)
+        contact_id = await contact.resolve(conn, ctx, body.contact_id) if body.contact_id is not None else None
+        run = Run(config, cls.answer, bot_id=body.bot_id, contact_id=contact_id)
+        job = await build(
+            ctx,
+            conn,
+            run,
+            [(m.type, m.text, m.meta) for m in body.messages],
+            functions=body.functions,
+            extensions=body.extensions,
+            limits=body.limits,
+        )
+        return run, job
 
 
 class CompleteInConversation(Action):

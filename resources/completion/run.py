@@ -7,7 +7,7 @@ transaction. A completion that fails or is abandoned stores none of them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,9 @@ class Run:
     conversation_id: str | None = None  # None: nothing is stored but usage
     contact_id: str | None = None
     task_id: str | None = None
+    # in the transaction that stores the finished completion (a background job marks
+    # itself done there, so a completion is never stored twice)
+    finishing: Callable[[Any], Awaitable[None]] | None = None
 
 
 async def conversation_run(
@@ -205,6 +208,8 @@ async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
         if message_id is not None:
             meta["messageId"] = message_id
         await ctx.services.events.record(conn, ctx.account_id, "completion.finish", meta=meta, refs=_refs(run))
+        if run.finishing is not None:
+            await run.finishing(conn)
         return message_id
 
 
