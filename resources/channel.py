@@ -14,7 +14,7 @@ which is how `conversation/{id}/dispatch` names the channels it answers on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -127,20 +127,26 @@ class SubscribeChannelMessages(Action):
 
     async def run(self, ctx: Context, call: Call) -> Stream:
         channel = _channel(call)
-        return Stream(self.lines(ctx, channel, min(call.body.history_length, HISTORY_MAX)))
+        history = min(call.body.history_length, HISTORY_MAX)
+        return Stream(follow(ctx, channel, history, lambda data: msgspec.json.encode(ChannelMessageEvent(data))))
 
-    async def lines(self, ctx: Context, channel: str, history: int) -> AsyncIterator[bytes]:
-        async with ctx.services.channels.listen(ctx.account_id, channel) as listening:
-            if history:
-                for row in await ctx.pool.fetch(_HISTORY, ctx.account_id, channel, history):
-                    yield msgspec.json.encode(ChannelMessageEvent(row["data"])) + b"\n"
-            while True:
-                try:
-                    data = await listening.next()
-                except Dropped as exc:
-                    yield error_line(str(exc), "TOO_MANY_REQUESTS")
-                    return
-                yield msgspec.json.encode(ChannelMessageEvent(data)) + b"\n"
+
+async def follow(
+    ctx: Context, channel: str, history: int, encode: Callable[[Any], bytes] = msgspec.json.encode
+) -> AsyncIterator[bytes]:
+    """A channel of the caller's account as JSONL lines (`encode` makes each): its last
+    `history` messages, then each new one; an error line when the reader fell behind."""
+    async with ctx.services.channels.listen(ctx.account_id, channel) as listening:
+        if history:
+            for row in await ctx.pool.fetch(_HISTORY, ctx.account_id, channel, history):
+                yield encode(row["data"]) + b"\n"
+        while True:
+            try:
+                data = await listening.next()
+            except Dropped as exc:
+                yield error_line(str(exc), "TOO_MANY_REQUESTS")
+                return
+            yield encode(data) + b"\n"
 
 
 ACTIONS: list[Action] = [

@@ -1,15 +1,20 @@
-"""Tasks (the records; running them on a schedule is later work)."""
+"""Tasks (the records; running them on a schedule is later work), and the live
+stream of a task's workflow events (`task/{id}/subscribe`): operationBegin,
+operationEnd and error lines as its executions write them to the task's channel
+(`publish_event`), replayed with historyLength."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, now_ms
+from ..actions.base import Action, Call, Context, Stream, now_ms
 from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
 from ..actions.standard import Table, crud, record
+from ..actions.stream import ErrorEvent, PingEvent
 from ..errors import NotFound
+from . import channel
 
 Positive = Amount
 
@@ -77,6 +82,64 @@ class CancelTask(Action):
         return IdResponse(id=canceled)
 
 
+# --- workflow events -------------------------------------------------------------------
+
+
+class OperationAction(msgspec.Struct, omit_defaults=True):
+    id: str
+    kind: Literal["dataset", "skillset", "function"] | None = None
+    name: str | None = None
+    input: Any = None
+    justification: str | None = None
+    icon: str | None = None
+
+
+class OperationData(msgspec.Struct):
+    id: str
+    action: OperationAction
+
+
+class OperationBeginEvent(msgspec.Struct, tag_field="type", tag="operationBegin", rename="camel"):
+    created_at: int
+    data: OperationData
+
+
+class OperationEndEvent(msgspec.Struct, tag_field="type", tag="operationEnd", rename="camel"):
+    created_at: int
+    data: OperationData
+
+
+TaskEvents = OperationBeginEvent | OperationEndEvent | ErrorEvent | PingEvent
+
+
+def events_channel(task_id: str) -> str:
+    return f"#task:{task_id}"  # "#": botkit's own, no client can publish to it
+
+
+async def publish_event(ctx: Context, task_id: str, event: OperationBeginEvent | OperationEndEvent) -> None:
+    """An execution's workflow event, to the task's subscribers (and its replay)."""
+    await channel.publish(ctx, events_channel(task_id), [msgspec.to_builtins(event)])
+
+
+class SubscribeBody(Body):
+    history_length: Annotated[int, msgspec.Meta(ge=0, description=f"at most {channel.HISTORY_MAX} are replayed")] = 0
+
+
+class SubscribeTask(Action):
+    tag = "Task"
+    summary = "Subscribe to a task's workflow events as its executions run (JSONL)"
+    body = SubscribeBody
+    events = TaskEvents
+    response = OperationBeginEvent
+
+    async def run(self, ctx: Context, call: Call) -> Stream:
+        task_id = call.params["taskId"]
+        if await ctx.pool.fetchval("SELECT 1 FROM tasks WHERE id = $1 AND account_id = $2", task_id, ctx.account_id):
+            history = min(call.body.history_length, channel.HISTORY_MAX)
+            return Stream(channel.follow(ctx, events_channel(task_id), history))
+        raise NotFound("task not found")
+
+
 ACTIONS: list[Action] = [
     *crud(
         TABLE,
@@ -88,4 +151,5 @@ ACTIONS: list[Action] = [
         export="/task/export",
     ),
     CancelTask("/task/{taskId}/cancel"),
+    SubscribeTask("/task/{taskId}/subscribe"),
 ]

@@ -193,8 +193,17 @@ def test_conversation_session(api, server):
     assert abs(created["expiresAt"] - (time.time() + 60) * 1000) < 5000
     widget = client(server, created["token"])
     routes = jwt.decode(created["token"], options={"verify_signature": False})["routes"]
-    assert {r.rsplit("/", 1)[1] for r in routes} == {"fetch", "list", "complete", "send", "receive"}
-    assert all(r.startswith(f"/conversation/{conversation}/") for r in routes)
+    assert {r.rsplit("/", 1)[1] for r in routes} == {
+        "fetch",
+        "list",
+        "complete",
+        "dispatch",
+        "send",
+        "receive",
+        "publish",
+        "subscribe",
+    }
+    assert all(r.startswith((f"/conversation/{conversation}/", f"/channel/{conversation}:*/")) for r in routes), routes
     assert widget.get(f"conversation/{conversation}/fetch").json()["id"] == conversation
     assert widget.get(f"conversation/{conversation}/message/list").json()["items"][0]["text"] == "hi"
     for response in (

@@ -199,3 +199,54 @@ def test_subscribers_hear_changes_made_by_other_processes(api, server, database)
 @pytest.mark.parametrize("body", [{"historyLength": -1}, {"historyLength": "x"}, []])
 def test_subscribe_refuses_bad_bodies(api, body):
     assert_error(api.post("event/log/subscribe", json=body), 400, "BAD_REQUEST")
+
+
+def test_task_subscribe_replays_and_tails_the_tasks_workflow_events(api, other, server, database):
+    """What an execution writes to its task's channel (here: written as another process
+    would, a row and its notice) streams to the task's subscribers."""
+    from botkit.actions.ids import new_id
+
+    task = api.post("task/create", json={"name": "nightly"}).json()["id"]
+    assert_error(other.post(f"task/{task}/subscribe", json={}), 404, "NOT_FOUND")
+    assert_error(api.post("task/" + "0" * 26 + "/subscribe", json={}), 404, "NOT_FOUND")
+
+    def event(kind: str, n: int) -> dict:
+        return {"type": kind, "createdAt": n, "data": {"id": f"op{n}", "action": {"id": "a1", "kind": "function"}}}
+
+    async def write(data: dict) -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            message_id = new_id()
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO channel_messages (id, account_id, channel_id, data, created_at) "
+                    "VALUES ($1, $2, $3, $4::jsonb, 0)",
+                    message_id,
+                    api.account_id,
+                    f"#task:{task}",
+                    json.dumps(data),
+                )
+                await conn.execute(
+                    "SELECT pg_notify('botkit_channel', $1)", f"{api.account_id} #task:{task} {message_id}"
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(write(event("operationBegin", 1)))
+    got: list[dict] = []
+    import httpx
+
+    with (
+        httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": api.headers["authorization"]}) as c,
+        c.stream("POST", f"task/{task}/subscribe", json={"historyLength": 10}, timeout=30) as r,
+    ):
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            got.append(json.loads(line))
+            if len(got) == 1:
+                asyncio.run(write(event("operationEnd", 2)))
+            if len(got) == 2:
+                break
+    assert got == [event("operationBegin", 1), event("operationEnd", 2)]
+    # no client can write there: "#" is not a channel id of theirs
+    assert_error(api.post(f"channel/%23task:{task}/publish", json={"message": {}}), 400, "BAD_REQUEST")
