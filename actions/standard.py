@@ -326,17 +326,19 @@ class CreateAction(Action):
         return values
 
     async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
-        """Insert the row and its event; the caller holds a transaction."""
+        """Insert the row and its event, in one statement."""
         t = self.table
         await require_parent(conn, t.parent, ctx, call)
         await check_refs(conn, t, ctx, values)
         await enforce_limit(conn, ctx.principal, t.noun, t.name)
-        await conn.execute(t.insert_sql, *(values[c] for c in t.insert_columns))
-        await record(conn, ctx, t, "create", values["id"], values)
+        args = [values[c] for c in t.insert_columns]
+        event = event_of(ctx, t, "create", values["id"], values)
+        sql = ctx.services.events.statement(t.insert_sql + " RETURNING id", len(args) + 1, ctx.account_id)
+        await conn.execute(sql, *args, *event)
 
     async def run(self, ctx: Context, call: Call) -> Any:
         values = self.values(ctx, call)
-        async with ctx.pool.connection() as conn, conn.transaction():
+        async with ctx.pool.connection() as conn:
             await self.insert(conn, ctx, call, values)
         return IdResponse(id=values["id"])
 
@@ -388,13 +390,15 @@ class UpdateAction(Action):
         if merge is not None:
             args.append(merge)
         args.append(now_ms())
-        async with ctx.pool.connection() as conn, conn.transaction():
+        fields = [camel(c) for c in columns] + (["meta"] if merge is not None else [])
+        row_id = call.params[t.id_param]
+        event = event_of(ctx, t, "update", row_id, {**sets, **parent_of(t, call)}, {"fields": fields})
+        sql = ctx.services.events.statement(self.sql(columns, merge is not None), len(args) + 1, ctx.account_id)
+        async with ctx.pool.connection() as conn:
             await check_refs(conn, t, ctx, sets)
-            updated = await conn.fetchval(self.sql(columns, merge is not None), *args)
-            if updated is None:
-                raise NotFound(f"{t.noun} not found")
-            fields = [camel(c) for c in columns] + (["meta"] if merge is not None else [])
-            await record(conn, ctx, t, "update", updated, {**sets, **parent_of(t, call)}, {"fields": fields})
+            updated = await conn.fetchval(sql, *args, *event)
+        if updated is None:
+            raise NotFound(f"{t.noun} not found")
         return IdResponse(id=updated)
 
 
@@ -409,11 +413,12 @@ class DeleteAction(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
-        async with ctx.pool.connection() as conn, conn.transaction():
-            deleted = await conn.fetchval(t.delete_sql, *t.key_args(ctx, call))
-            if deleted is None:
-                raise NotFound(f"{t.noun} not found")
-            await record(conn, ctx, t, "delete", deleted, parent_of(t, call))
+        args = t.key_args(ctx, call)
+        event = event_of(ctx, t, "delete", call.params[t.id_param], parent_of(t, call))
+        sql = ctx.services.events.statement(t.delete_sql, len(args) + 1, ctx.account_id)
+        deleted = await ctx.pool.fetchval(sql, *args, *event)
+        if deleted is None:
+            raise NotFound(f"{t.noun} not found")
         return IdResponse(id=deleted)
 
 
@@ -421,18 +426,34 @@ def parent_of(table: Table, call: Call) -> dict[str, Any]:
     return {table.parent.column: call.params[table.parent.param]} if table.parent else {}
 
 
-async def record(
-    conn, ctx: Context, table: Table, action: str, row_id: str, values: dict[str, Any], meta: dict | None = None
-) -> None:
-    """The event of a change (resources/event.py), on the change's connection: its type
-    `<noun>.<action>`, the row's own id and the ids it refers to (never other values).
-    The row's id (and its parent's) is also in the meta (`meta.userId=...` filters)."""
+def _event(table: Table, action: str, row_id: str, values: dict[str, Any], meta: dict | None) -> dict[str, Any]:
+    """The event of a change (resources/event.py): its type `<noun>.<action>`, the row's
+    own id and the ids it refers to (never other values). The row's id (and its
+    parent's) is also in the meta (`meta.userId=...` filters)."""
     refs = {c: v for c, v in values.items() if c.endswith("_id") and isinstance(v, str)}
     refs[f"{table.noun}_id"] = row_id
     meta = {**(meta or {}), f"{table.noun}Id": row_id}
     if table.parent:
         meta[f"{table.parent.noun}Id"] = values.get(table.parent.column, "")
-    await ctx.services.events.record(conn, ctx.account_id, f"{table.noun}.{action}", meta=meta, refs=refs)
+    return {"type": f"{table.noun}.{action}", "meta": meta, "refs": refs}
+
+
+def event_of(
+    ctx: Context, table: Table, action: str, row_id: str, values: dict[str, Any], meta: dict | None = None
+) -> list[Any]:
+    """The event's parameters for `EventLog.statement` (the change and its event in one)."""
+    e = _event(table, action, row_id, values, meta)
+    events = ctx.services.events
+    return events.args(events.values(ctx.account_id, e["type"], e["meta"], e["refs"]))
+
+
+async def record(
+    conn, ctx: Context, table: Table, action: str, row_id: str, values: dict[str, Any], meta: dict | None = None
+) -> None:
+    """The event of a change, as a statement of its own on the change's connection (the
+    caller holds the transaction)."""
+    e = _event(table, action, row_id, values, meta)
+    await ctx.services.events.record(conn, ctx.account_id, e["type"], meta=e["meta"], refs=e["refs"])
 
 
 async def count_owned(conn, account_id: str, tables: dict[str, str]) -> dict[str, int]:

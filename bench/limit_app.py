@@ -5,8 +5,9 @@ describes). No validation beyond what the SQL needs, no middleware, no logging:
 the ceiling of this stack on this machine, not an alternative server.
 
 The SQL below is copied from what botkit's standard actions build for the `bots`
-table (actions/standard.py) and the token lookup (actions/auth.py); bench/run.py
-compares the copies with the framework's at start and warns when they drift.
+table (actions/standard.py: a change and its event-log row in one statement,
+resources/event.py) and the token lookup (actions/auth.py); bench/run.py compares
+the copies with the framework's at start and warns when they drift.
 
 Run: DATABASE_URL=... PORT=... python bench/limit_app.py"""
 
@@ -70,14 +71,52 @@ WRITABLE = (
 )
 INSERT_COLUMNS = ("id", "account_id", "created_at", "updated_at", *WRITABLE)
 META_ARG = INSERT_COLUMNS.index("meta")
-INSERT_SQL = (
+# the event-log row written with each change: these columns, after the change's parameters
+EVENT_COLUMNS = (
+    "id",
+    "account_id",
+    "type",
+    "meta",
+    "created_at",
+    "updated_at",
+    "ability_id",
+    "bot_id",
+    "contact_id",
+    "conversation_id",
+    "dataset_id",
+    "file_id",
+    "record_id",
+    "secret_id",
+    "skillset_id",
+    "task_id",
+)
+
+
+def _with_event(change: str, first: int) -> str:
+    marks = ", ".join(f"${first + i}" for i in range(len(EVENT_COLUMNS)))
+    return (
+        f"WITH changed AS ({change}), "
+        f"event AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {marks} FROM changed) "
+        "SELECT changed.id FROM changed"
+    )
+
+
+INSERT_SQL = _with_event(
     f"INSERT INTO bots ({', '.join(INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))})"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(INSERT_COLUMNS) + 1))}) RETURNING id",
+    len(INSERT_COLUMNS) + 1,
 )
-UPDATE_MERGE_SQL = (
+UPDATE_MERGE_SQL = _with_event(
     "UPDATE bots SET meta = botkit_meta_limit(botkit_merge_patch(meta, $3::jsonb), 50), "
-    "updated_at = $4 WHERE id = $1 AND account_id = $2 RETURNING id"
+    "updated_at = $4 WHERE id = $1 AND account_id = $2 RETURNING id",
+    5,
 )
+
+
+def event_args(account: str, type_: str, bot_id: str, now: int, body: dict, meta: dict) -> list:
+    """The event's parameters: what botkit records for a bot's change."""
+    refs = {"bot_id": bot_id, "dataset_id": body.get("datasetId"), "skillset_id": body.get("skillsetId")}
+    return [new_id(), account, type_, meta, now, now, *(refs.get(c) for c in EVENT_COLUMNS[6:])]
 
 
 def _camel(name: str) -> str:
@@ -175,7 +214,8 @@ async def create(request) -> Response:
         account = await account_of(conn, request)
         if account is not None:
             args[1] = account
-            await conn.execute(INSERT_SQL, *args)
+            event = event_args(account, "bot.create", bot_id, now, body, {"botId": bot_id})
+            await conn.execute(INSERT_SQL, *args, *event)
     finally:
         pool.release(conn)
     if account is None:
@@ -191,9 +231,9 @@ async def update(request) -> Response:
         account = await account_of(conn, request)
         updated = None
         if account is not None:
-            updated = await conn.fetchval(
-                UPDATE_MERGE_SQL, request.path_params["bot_id"], account, merge, time.time_ns() // 1_000_000
-            )
+            bot_id, now = request.path_params["bot_id"], time.time_ns() // 1_000_000
+            event = event_args(account, "bot.update", bot_id, now, {}, {"fields": ["meta"], "botId": bot_id})
+            updated = await conn.fetchval(UPDATE_MERGE_SQL, bot_id, account, merge, now, *event)
     finally:
         pool.release(conn)
     if account is None:

@@ -208,6 +208,7 @@ def check_sql_drift() -> list[str]:
 
         from botkit.actions.standard import UpdateAction
         from botkit.resources.bot import TABLE
+        from botkit.resources.event import with_event
 
         token_sql = next(
             m._TOKEN_SQL
@@ -222,8 +223,14 @@ def check_sql_drift() -> list[str]:
             "fetch": (limit_app.FETCH_SQL, TABLE.fetch_sql),
             "list": (limit_app.LIST_SQL, TABLE.list_sql("account_id", True, False, False, ())),
             "deep": (limit_app.LIST_CURSOR_SQL, TABLE.list_sql("account_id", True, True, False, ())),
-            "create": (limit_app.INSERT_SQL, TABLE.insert_sql),
-            "update": (limit_app.UPDATE_MERGE_SQL, UpdateAction(TABLE, "/bot/{botId}/update").sql((), True)),
+            "create": (
+                limit_app.INSERT_SQL,
+                with_event(TABLE.insert_sql + " RETURNING id", len(TABLE.insert_columns) + 1, False),
+            ),
+            "update": (
+                limit_app.UPDATE_MERGE_SQL,
+                with_event(UpdateAction(TABLE, "/bot/{botId}/update").sql((), True), 5, False),
+            ),
         }
     except Exception as exc:  # the framework moved: report, don't fail the run
         return [f"could not compare the limit's SQL with botkit's: {type(exc).__name__}: {exc}"]

@@ -87,6 +87,18 @@ REFS = frozenset(c for c in TABLE.writable if c.endswith("_id"))
 _INSERT = TABLE.insert_sql
 _INSERT_ANNOUNCED = f"{_INSERT} RETURNING pg_notify('{NOTICE_CHANNEL}', account_id || ' {EVENTS} ' || id)"
 _FETCH = f"SELECT {TABLE.select} FROM events WHERE id = $1 AND account_id = $2"
+EVENT_COLUMNS = ("id", "account_id", "type", "meta", "created_at", "updated_at", *sorted(REFS))
+
+
+def with_event(change: str, first: int, announced: bool) -> str:
+    """The SQL of `EventLog.statement` (bench/limit_app.py copies it)."""
+    marks = ", ".join(f"${first + i}" for i in range(len(EVENT_COLUMNS)))
+    notice = f", pg_notify('{NOTICE_CHANNEL}', ${first + 1} || ' {EVENTS} ' || ${first})" if announced else ""
+    return (
+        f"WITH changed AS ({change}), "
+        f"event AS (INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {marks} FROM changed) "
+        f"SELECT changed.id{notice} FROM changed"
+    )
 
 
 def as_data(event: Event) -> dict[str, Any]:
@@ -104,6 +116,7 @@ class EventLog:
         self.tapped: dict[str, float] = {}  # account → until (monotonic), any process's taps
         self._mine: dict[str, int] = {}  # account → subscribers here
         self._refused: dict[tuple[str, str], float] = {}
+        self._statements: dict[tuple[str, int, bool], str] = {}
         self._tasks: set[asyncio.Task] = set()
         self._keeper: asyncio.Task | None = None
 
@@ -134,12 +147,35 @@ class EventLog:
     ) -> None:
         """One event, on `conn` (so in its transaction). Of `refs`, the columns the
         event log has (bot_id, dataset_id, ...) are kept."""
-        now = now_ms()
-        values: dict[str, Any] = {c: v for c, v in (refs or {}).items() if c in REFS}
-        values.update(id=new_id(), account_id=account_id, created_at=now, updated_at=now, type=type_, meta=meta or {})
+        values = self.values(account_id, type_, meta, refs)
         values.update(name=name, description=description)
         sql = _INSERT_ANNOUNCED if self.is_tapped(account_id) else _INSERT
         await conn.execute(sql, *(values.get(c) for c in TABLE.insert_columns))
+
+    def values(self, account_id: str, type_: str, meta: dict | None, refs: dict[str, Any] | None) -> dict[str, Any]:
+        now = now_ms()
+        values: dict[str, Any] = {c: v for c, v in (refs or {}).items() if c in REFS}
+        values.update(id=new_id(), account_id=account_id, created_at=now, updated_at=now, type=type_, meta=meta or {})
+        return values
+
+    def statement(self, change: str, first: int, account_id: str) -> str:
+        """`change` (an INSERT, UPDATE or DELETE ... RETURNING id, whose parameters end
+        before $first) and its event in one statement, so in one transaction and one
+        round trip: the event's columns are $first, ... (`args`); it answers the changed
+        row's id, and neither writes nor answers anything when nothing changed."""
+        tapped = self.is_tapped(account_id)
+        key = (change, first, tapped)
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = with_event(change, first, tapped)
+            if len(self._statements) < 1000:
+                self._statements[key] = sql
+        return sql
+
+    @staticmethod
+    def args(values: dict[str, Any]) -> list[Any]:
+        """The event's parameters of `statement`, from `values(...)`."""
+        return [values.get(c) for c in EVENT_COLUMNS]
 
     def refused(self, account_id: str, code: str, path: str) -> None:
         """A request refused by a rate limit or a partner's limits: at most one event per
