@@ -228,3 +228,13 @@ def test_botkit_worker_runs_the_jobs_api_processes_queue(fresh_database, tmp_pat
         if worker.poll() is None:
             worker.kill()
         api_only.stop()
+
+
+def test_an_expired_session_token_cannot_subscribe(api, server):
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    session = api.post(f"conversation/{conversation}/session/create", json={"durationInSeconds": 1}).json()["token"]
+    with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {session}"}) as widget:
+        channel = f"{conversation}:results"
+        assert widget.post(f"channel/{channel}/publish", json={"message": {"ok": 1}}).status_code == 200
+        time.sleep(2.1)  # the token's exp (whole seconds) has passed
+        assert_error(widget.post(f"channel/{channel}/subscribe", json={}), 401, "NOT_AUTHENTICATED")

@@ -122,6 +122,18 @@ async def _python_sdk(base: str, token: str) -> None:
     received = await client.conversation.receive(conversation.id, {})
     assert received.text
 
+    # a background completion, its events on a channel; the event log
+    dispatched = await client.conversation.dispatch(conversation.id, {"text": "Refund?"})
+    published = []
+    async for line in client.channel.subscribe(dispatched.channel_id, {"historyLength": 1000}).stream():
+        published.append(line.data)
+        if published[-1]["type"] in ("result", "error"):
+            break
+    assert published[0]["type"] == "completeBegin" and published[-1]["type"] == "result"
+    assert "30 days" in published[-1]["data"]["text"]
+    logged = await client.event.log.list({"take": 100})
+    assert any(e.type == "completion.finish" and e.conversation_id == conversation.id for e in logged.items)
+
     # partner users through the /user routes (this SDK's names), run-as by id and by email
     email = f"{tag}@example.com"
     child = await client.user.create({"name": "Customer A", "email": email})

@@ -109,6 +109,36 @@ try {
     assert.equal(messages.items.length, 6)
   })
 
+  await check('dispatch, channels and the event log', async () => {
+    const { channelId } = await client.conversation.dispatch(conversationId, { text: 'Refund?' })
+    assert.ok(channelId.startsWith(`${conversationId}:`))
+    const published = []
+    for await (const e of client.channel.subscribe(channelId, { historyLength: 1000 }).stream()) {
+      assert.equal(e.type, 'message')
+      published.push(e.data)
+      if (['result', 'error'].includes(e.data.type)) break
+    }
+    assert.equal(published[0].type, 'completeBegin')
+    assert.equal(published.at(-1).type, 'result')
+    assert.match(published.at(-1).data.text, /30 days/)
+    const channel = `${tag}-channel-0001`
+    await client.channel.publish(channel, { message: { hello: 'world' } })
+    for await (const e of client.channel.subscribe(channel, { historyLength: 1 }).stream()) {
+      assert.deepEqual(e, { type: 'message', data: { hello: 'world' } })
+      break
+    }
+    const logged = await client.event.log.list({ take: 100 })
+    assert.ok(logged.items.some((e) => e.type === 'bot.create' && e.botId === botId))
+    assert.ok(logged.items.some((e) => e.type === 'completion.finish' && e.conversationId === conversationId))
+    const exported = await collect(client.event.log.export({}).stream())
+    assert.ok(exported.length >= logged.items.length && exported.every((e) => e.type === 'item'))
+    for await (const e of client.event.log.subscribe({ historyLength: 1 }).stream()) {
+      assert.equal(e.type, 'item')
+      assert.ok(e.data.id && e.data.type && e.data.createdAt)
+      break
+    }
+  })
+
   await check('session tokens', async () => {
     const session = await client.conversation.session.create(conversationId, { durationInSeconds: 600 })
     assert.equal(session.id, conversationId)
