@@ -10,6 +10,8 @@ import threading
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from botkit.testing import assert_error, new_account, start_app
 
@@ -250,3 +252,47 @@ def test_task_subscribe_replays_and_tails_the_tasks_workflow_events(api, other, 
     assert got == [event("operationBegin", 1), event("operationEnd", 2)]
     # no client can write there: "#" is not a channel id of theirs
     assert_error(api.post(f"channel/%23task:{task}/publish", json={"message": {}}), 400, "BAD_REQUEST")
+
+
+# --- a property: the log is exactly the changes, in order, per account --------------
+
+_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["mine", "theirs"]),
+        st.sampled_from(["create", "update", "delete", "update-missing", "create-bad"]),
+        st.sampled_from(["bot", "dataset", "skillset"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=15)
+@given(operations=_OPERATIONS)
+def test_the_log_holds_exactly_the_changes_made_in_order(make_api, operations):
+    """Random creates, updates and deletes by two accounts, some refused (a missing row,
+    a bad body): each account's log is its successful changes, in the order made, with
+    the ids they touched, and nothing of the other account's or of the refusals."""
+    apis = {"mine": make_api(), "theirs": make_api()}
+    made: dict[str, list[tuple[str, str]]] = {"mine": [], "theirs": []}  # (noun, id) alive
+    expected: dict[str, list[tuple[str, str]]] = {"mine": [], "theirs": []}  # (type, id)
+    for who, action, noun in operations:
+        api, alive = apis[who], [i for n, i in made[who] if n == noun]
+        if action == "create":
+            row = api.post(f"{noun}/create", json={"name": "x"}).json()["id"]
+            made[who].append((noun, row))
+            expected[who].append((f"{noun}.create", row))
+        elif action == "create-bad":
+            assert api.post(f"{noun}/create", json={"name": 7}).status_code == 400
+        elif action == "update-missing" or not alive:
+            assert api.post(f"{noun}/{'0' * 26}/update", json={"name": "y"}).status_code == 404
+        elif action == "update":
+            assert api.post(f"{noun}/{alive[0]}/update", json={"name": "y"}).status_code == 200
+            expected[who].append((f"{noun}.update", alive[0]))
+        else:
+            assert api.post(f"{noun}/{alive[-1]}/delete", json={}).status_code == 200
+            made[who].remove((noun, alive[-1]))
+            expected[who].append((f"{noun}.delete", alive[-1]))
+    for who, api in apis.items():
+        logged = api.get("event/log/list", params={"order": "asc", "take": 100}).json()["items"]
+        assert [(e["type"], e["meta"][e["type"].split(".")[0] + "Id"]) for e in logged] == expected[who]
