@@ -55,6 +55,20 @@ class Settings:
     )
     # background jobs (store/queue.py) this process runs at once; 0: none (`botkit worker` runs them)
     job_concurrency: int = field(default_factory=lambda: _int("BOTKIT_JOB_CONCURRENCY", 4))
+    # file content (store/files.py): where it is kept (unset: <data dir>/files; s3://bucket?endpoint=...),
+    # the largest file, how long signed URLs live, and the URL clients reach botkit at (signed URLs)
+    storage_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_STORAGE_URL") or None)
+    storage_access_key_id: str | None = field(
+        default_factory=lambda: os.environ.get("BOTKIT_STORAGE_ACCESS_KEY_ID") or None
+    )
+    storage_secret_access_key: str | None = field(
+        default_factory=lambda: os.environ.get("BOTKIT_STORAGE_SECRET_ACCESS_KEY") or None
+    )
+    file_max_bytes: int = field(default_factory=lambda: _int("BOTKIT_FILE_MAX_BYTES", 1024 * 1024 * 1024))
+    file_url_seconds: int = field(default_factory=lambda: _int("BOTKIT_FILE_URL_SECONDS", 900))
+    # addresses botkit may fetch although private (engine/fetch.py): CIDRs and host names, comma-separated
+    fetch_allow: str = field(default_factory=lambda: os.environ.get("BOTKIT_FETCH_ALLOW", ""))
+    public_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_PUBLIC_URL") or None)
     log_level: str = field(default_factory=lambda: os.environ.get("BOTKIT_LOG_LEVEL", "info"))
     # The conversation engine's model providers (engine/models.py). With no base URL the
     # one model is the embedded retrieval responder (no network, no weights).

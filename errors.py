@@ -51,6 +51,13 @@ class ContentTooLarge(ApiError):
     code = "CONTENT_TOO_LARGE"
 
 
+class RangeNotSatisfiable(ApiError):
+    """A download's Range lies past the file's end (answered with Content-Range: bytes */size)."""
+
+    status = 416
+    code = "RANGE_NOT_SATISFIABLE"
+
+
 class TooManyRequests(ApiError):
     status = 429
     code = "TOO_MANY_REQUESTS"
@@ -105,6 +112,7 @@ ALL = (
     MethodNotAllowed,
     Conflict,
     ContentTooLarge,
+    RangeNotSatisfiable,
     TooManyRequests,
     LimitsReached,
     InternalError,

@@ -83,7 +83,7 @@ class ServerThread:
 
 def start_app(dsn: str, **overrides) -> ServerThread:
     """The app with every route, on a small pool, for this database."""
-    settings = Settings(database_url=dsn, data_dir=default_data_dir(), pool_size=4, **overrides)
+    settings = Settings(database_url=dsn, **{"data_dir": default_data_dir(), "pool_size": 4, **overrides})
     return ServerThread(create_app(settings, ROUTES, services)).start()
 
 

@@ -45,7 +45,10 @@ class Services(Protocol):
     models: Registry
     channels: Any  # store.channels.Hub: listen to a channel of an account
     events: Any  # resources.event.EventLog: record an event on a connection
-    jobs: Any  # store.queue.Queue: queue background work
+    jobs: Any  # store.queue.Runner: kick() when work was queued
+    storage: Any  # store.files.Storage: file content
+    fetch_policy: Any  # engine.fetch.FetchPolicy: which addresses botkit may fetch
+    session_key: bytes | None  # signs session tokens and the local storage's URLs
     settings: Any  # config.Settings
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
@@ -81,6 +84,8 @@ class Call:
     query: Any = None  # an instance of the action's `query` struct (None when it has none)
     body: Any = None  # an instance of the action's `body` struct
     jsonl: bool = False  # the client asked for application/jsonl
+    upload: Upload | None = None  # a streamed body that is not JSON (actions with streams_body)
+    headers: dict[bytes, bytes] | None = None  # the request's headers (actions with streams_body or raw answers)
 
 
 class Stream:
@@ -90,6 +95,29 @@ class Stream:
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self.chunks = chunks
+
+
+class Raw:
+    """An action's answer as bytes of its own type (a file's content): the status, the
+    headers it sets (content-type among them) and the body, whole or as chunks."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | AsyncIterator[bytes]) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+class Upload:
+    """A request body that is not JSON, read as it arrives (actions with
+    `streams_body`): its content type, its declared length, and its chunks (once)."""
+
+    __slots__ = ("content_type", "length", "headers", "_chunks")
+
+    def __init__(self, content_type: str, length: int | None, headers: dict[bytes, bytes], chunks) -> None:
+        self.content_type, self.length, self.headers, self._chunks = content_type, length, headers, chunks
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._chunks
 
 
 _FRAMEWORK = os.path.dirname(os.path.abspath(__file__))
@@ -126,6 +154,12 @@ class Action:
     session: bool = False
     budget: str | None = None  # "messages" or "history": a rate-limit budget besides the general one
     changes_credentials: bool = False  # changes tokens or accounts: the token cache forgets at once
+    # A body that is not JSON arrives as `call.upload`, streamed, beyond the JSON body
+    # limit (the action bounds it); a JSON body is decoded into `body` up to json_max_bytes.
+    streams_body: bool = False
+    body_types: tuple[str, ...] = ()  # the request content types besides JSON (the spec lists them)
+    json_max_bytes: int | None = None  # None: BOTKIT_MAX_BODY_BYTES
+    raw_response: str | None = None  # the content type of a Raw answer (the spec documents it)
 
     def __init__(
         self,

@@ -5,11 +5,14 @@ spec builder alike (`botkit routes` prints it)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..actions.base import Action
-from ..store import queue
+from ..engine import fetch
+from ..errors import StartupError
+from ..store import files, queue
 from . import (
     bot,
     channel,
@@ -67,11 +70,22 @@ async def services(state: Any) -> AsyncIterator[None]:
     pruning) and the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
     `botkit worker` processes run them)."""
     settings = state.settings
+    credentials = {
+        "BOTKIT_STORAGE_ACCESS_KEY_ID": settings.storage_access_key_id,
+        "BOTKIT_STORAGE_SECRET_ACCESS_KEY": settings.storage_secret_access_key,
+    }
+    env = {**os.environ, **{k: v for k, v in credentials.items() if v}}
+    state.storage = files.from_url(settings.storage_url, settings.data_dir, env)
+    await state.storage.start()
+    try:
+        state.fetch_policy = fetch.FetchPolicy.parse(settings.fetch_allow)
+    except ValueError as exc:
+        raise StartupError(f"BOTKIT_FETCH_ALLOW: {exc}") from None
     state.events = event.EventLog(state.pool, state.channels, settings.event_retention_days)
     await state.events.start()
     state.jobs = queue.Runner(
         state.pool,
-        {dispatch.KIND: dispatch.handler(state)},
+        {dispatch.KIND: dispatch.handler(state), file.SYNC: dataset.sync_handler(state)},
         give_up={dispatch.KIND: dispatch.give_up(state)},
         concurrency=settings.job_concurrency,
     )
@@ -82,3 +96,4 @@ async def services(state: Any) -> AsyncIterator[None]:
     finally:
         await state.jobs.stop()
         await state.events.stop()
+        await state.storage.close()

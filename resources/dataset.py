@@ -1,13 +1,25 @@
 """Datasets and their records (the knowledge a bot retrieves from), the files
-attached to them, and search (engine/retrieval.py ranks the records)."""
+attached to them, and search (engine/retrieval.py ranks the records).
+
+A file attached to a dataset is synced into records (a background job, queued when
+its content arrives, when it is attached with content, and by either sync route):
+its text is extracted and chunked by engine/documents.py (by structure, then
+`recordMaxTokens` and `separators`), and its records are replaced in one
+transaction, so a search sees the old ones or the new ones, never none or both.
+Each record's `source` is `file:<id>` and its meta says where in the file it is."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import msgspec
 
-from ..actions.base import Action, Call, Context, now_ms
+from ..actions.base import Action, Call, Context, Principal, now_ms
 from ..actions.fields import (
     Alias,
     Amount,
@@ -21,11 +33,16 @@ from ..actions.fields import (
     Ref,
     Visibility,
 )
+from ..actions.ids import new_id
 from ..actions.query import PageQuery
 from ..actions.standard import ListAction, Parent, Table, crud, record, require_owned, require_parent
-from ..engine import retrieval
-from ..errors import NotFound
+from ..engine import documents, retrieval
+from ..errors import ApiError, NotFound
+from ..store import queue
+from . import file as files
 from .file import TABLE as FILES
+
+log = logging.getLogger("botkit")
 
 Score = Amount
 Short = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -183,19 +200,43 @@ class AttachFile(Action):
     response = IdResponse
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
+        dataset_id, file_id = call.params["datasetId"], call.params["fileId"]
         async with ctx.pool.connection() as conn, conn.transaction():
             await _require_both(conn, call, ctx)
-            await record(conn, ctx, TABLE, "file.attach", call.params["datasetId"], {"file_id": call.params["fileId"]})
+            await record(conn, ctx, TABLE, "file.attach", dataset_id, {"file_id": file_id})
             await conn.execute(
                 "INSERT INTO dataset_files (dataset_id, file_id, account_id, type, created_at) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dataset_id, file_id) DO UPDATE SET type = EXCLUDED.type",
-                call.params["datasetId"],
-                call.params["fileId"],
+                dataset_id,
+                file_id,
                 ctx.account_id,
                 call.body.type,
                 now_ms(),
             )
-        return IdResponse(id=call.params["datasetId"])
+            has_content = await conn.fetchval(
+                "SELECT uploaded_at IS NOT NULL OR source_url IS NOT NULL FROM files WHERE id = $1", file_id
+            )
+            if has_content:  # a file with content becomes records at once
+                await files.queue_syncs(conn, ctx.account_id, file_id, dataset_id)
+        if has_content:
+            ctx.services.jobs.kick()
+        return IdResponse(id=dataset_id)
+
+
+class SyncDatasetFile(Action):
+    tag = "Dataset"
+    summary = "Sync an attached file into the dataset's records again (in the background; the file's syncStatus says how it went)"
+    body = Body
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        dataset_id, file_id = call.params["datasetId"], call.params["fileId"]
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await _require_both(conn, call, ctx)
+            if not await files.queue_syncs(conn, ctx.account_id, file_id, dataset_id):
+                raise NotFound("the file is not attached to this dataset")
+        ctx.services.jobs.kick()
+        return IdResponse(id=file_id)
 
 
 class DetachFile(Action):
@@ -223,6 +264,116 @@ class DetachFile(Action):
                         "file:" + call.params["fileId"],
                     )
         return IdResponse(id=call.params["datasetId"])
+
+
+# --- syncing a file into records ------------------------------------------------------
+
+RECORDS_PER_FILE_MAX = 20_000
+_SYNC_SOURCE = """
+SELECT f.storage_key, f.type, f.name, f.source_url, f.uploaded_at, d.record_max_tokens, d.separators
+FROM dataset_files a JOIN files f ON f.id = a.file_id JOIN datasets d ON d.id = a.dataset_id
+WHERE a.dataset_id = $1 AND a.file_id = $2 AND a.account_id = $3
+"""
+_REPLACE = """
+WITH gone AS (DELETE FROM records WHERE dataset_id = $1 AND source = $3)
+INSERT INTO records (id, account_id, dataset_id, text, source, meta, created_at, updated_at)
+SELECT r.id, $2, $1, r.text, $3, r.meta, $4, $4 FROM unnest($5::text[], $6::text[], $7::jsonb[]) AS r (id, text, meta)
+"""
+
+
+def sync_handler(services: Any) -> queue.Handler:
+    """The runner's handler of `dataset.file.sync` jobs."""
+
+    async def run_sync(job: queue.Job) -> None:
+        dataset_id, file_id = job.payload["datasetId"], job.payload["fileId"]
+        ctx = Context(Principal(job.account_id, "sync"), services.pool, job.id, services)
+        try:
+            count = await _sync(ctx, dataset_id, file_id)
+        except ApiError as exc:  # a document that cannot be read, a URL that cannot be fetched, ...
+            await _sync_failed(ctx, dataset_id, file_id, exc.message[:1000])
+            return
+        if count is not None:
+            log.info("file %s: %d records in dataset %s", file_id, count, dataset_id)
+
+    return run_sync
+
+
+async def _status(ctx: Context, file_id: str, status: str, error: str | None = None) -> None:
+    await ctx.pool.execute(
+        "UPDATE files SET sync_status = $3, sync_error = $4 WHERE id = $1 AND account_id = $2",
+        file_id,
+        ctx.account_id,
+        status,
+        error,
+    )
+
+
+async def _sync(ctx: Context, dataset_id: str, file_id: str) -> int | None:
+    row = await ctx.pool.fetchrow(_SYNC_SOURCE, dataset_id, file_id, ctx.account_id)
+    if row is None:
+        return None  # detached or deleted since it was queued
+    await _status(ctx, file_id, "syncing")
+    if row["source_url"]:  # a URL's file is fetched again
+        await files.fetch_into(ctx, file_id, row["source_url"], sync=False)
+        row = await ctx.pool.fetchrow(_SYNC_SOURCE, dataset_id, file_id, ctx.account_id)
+        if row is None:
+            return None
+    if row["uploaded_at"] is None:
+        raise documents.DocumentError("the file has no content yet")
+    max_tokens = documents.record_max_tokens(row["record_max_tokens"])
+    with tempfile.TemporaryDirectory(prefix="botkit-sync-") as folder:
+        path = Path(folder) / "content"
+        async with await anyio.open_file(path, "wb") as out:
+            async for chunk in ctx.services.storage.read(row["storage_key"]):
+                await out.write(chunk)
+        sections = await anyio.to_thread.run_sync(
+            documents.extract, path, row["type"] or "", row["name"] or "", documents.Limits()
+        )
+    chunks = await anyio.to_thread.run_sync(documents.chunk, sections, max_tokens, row["separators"])
+    if len(chunks) > RECORDS_PER_FILE_MAX:
+        raise documents.DocumentError(f"the file makes more than {RECORDS_PER_FILE_MAX} records")
+    now = now_ms()
+    async with ctx.pool.connection() as conn, conn.transaction():
+        # the file and the link still there (a file deleted during the sync makes no records)
+        if not await conn.fetchval(
+            "SELECT 1 FROM dataset_files a JOIN files f ON f.id = a.file_id "
+            "WHERE a.dataset_id = $1 AND a.file_id = $2 AND a.account_id = $3 FOR UPDATE OF f",
+            dataset_id,
+            file_id,
+            ctx.account_id,
+        ):
+            return None
+        await conn.execute(
+            _REPLACE,
+            dataset_id,
+            ctx.account_id,
+            "file:" + file_id,
+            now,
+            [new_id() for _ in chunks],
+            [c.text for c in chunks],
+            [{**c.meta, "fileId": file_id} for c in chunks],
+        )
+        await conn.execute(
+            "UPDATE files SET sync_status = 'synced', sync_error = NULL, synced_at = $3 WHERE id = $1 AND account_id = $2",
+            file_id,
+            ctx.account_id,
+            now,
+        )
+        await record(conn, ctx, TABLE, "file.sync", dataset_id, {"file_id": file_id}, {"records": len(chunks)})
+    return len(chunks)
+
+
+async def _sync_failed(ctx: Context, dataset_id: str, file_id: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE files SET sync_status = 'error', sync_error = $3 WHERE id = $1 AND account_id = $2",
+                file_id,
+                ctx.account_id,
+                message,
+            )
+            meta = {"error": message}
+            await record(conn, ctx, TABLE, "file.sync_failed", dataset_id, {"file_id": file_id}, meta)
 
 
 class DatasetFiles(ListAction):
@@ -266,5 +417,6 @@ ACTIONS: list[Action] = [
     SearchDataset("/dataset/{datasetId}/search"),
     AttachFile("/dataset/{datasetId}/file/{fileId}/attach"),
     DetachFile("/dataset/{datasetId}/file/{fileId}/detach"),
+    SyncDatasetFile("/dataset/{datasetId}/file/{fileId}/sync"),
     DatasetFiles(FILES, "/dataset/{datasetId}/file/list", parent=PARENT),
 ]

@@ -6,6 +6,7 @@ exception to "a module per first path segment"."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -25,6 +26,7 @@ from ..actions.standard import (
 )
 from .token import Scope, issue_token
 
+log = logging.getLogger("botkit")
 Count = Amount
 
 
@@ -148,6 +150,29 @@ class CreatePartnerToken(Action):
         return PartnerTokenCreated(id=token_id, token=secret, created_at=created)
 
 
+_SUBTREE = """
+WITH RECURSIVE tree AS (
+    SELECT id FROM accounts WHERE id = $1 AND parent_id = $2
+    UNION ALL SELECT a.id FROM accounts a JOIN tree t ON a.parent_id = t.id
+) SELECT id FROM tree LIMIT 10000
+"""
+
+
+class DeletePartnerUser(DeleteAction):
+    """Deleting a child deletes everything it owns, its own children's too (the rows
+    cascade), and then their files' content."""
+
+    async def run(self, ctx: Context, call: Call) -> Any:
+        accounts = [r["id"] for r in await ctx.pool.fetch(_SUBTREE, call.params["userId"], ctx.account_id)]
+        answer = await super().run(ctx, call)
+        for account in accounts:
+            try:
+                await ctx.services.storage.delete_prefix(f"{account}/")
+            except Exception as exc:  # the rows are gone; the bytes are logged for an operator
+                log.warning("account %s: deleting its files' content failed: %s", account, exc)
+        return answer
+
+
 def user_routes(prefix: str) -> list[Action]:
     """The child-account routes under one prefix: the reference's `/partner/user` and
     the hosted platform's newer `/user` (the Python SDK's user client) serve alike."""
@@ -156,7 +181,7 @@ def user_routes(prefix: str) -> list[Action]:
         FetchAction(TABLE, f"{prefix}/{{userId}}/fetch"),
         CreateAction(TABLE, f"{prefix}/create", changes_credentials=True),
         UpdateAction(TABLE, f"{prefix}/{{userId}}/update", changes_credentials=True),
-        DeleteAction(TABLE, f"{prefix}/{{userId}}/delete", changes_credentials=True),
+        DeletePartnerUser(TABLE, f"{prefix}/{{userId}}/delete", changes_credentials=True),
         ListAction(
             TOKENS, f"{prefix}/{{userId}}/token/list", summary="List a child account's API tokens (never their secrets)"
         ),

@@ -92,6 +92,8 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "Success", "content": {}}
         if action.response is not None:
             ok["content"]["application/json"] = {"schema": schema_of[action.response]}
+        if action.raw_response is not None:
+            ok["content"][action.raw_response] = {"schema": {"type": "string", "format": "binary"}}
         if action.item is not None:
             ok["content"]["application/jsonl"] = {
                 "schema": {
@@ -117,6 +119,12 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             op["security"] = []
         if action.body is not None:
             op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema_of[action.body]}}}
+        for content_type in action.body_types:  # streamed bodies
+            op.setdefault("requestBody", {"required": False, "content": {}})
+            schema: dict[str, Any] = {"type": "string", "format": "binary"}
+            if content_type == "multipart/form-data":
+                schema = {"type": "object", "properties": {"file": schema}}
+            op["requestBody"]["content"][content_type] = {"schema": schema}
         paths.setdefault(action.path, {})[action.method.lower()] = op
     paths["/spec.json"] = {
         "get": {

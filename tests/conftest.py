@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from botkit.config import data_dir
 from botkit.store.embedded import EmbeddedPostgres
 from botkit.store.migrate import migrate
+from botkit.store.seaweedfs import SeaweedS3
 from botkit.testing import Api, new_account, start_app, suite_server_problem
 
 settings.register_profile(
@@ -95,9 +96,10 @@ def database(fresh_database) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(database):
+def server(database, tmp_path_factory):
     srv = start_app(
         database,
+        data_dir=tmp_path_factory.mktemp("data"),  # file content goes to its files/ folder
         max_body_bytes=64 * 1024,
         rate_limit=0,
         rate_limit_account=0,
@@ -139,3 +141,25 @@ def other(make_api) -> Api:
 def anon(server):
     with httpx.Client(base_url=server.url + "/v1/", timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """A real S3-compatible server for the run (SeaweedFS on 127.0.0.1, store/seaweedfs.py):
+    `.endpoint`, `.access_key`, `.secret_key`, `.storage_url(bucket)`, `.env()`."""
+    with SeaweedS3() as s3:
+        yield s3
+
+
+@pytest.fixture(scope="session")
+def s3_storage(seaweedfs):
+    """Factory: the settings of an app whose file content is in a fresh SeaweedFS bucket."""
+
+    def make(bucket: str) -> dict:
+        return {
+            "storage_url": seaweedfs.storage_url(bucket),
+            "storage_access_key_id": seaweedfs.access_key,
+            "storage_secret_access_key": seaweedfs.secret_key,
+        }
+
+    return make

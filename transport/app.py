@@ -18,7 +18,7 @@ import msgspec
 from starlette.applications import Starlette
 
 from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, session_routes
-from ..actions.base import Action, Call, Context, Principal, Stream, decode, decode_query
+from ..actions.base import Action, Call, Context, Principal, Raw, Stream, Upload, decode, decode_query
 from ..actions.stream import PING_LINE, error_line
 from ..config import Settings
 from ..engine.models import Registry, from_settings
@@ -138,11 +138,9 @@ class Dispatcher:
             result = await action.run(ctx, call)
             if action.changes_credentials:
                 state.forget_credentials()
-            if isinstance(result, Stream):
+            if isinstance(result, (Raw, Stream)):
                 streaming = True
-                # event streams (completions) keep proxies from cutting a long silence
-                keepalive = self.state.settings.stream_keepalive_seconds if action.events is not None else 0
-                await self._stream(scope, receive, send, result, request_id, started, extra, keepalive)
+                await self._send_streamed(scope, receive, send, action, result, request_id, started, extra)
             else:
                 await self._send(send, 200, _ENCODE(result), request_id, started, extra)
         except ApiError as exc:
@@ -179,8 +177,17 @@ class Dispatcher:
         if action.query is not None:
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             call.query = decode_query(pairs, action.query)
+        if action.streams_body or action.raw_response is not None:
+            call.headers = headers
+        if action.streams_body:
+            content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+            if action.body is None or content_type not in ("", "application/json"):
+                declared = headers.get(b"content-length", b"")
+                length = int(declared) if declared.isdigit() else None
+                call.upload = Upload(content_type, length, headers, _body_chunks(receive))
+                return call
         if action.body is not None:
-            raw = await self._read_body(receive, headers)
+            raw = await self._read_body(receive, headers, action.json_max_bytes)
             call.body = decode(raw.strip() or b"{}", action.body)
         return call
 
@@ -234,8 +241,8 @@ class Dispatcher:
             return
         await self._send(send, 200, b'{"status":"ok"}', request_id, started)
 
-    async def _read_body(self, receive, headers) -> bytes:
-        limit = self.state.settings.max_body_bytes
+    async def _read_body(self, receive, headers, limit: int | None = None) -> bytes:
+        limit = limit or self.state.settings.max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ContentTooLarge(f"the request body is larger than {limit} bytes")
@@ -278,6 +285,31 @@ class Dispatcher:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _send_streamed(self, scope, receive, send, action: Action, result, request_id, started, extra) -> None:
+        if isinstance(result, Raw):
+            await self._send_raw(send, result, request_id, started, extra)
+            return
+        # event streams (completions) keep proxies from cutting a long silence
+        keepalive = self.state.settings.stream_keepalive_seconds if action.events is not None else 0
+        await self._stream(scope, receive, send, result, request_id, started, extra, keepalive)
+
+    async def _send_raw(self, send, result: Raw, request_id: str, started: float, extra) -> None:
+        """A Raw answer: its status, its headers, its bytes as they come."""
+        elapsed = (time.perf_counter() - started) * 1000
+        headers = [
+            *result.headers,
+            (b"x-request-id", request_id.encode()),
+            (b"server-timing", b"app;dur=%.3f" % elapsed),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        if isinstance(result.body, bytes):
+            await send({"type": "http.response.body", "body": result.body})
+            return
+        async for chunk in result.body:  # a client that goes away ends the send with an OSError
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _stream(
         self,
@@ -355,6 +387,19 @@ class Dispatcher:
                 tg.start_soon(ping)
 
 
+async def _body_chunks(receive):
+    """A request body's chunks as they arrive; a client that leaves mid-body is a 400."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client went away before the body ended")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
 def _bearer(value: bytes | None) -> str:
     if not value:
         raise NotAuthenticated("an Authorization header with a token is required")
@@ -391,7 +436,9 @@ class AppState:
         self.session_actions = [a for a in routes if a.session]
         self.channels: Hub | None = None
         self.events: Any = None  # resources.event.EventLog, set by the services
-        self.jobs: Any = None  # store.queue.Queue, set by the services
+        self.jobs: Any = None  # store.queue.Runner, set by the services
+        self.storage: Any = None  # store.files.Storage, set by the services
+        self.fetch_policy: Any = None  # engine.fetch.FetchPolicy, set by the services
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         assert self.session_key is not None

@@ -195,6 +195,18 @@ try {
     assert.ok(models.items.length >= 1)
   })
 
+  await check('file upload and download: the same bytes', async () => {
+    const file = await client.file.create({ name: 'hello.txt' })
+    const bytes = new Uint8Array(70000).map((_, i) => (i * 7) % 256)
+    await client.file.upload(file.id, { data: bytes.buffer, type: 'application/octet-stream', name: 'hello.bin' })
+    const fetched = await client.file.fetch(file.id)
+    assert.equal(fetched.size, bytes.length)
+    const downloaded = await client.file.download(file.id)
+    assert.deepEqual(new Uint8Array(downloaded.data), bytes)
+    await client.file.upload(file.id, { data: 'now text', type: 'text/plain', name: 'hello.txt' })
+    assert.equal(Buffer.from((await client.file.download(file.id)).data).toString(), 'now text')
+  })
+
   await check('error codes', async () => {
     await assert.rejects(client.bot.fetch('01m84tf0w9f3se992gd2fj0kwb'), (e) => e.code === 'NOT_FOUND')
     await assert.rejects(client.bot.create({ name: 42 }), (e) => e.code === 'BAD_REQUEST')
