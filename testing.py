@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import math
 import re
@@ -445,7 +446,11 @@ def registry_for(fake: FakeOpenAI, **kw) -> Registry:
             api_key="sk-test",
         )
 
-    models = {"fake-model": model("fake-model", 8192, 512), "fake-small": model("fake-small", 400, 100)}
+    models = {
+        "fake-model": model("fake-model", 8192, 512),
+        "fake-small": model("fake-small", 400, 100),
+        "fake-vision": dataclasses.replace(model("fake-vision", 8192, 512), vision=True),
+    }
     return Registry(
         models=models,
         default="fake-model",

@@ -24,6 +24,7 @@ from . import tokens
 from .provider import Passage
 
 RECORDS_HEADER = "Relevant records from the knowledge base (most relevant first):"
+IMAGE_COST = 765  # tokens an image part is counted as (OpenAI's estimate for one high-detail tile set)
 PASSAGE_OVERHEAD = 3  # "[n] " (3 pieces up to n = 9999); the "\n\n" separators cost nothing
 
 
@@ -33,12 +34,19 @@ class Turn:
     text: str
     # the provider messages when a turn is not one {role, content}: a function call and its result
     messages: tuple[dict[str, Any], ...] = ()
+    images: tuple[str, ...] = ()  # image URLs (data: URLs of attachments) sent with a user's text
 
     def provider_messages(self) -> list[dict[str, Any]]:
+        if self.images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": self.text}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in self.images]
+            return [{"role": self.role, "content": parts}]
         return list(self.messages) or [{"role": self.role, "content": self.text}]
 
     def cost(self) -> int:
-        return sum(message_cost(m) for m in self.messages) if self.messages else tokens.message_cost(self.text)
+        if self.messages:
+            return sum(message_cost(m) for m in self.messages)
+        return tokens.message_cost(self.text) + IMAGE_COST * len(self.images)
 
 
 class DoesNotFit(BadRequest):
@@ -97,7 +105,7 @@ def fit(window: int, parts: Parts) -> Fitted:
     ranked = sorted(parts.passages, key=lambda p: -p.score)  # stable: ties keep their order
     fixed = parts.tools_cost + sum(message_cost(m) for m in parts.tail)
     if parts.latest is not None:
-        fixed += tokens.message_cost(parts.latest.text)
+        fixed += parts.latest.cost()
     system_fixed = tokens.count(_system(parts, []))
     header = tokens.count(parts.match_instruction or RECORDS_HEADER) if ranked else 0
 
@@ -134,7 +142,7 @@ def fit(window: int, parts: Parts) -> Fitted:
         messages.append({"role": "system", "content": system})
     messages.extend(m for t in history for m in t.provider_messages())
     if parts.latest is not None:
-        messages.append({"role": parts.latest.role, "content": parts.latest.text})
+        messages.extend(parts.latest.provider_messages())
     messages.extend(parts.tail)
     return Fitted(
         messages=messages,

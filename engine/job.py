@@ -69,6 +69,7 @@ class Extras:
     match_instruction: str | None = None
     mismatch_instruction: str | None = None
     limits: Limits = field(default_factory=Limits)
+    images: list[str] = field(default_factory=list)  # attached images, for a model that takes them
 
 
 _ROLES = {"user": "user", "bot": "assistant"}
@@ -192,11 +193,14 @@ def build(d: Draft, backstory: str | None, extras: Extras) -> Job:
     taken: set[str] = set()
     tools = function_tools(extras.functions, taken) + ability_tools(extras.abilities, taken)
     instructions = [s for s in (backstory, extras.backstory) if s] + d.instructions
+    latest = d.latest
+    if latest is not None and extras.images and d.model.vision:
+        latest = Turn(latest.role, latest.text, latest.messages, tuple(extras.images))
     parts = Parts(
         instructions="\n\n".join(instructions),
         passages=d.passages + extras.passages,
         history=d.history,
-        latest=d.latest,
+        latest=latest,
         tail=d.after,
         match_instruction=extras.match_instruction,
         mismatch_instruction=extras.mismatch_instruction if d.query else None,

@@ -174,6 +174,7 @@ def _model(e: dict[str, Any], s: Settings, base_url: str | None) -> ModelInfo:
         base_url=url,
         api_key=e.get("apiKey") or s.model_api_key or None,
         description=e.get("description") or f"{name} served by {urlsplit(url).netloc}",
+        vision=bool(e.get("vision", False)),
     )
 
 

@@ -23,6 +23,7 @@ class ModelInfo:
     api_key: str | None = None
     description: str = ""
     created_at: int = 0
+    vision: bool = False  # accepts images in a user message (attachments are sent to it as image parts)
 
     @property
     def embedded(self) -> bool:

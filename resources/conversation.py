@@ -1,6 +1,7 @@
-"""Conversations and their messages, the session tokens widgets use for one
-conversation, and a conversation's usage. (Completing a conversation is in
-completion.py; its contact upsert is in contact.py.)"""
+"""Conversations and their messages, their attachments (files uploaded to a
+conversation: each completion in it is given them), the session tokens widgets use
+for one conversation, and a conversation's usage. (Completing a conversation is in
+completion/; its contact upsert is in contact.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from ..actions.auth import SESSION_DEFAULT_SECONDS, SESSION_MAX_SECONDS, enforce
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Body, Description, Item, LongText, MetaDict, Name, Ref
 from ..actions.ids import new_id
-from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud
+from ..actions.query import PageQuery
+from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud, record, require_owned
 from ..errors import NotFound
+from . import file as files
 from .common import BOT_CONFIG, ConfigBody, Configured
 from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
@@ -349,6 +352,82 @@ class FetchConversationUsage(Action):
         return ConversationUsage(tokens=tokens, messages=messages)
 
 
+# --- attachments ---------------------------------------------------------------------
+
+ATTACHMENTS_IN_CONTEXT = 10  # the newest attachments a completion is given
+
+
+class UploadAttachment(files.UploadFile):
+    """A new file of the account, attached to the conversation, with the content the
+    request gives (as `file/{id}/upload` takes it); the answer names the file."""
+
+    tag = "Conversation"
+    summary = "Upload a file as a conversation attachment (the bodies of file/{fileId}/upload)"
+    session = True
+
+    async def run(self, ctx: Context, call: Call) -> files.UploadResult:
+        conversation_id = call.params["conversationId"]
+        spec = call.body.file if call.body is not None and isinstance(call.body.file, files.UploadSpec) else None
+        name = spec.name if spec is not None else None
+        now = now_ms()
+        file_id = new_id()
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await require_owned(conn, "conversations", conversation_id, ctx.account_id, "conversation not found")
+            await enforce_limit(conn, ctx.principal, "file", "files")
+            await conn.execute(
+                "INSERT INTO files (id, account_id, name, meta, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                file_id,
+                ctx.account_id,
+                name,
+                {"conversationId": conversation_id},
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO attachments (id, account_id, conversation_id, file_id, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $1, $4, $4)",
+                file_id,
+                ctx.account_id,
+                conversation_id,
+                now,
+            )
+            await record(conn, ctx, TABLE, "attachment.create", conversation_id, {"file_id": file_id})
+        answer = await self.upload_into(ctx, call, file_id)
+        answer.name = answer.name or name
+        return answer
+
+
+class ListAttachments(ListAction):
+    """A conversation's attachments (the files), newest first by default."""
+
+    query = PageQuery
+    summary = "List a conversation's attachments"
+
+    def select(self, ctx: Context, call: Call, q, cursor: str | None, limit: int) -> tuple[str, list]:
+        cols = ", ".join(f"f.{c}" for c in files.TABLE.columns)
+        where = "a.conversation_id = $1 AND a.account_id = $2"
+        args: list[Any] = [call.params["conversationId"], ctx.account_id, limit]
+        if cursor:
+            where += f" AND a.id {'<' if q.desc else '>'} $4"
+            args.append(cursor)
+        sql = (
+            f"SELECT {cols} FROM attachments a JOIN files f ON f.id = a.file_id WHERE {where} "
+            f"ORDER BY a.id {'DESC' if q.desc else 'ASC'} LIMIT $3"
+        )
+        return sql, args
+
+
+async def attachments_of(conn, account_id: str, conversation_id: str, limit: int = ATTACHMENTS_IN_CONTEXT) -> list:
+    """The newest attachments with content (id, name, type, size, storage_key), oldest first."""
+    rows = await conn.fetch(
+        "SELECT f.id, f.name, f.type, f.size, f.storage_key FROM attachments a JOIN files f ON f.id = a.file_id "
+        "WHERE a.conversation_id = $1 AND a.account_id = $2 AND f.uploaded_at IS NOT NULL ORDER BY a.id DESC LIMIT $3",
+        conversation_id,
+        account_id,
+        limit,
+    )
+    return list(reversed(rows))
+
+
 ACTIONS: list[Action] = [
     *crud(
         TABLE,
@@ -371,6 +450,8 @@ ACTIONS: list[Action] = [
     ),
     VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/upvote", MESSAGE_RATED),
     VoteAction(MESSAGES, "/conversation/{conversationId}/message/{messageId}/downvote", MESSAGE_RATED),
+    UploadAttachment("/conversation/{conversationId}/attachment/upload"),
+    ListAttachments(files.TABLE, "/conversation/{conversationId}/attachment/list", parent=PARENT, session=True),
     CreateConversationSession("/conversation/{conversationId}/session/create"),
     FetchConversationUsage("/conversation/{conversationId}/usage/fetch", session=True),
 ]

@@ -302,7 +302,7 @@ def check_signed(ctx: Context, op: str, file_id: str, s: Signed) -> None:
 # --- uploading ------------------------------------------------------------------------
 
 
-def _data_url(value: str) -> tuple[str, bytes]:
+def data_url(value: str) -> tuple[str, bytes]:
     """(type, bytes) of a `data:` URL."""
     head, comma, data = value.partition(",")
     if not comma:
@@ -376,6 +376,10 @@ class UploadFile(Action):
     async def run(self, ctx: Context, call: Call) -> UploadResult:
         file_id = call.params["fileId"]
         await _owned(ctx, file_id)
+        return await self.upload_into(ctx, call, file_id)
+
+    async def upload_into(self, ctx: Context, call: Call, file_id: str) -> UploadResult:
+        """Whichever way the request gives the content, into this file."""
         if call.upload is not None:
             if call.upload.content_type == "multipart/form-data":
                 chunks, found = await _multipart_file(call)
@@ -387,7 +391,7 @@ class UploadFile(Action):
         if isinstance(given, UploadSpec):
             return await self.hand_out(ctx, call, file_id, given)
         if given.startswith("data:"):
-            content_type, data = _data_url(given)
+            content_type, data = data_url(given)
             if len(data) > ctx.services.settings.file_max_bytes:
                 raise ContentTooLarge(f"the file is larger than {ctx.services.settings.file_max_bytes} bytes")
             await store(ctx, file_id, _one(data), content_type)

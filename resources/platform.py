@@ -54,7 +54,7 @@ def _item(m: ModelInfo, default: str) -> PlatformModel:
         max_tokens=m.max_tokens,
         max_input_tokens=m.max_input_tokens,
         max_output_tokens=m.max_output_tokens,
-        meta={"default": m.name == default, "embedded": m.embedded},
+        meta={"default": m.name == default, "embedded": m.embedded, "vision": m.vision},
         description=m.description or None,
     )
 

@@ -202,6 +202,7 @@ def test_conversation_session(api, server):
         "receive",
         "publish",
         "subscribe",
+        "upload",
     }
     assert all(r.startswith((f"/conversation/{conversation}/", f"/channel/{conversation}:*/")) for r in routes), routes
     assert widget.get(f"conversation/{conversation}/fetch").json()["id"] == conversation

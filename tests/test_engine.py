@@ -525,8 +525,9 @@ def test_bad_functions_are_400(api, models):
 def test_platform_model_list(api, models, embedded_off=None):
     listed = api.get("platform/model/list").json()
     names = [m["name"] for m in listed["items"]]
-    assert names == ["fake-small", "fake-model"]  # desc by id
-    small = listed["items"][0]
+    assert names == ["fake-vision", "fake-small", "fake-model"]  # desc by id
+    assert listed["items"][0]["meta"]["vision"] is True and listed["items"][1]["meta"]["vision"] is False
+    small = listed["items"][1]
     assert small["provider"] == "openai-compatible" and small["family"] == "fake"
     assert (small["maxTokens"], small["maxInputTokens"], small["maxOutputTokens"]) == (400, 300, 100)
     assert small["id"] == "fake-small" and "createdAt" in small and "updatedAt" in small
@@ -534,10 +535,10 @@ def test_platform_model_list(api, models, embedded_off=None):
     assert [m["name"] for m in page["items"]] == ["fake-model"] and page["cursor"] == "fake-model"
     rest = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-model"}).json()
     assert [m["name"] for m in rest["items"]] == ["fake-small"] and rest["cursor"] == "fake-small"
-    end = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-small"}).json()
+    end = api.get("platform/model/list", params={"take": 1, "order": "asc", "cursor": "fake-vision"}).json()
     assert end == {"items": [], "cursor": ""}  # the empty page ends the walk
     lines = events(api.get("platform/model/list", headers={"Accept": "application/jsonl"}))
-    assert [e["data"]["name"] for e in lines] == ["fake-small", "fake-model"]
+    assert [e["data"]["name"] for e in lines] == ["fake-vision", "fake-small", "fake-model"]
     assert_error(api.get("platform/model/list", params={"take": "0"}), 400, "BAD_REQUEST")
 
 

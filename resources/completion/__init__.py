@@ -339,6 +339,7 @@ class CompleteConversation(Action):
             functions=body.functions,
             extensions=body.extensions,
             limits=body.limits,
+            attachments=[a.url for a in body.attachments or () if a.url],
         )
         return run, job
 

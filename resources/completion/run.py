@@ -6,11 +6,15 @@ transaction. A completion that fails or is abandoned stores none of them."""
 
 from __future__ import annotations
 
+import base64
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import msgspec
 
 from ...actions.auth import enforce_limit, month_start_ms
@@ -25,17 +29,18 @@ from ...actions.stream import (
     usage_line,
     waiting_line,
 )
+from ...engine import documents, fetch, retrieval, tokens
 from ...engine import job as engine_job
-from ...engine import retrieval
 from ...engine.models import parse as parse_model
 from ...engine.provider import Passage, Reasoning
 from ...engine.run import Job, Outcome, Signal, Waiting, complete
 from ...engine.run import Limits as EngineLimits
 from ...engine.run import Message as EngineMessage
-from ...errors import LimitsReached, NotFound
+from ...errors import ApiError, ContentTooLarge, LimitsReached, NotFound
 from .. import bot, conversation, dataset, memory, skillset, usage
 from ..common import BotConfig, config_of, overlay
 from ..conversation import Entity, NewMessage
+from ..file import data_url
 
 if TYPE_CHECKING:
     from . import Extensions, FunctionDefinition, Limits
@@ -122,6 +127,70 @@ async def _passages(
         )
 
 
+# --- attachments ---------------------------------------------------------------------
+
+ATTACHMENT_TOKENS = 2000  # an attached document's text in the context, at most
+ATTACHMENT_BYTES = 4 * 1024 * 1024  # larger attachments are named, not read
+ATTACHMENT_URLS = 10
+
+
+async def _read_all(chunks, limit: int) -> bytes:
+    out = bytearray()
+    async for chunk in chunks:
+        out += chunk
+        if len(out) > limit:
+            raise ContentTooLarge(f"more than {limit} bytes")
+    return bytes(out)
+
+
+def _document_text(data: bytes, content_type: str, name: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="botkit-attachment-") as folder:
+        path = Path(folder) / "content"
+        path.write_bytes(data)
+        sections = documents.extract(path, content_type, name, documents.Limits())
+    return "\n\n".join(s.text for s in sections)
+
+
+async def _attachment(name: str, content_type: str, data: bytes | None, size: int, vision: bool, extras) -> None:
+    """One attachment into the completion: an image as an image part (for a model that
+    takes them), a document as its text (bounded), anything else by name."""
+    label = f"{name} ({content_type}, {size} bytes)"
+    if data is not None and content_type.startswith("image/") and vision:
+        extras.images.append(f"data:{content_type};base64,{base64.b64encode(data).decode()}")
+        return
+    text = None
+    if data is not None and not content_type.startswith(("image/", "audio/", "video/")):
+        try:
+            text = await anyio.to_thread.run_sync(_document_text, data, content_type, name)
+        except ApiError as exc:  # a document that cannot be read is named, with why
+            text = f"(it could not be read: {exc.message})"
+    body = f"\n{tokens.truncate(text, ATTACHMENT_TOKENS)}" if text else ""
+    extras.passages.append(Passage(text=f"(attached file {label}){body}", score=1.0, meta={"attachment": name}))
+
+
+async def _attachments(ctx: Context, conn, run: Run, urls: list[str], vision: bool, extras) -> None:
+    if run.conversation_id is not None:
+        for row in await conversation.attachments_of(conn, ctx.account_id, run.conversation_id):
+            data = None
+            if row["size"] is not None and row["size"] <= ATTACHMENT_BYTES:
+                data = await _read_all(ctx.services.storage.read(row["storage_key"]), ATTACHMENT_BYTES)
+            name = row["name"] or row["id"]
+            await _attachment(name, row["type"] or "application/octet-stream", data, row["size"] or 0, vision, extras)
+    for url in urls[:ATTACHMENT_URLS]:  # fetched as file uploads are (private addresses refused)
+        if url.startswith("data:"):
+            content_type, data = data_url(url)
+            if len(data) > ATTACHMENT_BYTES:
+                raise ContentTooLarge(f"an attachment is larger than {ATTACHMENT_BYTES} bytes")
+            await _attachment("attachment", content_type, data, len(data), vision, extras)
+            continue
+        async with fetch.fetch(url, ctx.services.fetch_policy, max_bytes=ATTACHMENT_BYTES) as response:
+            data = await _read_all(response.chunks(), ATTACHMENT_BYTES)
+            name = response.filename or url.rsplit("/", 1)[-1][:100] or "attachment"
+            await _attachment(
+                name, response.content_type or "application/octet-stream", data, len(data), vision, extras
+            )
+
+
 async def build(
     ctx: Context,
     conn,
@@ -131,6 +200,7 @@ async def build(
     functions: list[FunctionDefinition] | None,
     extensions: Extensions | None,
     limits: Limits | None,
+    attachments: list[str] | None = None,
 ) -> Job:
     draft = engine_job.draft(ctx.services.models, run.config.model, messages)
     extras = engine_job.Extras(
@@ -143,6 +213,7 @@ async def build(
     for inline in extensions.skillsets if extensions and extensions.skillsets else ():
         extras.abilities += [engine_job.Ability(a.name, a.description, a.instruction) for a in inline.abilities]
     await _passages(conn, ctx, run, draft.query, extensions, extras)
+    await _attachments(ctx, conn, run, attachments or [], draft.model.vision, extras)
     job = engine_job.build(draft, run.config.backstory, extras)
     job.channels = AccountChannels(ctx.services.channels, ctx.account_id)
     job.channel_wait = ctx.services.settings.channel_wait_seconds
