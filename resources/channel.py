@@ -21,7 +21,7 @@ import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, now_ms
 from ..actions.fields import JSON_MAX_BYTES, Body, IdResponse, check_json_size
-from ..actions.ids import new_id
+from ..actions.ids import floor_id, new_id
 from ..actions.stream import ErrorEvent, PingEvent, error_line
 from ..errors import BadRequest
 from ..store.channels import NOTICE_CHANNEL, Dropped
@@ -47,14 +47,15 @@ class ChannelMessageEvent(msgspec.Struct, tag_field="type", tag="message"):
 
 SubscribeEvents = ChannelMessageEvent | PingEvent | ErrorEvent
 
-# The messages, the prune (older than the retention, or beyond the last $7 of the
+# The messages, the prune (older than the retention, by the ids' time, so both bounds
+# are ranges of the channel's index; or beyond the last $7 of the
 # channel: one short walk of the channel's index) and a notice per message, at commit.
 _PUBLISH = """
 WITH stored AS (
     INSERT INTO channel_messages (id, account_id, channel_id, data, created_at)
     SELECT m.id, $2, $3, m.data, $4 FROM unnest($1::text[], $5::jsonb[]) AS m (id, data)
 ), pruned AS (
-    DELETE FROM channel_messages WHERE account_id = $2 AND channel_id = $3 AND (created_at < $6 OR id <= (
+    DELETE FROM channel_messages WHERE account_id = $2 AND channel_id = $3 AND (id < $6 OR id <= (
         SELECT id FROM channel_messages WHERE account_id = $2 AND channel_id = $3 ORDER BY id DESC OFFSET $7 LIMIT 1
     ))
 )
@@ -92,7 +93,7 @@ async def publish(ctx: Context, channel: str, messages: list[dict[str, Any]]) ->
         channel,
         now,
         messages,
-        now - int(settings.channel_retention_seconds * 1000),
+        floor_id(now - int(settings.channel_retention_seconds * 1000)),
         max(settings.channel_history_max - len(messages), 0),
         NOTICE_CHANNEL,
     )

@@ -30,23 +30,49 @@ class Dropped(Exception):
 
 
 class Listening:
-    """One listener of one channel: `await next(timeout)` gives the next message's data."""
+    """One listener of one channel: `await next(timeout)` gives the next message's data.
+
+    Light, because a process may hold thousands of idle ones: a message put while the
+    listener waits goes straight to its one future; only a backlog allocates a deque."""
+
+    __slots__ = ("_backlog", "_waiter", "dropped")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX + 1)
+        self._backlog: collections.deque[Any] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self.dropped = False
+
+    def __len__(self) -> int:
+        """Messages waiting to be taken (the drop marker included)."""
+        return len(self._backlog) if self._backlog else 0
 
     def put(self, data: Any) -> None:
         if self.dropped:
             return
-        if self.queue.qsize() >= QUEUE_MAX:
-            self.dropped = True
-            self.queue.put_nowait(_DROPPED)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():  # waiting, so nothing is queued
+            self._waiter = None
+            waiter.set_result(data)
             return
-        self.queue.put_nowait(data)
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = collections.deque()
+        if len(backlog) >= QUEUE_MAX:
+            self.dropped = True
+            backlog.append(_DROPPED)
+            return
+        backlog.append(data)
 
     async def next(self, timeout: float | None = None) -> Any:
-        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if self._backlog:
+            item = self._backlog.popleft()
+        else:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                item = await (waiter if timeout is None else asyncio.wait_for(waiter, timeout))
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
         if item is _DROPPED:
             raise Dropped(f"the subscriber fell more than {QUEUE_MAX} messages behind")
         return item

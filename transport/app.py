@@ -3,6 +3,7 @@ plain ASGI, so an API request costs one dict walk, one token check and one actio
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 import logging
@@ -342,8 +343,14 @@ class Dispatcher:
             }
         )
 
-        sending = anyio.Lock()  # the pinger and the producer take turns
+        # Two tasks per stream, so that thousands of idle ones stay light: this one
+        # produces the lines; a watcher waits for the client to leave (then ends this
+        # one's `left` scope, stopping the producer at its await) and, with
+        # `keepalive`, sends the pings in the silences.
+        sending = asyncio.Lock()  # the pinger and the producer take turns
         last_sent = time.monotonic()
+        gone = False
+        chunks = result.chunks
 
         async def emit(chunk: bytes, more: bool = True) -> None:
             nonlocal last_sent
@@ -351,40 +358,48 @@ class Dispatcher:
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
                 last_sent = time.monotonic()
 
-        async def produce() -> None:
-            try:
-                async for chunk in result.chunks:
-                    await emit(chunk)
-            except ApiError as exc:
-                await emit(error_line(exc.message, exc.code))
-            except Exception:
-                log.exception("stream failed")
-                await emit(error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id))
-            await emit(b"", more=False)
-
-        async def ping() -> None:
+        async def watch(left: asyncio.Timeout) -> None:
+            nonlocal gone
             while True:
-                await anyio.sleep(max(0.0, last_sent + keepalive - time.monotonic()))
-                if time.monotonic() - last_sent >= keepalive:
-                    await emit(PING_LINE)
+                if keepalive > 0:
+                    idle_for = last_sent + keepalive - time.monotonic()
+                    if idle_for <= 0:
+                        await emit(PING_LINE)
+                        continue
+                    try:
+                        async with asyncio.timeout(idle_for):
+                            message = await receive()
+                    except TimeoutError:
+                        continue
+                else:
+                    message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+            gone = True
+            left.reschedule(-1)  # the client went away: stop reading the database
 
-        async with anyio.create_task_group() as tg:
-
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                tg.cancel_scope.cancel()  # the client went away: stop reading the database
-
-            async def run() -> None:
+        try:
+            async with asyncio.timeout(None) as left:
+                watcher = asyncio.get_running_loop().create_task(watch(left))
                 try:
-                    await produce()
+                    try:
+                        async for chunk in chunks:
+                            await emit(chunk)
+                    except ApiError as exc:
+                        await emit(error_line(exc.message, exc.code))
+                    except Exception:
+                        log.exception("stream failed")
+                        await emit(error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id))
                 finally:
-                    tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            tg.start_soon(run)
-            if keepalive > 0:
-                tg.start_soon(ping)
+                    watcher.cancel()
+                await emit(b"", more=False)
+        except TimeoutError:
+            if not gone:
+                raise
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()  # its `finally`s run now (it may be waiting at a `yield`)
 
 
 async def _body_chunks(receive):
