@@ -13,7 +13,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import httpx
 from procs import rss_kb
 from targets import TARGETS as TARGETS_ALL
 
@@ -76,23 +75,60 @@ async def _next_message(reader: asyncio.StreamReader) -> dict:
             return json.loads(line)["data"]
 
 
+class _Publisher:
+    """A raw keep-alive HTTP/1.1 connection that publishes, as the subscribers are raw:
+    what is timed is botkit's delivery, not a Python HTTP client's own overhead."""
+
+    def __init__(self, base: str, token: str, channel: str) -> None:
+        self.host, port = base.split("//")[1].split(":")
+        self.port, self.token, self.channel = int(port), token, channel
+
+    async def open(self) -> _Publisher:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def publish(self, message: dict) -> None:
+        body = json.dumps({"message": message}).encode()
+        self.writer.write(
+            f"POST /v1/channel/{self.channel}/publish HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {self.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status = await asyncio.wait_for(self.reader.readline(), 30)
+        length = 0
+        while (line := await asyncio.wait_for(self.reader.readline(), 30)) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        answer = await asyncio.wait_for(self.reader.readexactly(length), 30)
+        if b" 200 " not in status:
+            raise RuntimeError(f"publish answered {status!r}: {answer[:200]!r}")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def _latencies(sub_base: str, pub_base: str, token: str, channel: str, n: int) -> list[float]:
+    """publish → the subscriber's line, in ms. The publish answer is read after the line
+    arrived (it is sent at the same moment), so the figure is the delivery alone."""
     host, port = sub_base.split("//")[1].split(":")
     reader, writer = await _subscribe(host, int(port), token, channel)
     out = []
-    async with httpx.AsyncClient(base_url=pub_base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as pub:
-        await pub.post(f"/v1/channel/{channel}/publish", json={"message": {"warmup": True}})
+    pub = await _Publisher(pub_base, token, channel).open()
+    try:
+        await pub.publish({"warmup": True})
         await _next_message(reader)
         for i in range(n):
             t0 = time.perf_counter()
-            r = await pub.post(f"/v1/channel/{channel}/publish", json={"message": {"i": i}})
-            if r.status_code != 200:
-                raise RuntimeError(f"publish answered {r.status_code}: {r.text[:200]}")
+            answered = asyncio.ensure_future(pub.publish({"i": i}))
             got = await _next_message(reader)
             out.append((time.perf_counter() - t0) * 1000)
+            await answered
             if got.get("i") != i:
                 raise RuntimeError(f"message {i} arrived as {got}")
-    writer.close()
+    finally:
+        pub.close()
+        writer.close()
     return out
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(BENCH))
 
 import channels  # noqa: E402
 import engine_stream  # noqa: E402
+import files  # noqa: E402
 import seed as seeding  # noqa: E402
 from procs import (  # noqa: E402
     CpuWatch,
@@ -503,6 +504,23 @@ def _stream_tables(res: dict) -> list[str]:
             f"| {ch['same_ms_p50']:.2f} ms | {ch['other_ms_p50']:.2f} ms | {ch['loaded_ms_p50']:.2f} ms "
             f"| {ch['idle_rss_mb']:.1f} MB |",
         ]
+    fl = res.get("files")
+    if fl:
+        lines += [
+            "",
+            f"Files (100 MB, botkit 1 worker on its local folder, median of {fl['runs']}; "
+            "directly: the same bytes written (fsynced) and read in the same folder):",
+            "",
+            "| | through botkit | directly | ratio |",
+            "|---|---:|---:|---:|",
+            f"| upload | {fl['upload_mb_s']:,.0f} MB/s | {fl['direct_write_mb_s']:,.0f} MB/s | {fl['upload_ratio']:.2f} |",
+            f"| download | {fl['download_mb_s']:,.0f} MB/s | {fl['direct_read_mb_s']:,.0f} MB/s "
+            f"| {fl['download_ratio']:.2f} |",
+            "",
+            f"Server RSS growth while streaming: {fl['rss_growth_mb']:.1f} MB. A {fl['pdf_pages']}-page PDF "
+            f"uploaded to a dataset's file: {fl['pdf_status']} into {fl['pdf_records']} records in "
+            f"{fl['pdf_sync_s']:.1f} s.",
+        ]
     e = res.get("engine")
     if e:
         c = e["concurrent"]
@@ -630,6 +648,13 @@ def targets(res: dict) -> list[dict]:
         None if v is None else v < bound and j.get("ok", False),
         " MB",
     )
+    fl = res.get("files")
+    for text, key, limit in files.TARGETS:
+        if fl is None:
+            out.append({"target": text, "measured": "failed (see the notes)", "value": None, "met": "–"})
+        else:
+            v = fl.get(key)
+            add(text, v, None if v is None else (v >= limit if key.endswith("ratio") else v < limit))
     chan = res.get("channels")
     for text, key, limit in channels.TARGETS:
         if chan is None:
@@ -997,6 +1022,16 @@ def stop_all(servers: list[Server], pg: EmbeddedPostgres) -> None:
 # --- main -------------------------------------------------------------------------
 
 
+def measure_files(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
+    log(f"files: {files.SIZE // 2**20} MB up and down through botkit and directly, then a {files.PDF_PAGES}-page PDF")
+    one = next(s for s in servers if s.name == "botkit-1w")
+    try:
+        return files.measure(one.base, setup.token, one.pids, WORK / "botkit" / "files")
+    except Exception as exc:  # report it; the rest of the run stands
+        notes.append(f"file benchmark failed: {type(exc).__name__}: {exc}"[:300])
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_on_signals(signal.SIGTERM, signal.SIGHUP)
@@ -1017,6 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
         res["jsonl"] = measure_jsonl(servers, setup, res["notes"])
         res["engine"] = measure_engine(servers, setup, res["notes"])
         res["channels"] = measure_channels(servers, setup, res["notes"])
+        res["files"] = measure_files(servers, setup, res["notes"])
         res["profiles"] = run_profiles(args, servers, setup, res["notes"])
         finish_results(res, args, setup, checks, rounds_done)
         write_report(res)

@@ -21,4 +21,8 @@ TARGETS: dict[str, dict] = {
     "channel_other_ms_p50": {"below": 5.0},
     "channel_idle_rss_mb": {"below": 300.0},
     "channel_idle_ratio": {"below": 1.2},
+    # files (issue 12): 100 MB through botkit / the same folder directly; the server's RSS growth
+    "file_upload_ratio": {"at_least": 0.8},
+    "file_download_ratio": {"at_least": 0.8},
+    "file_rss_mb": {"below": 50.0},
 }
