@@ -509,7 +509,8 @@ def _stream_tables(res: dict) -> list[str]:
         lines += [
             "",
             f"Files (100 MB, botkit 1 worker on its local folder, median of {fl['runs']}; "
-            "directly: the same bytes written (fsynced) and read in the same folder):",
+            "directly: the same bytes written (fsynced) and read in the same folder; reads from the disk, "
+            "not the page cache):",
             "",
             "| | through botkit | directly | ratio |",
             "|---|---:|---:|---:|",

@@ -32,7 +32,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..actions.base import Action, Call, Context, Raw, now_ms
+from ..actions.base import Action, Call, Context, Principal, Raw, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import DeleteAction, FetchAction, Table, crud, record
 from ..errors import BadRequest, ContentTooLarge, NotAuthorized, NotFound, RangeNotSatisfiable
@@ -167,9 +167,12 @@ async def store(
     limit = cap if limit is None else min(limit, cap)
     key = storage_key(ctx.account_id, file_id)
     written = await storage.write(key, chunks, limit=limit, content_type=content_type)
-    await _stored(
-        ctx, file_id, key, content_type, written.size, "sha256:" + written.sha256, name, source_url, sync=sync
-    )
+    try:
+        checksum = "sha256:" + written.sha256
+        await _stored(ctx, file_id, key, content_type, written.size, checksum, name, source_url, sync=sync)
+    except NotFound:  # the file was deleted while its bytes arrived: they go too
+        await storage.delete(key)
+        raise
 
 
 async def _stored(
@@ -181,10 +184,9 @@ async def _stored(
     checksum: str,
     name: str | None,
     source_url: str | None = None,
-    account_id: str | None = None,
     sync: bool = True,
 ) -> None:
-    account_id = account_id or ctx.account_id
+    account_id = ctx.account_id
     now = now_ms()
     async with ctx.pool.connection() as conn, conn.transaction():
         updated = await conn.fetchval(
@@ -477,9 +479,7 @@ class PutSignedContent(Action):
         return IdResponse(id=file_id)
 
 
-def _acting(account_id: str):
-    from ..actions.base import Principal
-
+def _acting(account_id: str) -> Principal:
     return Principal(account_id=account_id, token_id="signed-url")
 
 

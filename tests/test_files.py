@@ -17,6 +17,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_documents import pdf_bytes
 
 from botkit.testing import Api, assert_error, new_account, start_app
 
@@ -172,6 +173,24 @@ def test_a_url_is_fetched_only_where_allowed(fapi, backend, database):
         httpd.shutdown()
 
 
+def test_a_truncated_upload_stores_nothing(fapi, backend):
+    """The client announces more bytes than it sends and hangs up: a 4xx for nobody
+    (the connection is gone), and the file stays without content."""
+    import socket
+
+    file_id = new_file(fapi)
+    with socket.create_connection(("127.0.0.1", backend.port)) as s:
+        s.sendall(
+            f"POST /v1/file/{file_id}/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {fapi.token}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n".encode()
+            + b"x" * 5000
+        )
+        time.sleep(0.3)
+    time.sleep(0.5)  # the server has seen the hang-up and given up the write
+    assert download(fapi, file_id).status_code == 204
+    assert fapi.get(f"file/{file_id}/fetch").json().get("size") is None
+
+
 def test_what_is_refused(fapi, make_api):
     file_id = new_file(fapi)
     assert download(fapi, file_id).status_code == 204  # no content yet
@@ -283,6 +302,19 @@ def test_documents_become_records_that_search_and_completions_find(fapi):
         "conversation/complete", json={"botId": bot, "messages": [{"type": "user", "text": "refund for gadgets?"}]}
     )
     assert "45 days" in answer.json()["text"]
+    # a PDF into the same dataset: a record per page, the page in its meta
+    pdf = new_file(fapi, name="manual.pdf")
+    fapi.post(f"dataset/{dataset}/file/{pdf}/attach", json={})
+    pages = ["Warranty\nThe kettle has a warranty of three years.", "Cleaning\nDescale the kettle monthly."]
+    fapi.post(f"file/{pdf}/upload", content=pdf_bytes(pages), headers={"Content-Type": "application/pdf"})
+    assert wait_synced(fapi, pdf)["syncStatus"] == "synced"
+    found = fapi.post(f"dataset/{dataset}/search", json={"search": "kettle warranty"}).json()["records"]
+    assert "three years" in found[0]["text"] and found[0]["meta"]["page"] == 1
+    answer = fapi.post(
+        "conversation/complete", json={"botId": bot, "messages": [{"type": "user", "text": "kettle warranty?"}]}
+    )
+    assert "three years" in answer.json()["text"]
+    fapi.post(f"file/{pdf}/delete", json={})
     # a sync replaces the file's records; others stay
     fapi.post(f"dataset/{dataset}/record/create", json={"text": "A record of its own."})
     count = len(records)
