@@ -8,6 +8,7 @@ import contextvars
 import itertools
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -348,7 +349,9 @@ class Dispatcher:
         # one's `left` scope, stopping the producer at its await) and, with
         # `keepalive`, sends the pings in the silences.
         sending = asyncio.Lock()  # the pinger and the producer take turns
-        last_sent = time.monotonic()
+        # The first ping comes after a random part of the interval: streams opened together
+        # (clients reconnecting after a deploy) do not all ping in the same instant forever.
+        last_sent = time.monotonic() - random.uniform(0, keepalive / 2)
         gone = False
         chunks = result.chunks
 
