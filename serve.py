@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import multiprocessing
 import os
@@ -150,11 +151,19 @@ def _follow_make() -> None:
     threading.Thread(target=watch, name="follow-make", daemon=True).start()
 
 
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
 def in_worker() -> None:
-    """In a worker of `WORKERS=N`: SIGHUP is the supervisor's to act on (it stops the
-    workers itself), so a closing terminal does not kill them from under it."""
+    """In an API process. In a worker of `WORKERS=N`: SIGHUP is the supervisor's to act
+    on (it stops the workers itself), so a closing terminal does not kill them from under
+    it. And the cycle collector runs less often than Python's default (every 700 net
+    allocations): a process holding thousands of open streams has many live objects, and
+    the frequent young-generation passes made its request latency 10-20% slower (bench
+    channel figures, issue 11); garbage that is not cyclic is freed at once regardless."""
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_api(sock: socket.socket, host: str, port: int, workers: int) -> None:
