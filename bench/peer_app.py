@@ -17,6 +17,7 @@ import time
 from contextlib import asynccontextmanager
 
 import asyncpg
+import limit_app  # noqa: E402  (bench/ is the script's folder)
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,11 +35,9 @@ FETCH_SQL = (
     "moderation, alias, name, description, blueprint_id, visibility "
     "FROM bots WHERE id = $1 AND account_id = $2"
 )
-INSERT_SQL = (
-    "INSERT INTO bots (id, account_id, created_at, updated_at, model, backstory, dataset_id, skillset_id, "
-    "privacy, moderation, alias, name, description, meta, blueprint_id, visibility) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-)
+# The bot and its event-log row in one statement, as botkit writes them (the limit's copy),
+# so that the comparison is of the same database work.
+INSERT_SQL = limit_app.INSERT_SQL
 
 
 class CamelModel(BaseModel):
@@ -147,6 +146,14 @@ async def create_bot(body: BotCreate, request: Request, account_id: str = Depend
         body.meta or {},
         body.blueprint_id,
         body.visibility,
+        *limit_app.event_args(
+            account_id,
+            "bot.create",
+            bot_id,
+            now,
+            {"datasetId": body.dataset_id, "skillsetId": body.skillset_id},
+            {"botId": bot_id},
+        ),
     )
     return Created(id=bot_id)
 

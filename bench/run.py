@@ -220,7 +220,10 @@ def check_sql_drift() -> list[str]:
             "token": (limit_app.TOKEN_SQL, token_sql),
             "token (peer)": (peer_app.TOKEN_SQL, token_sql),
             "fetch (peer)": (peer_app.FETCH_SQL, TABLE.fetch_sql),
-            "create (peer)": (peer_app.INSERT_SQL, TABLE.insert_sql),
+            "create (peer)": (
+                peer_app.INSERT_SQL,
+                with_event(TABLE.insert_sql + " RETURNING id", len(TABLE.insert_columns) + 1, False),
+            ),
             "fetch": (limit_app.FETCH_SQL, TABLE.fetch_sql),
             "list": (limit_app.LIST_SQL, TABLE.list_sql("account_id", True, False, False, ())),
             "deep": (limit_app.LIST_CURSOR_SQL, TABLE.list_sql("account_id", True, True, False, ())),
