@@ -652,20 +652,18 @@ def targets(res: dict) -> list[dict]:
         None if v is None else v < bound and j.get("ok", False),
         " MB",
     )
-    fl = res.get("files")
-    for text, key, limit in files.TARGETS:
-        if fl is None:
-            out.append({"target": text, "measured": "failed (see the notes)", "value": None, "met": "–"})
-        else:
-            v = fl.get(key)
-            add(text, v, None if v is None else (v >= limit if key.endswith("ratio") else v < limit))
-    chan = res.get("channels")
-    for text, key, limit in channels.TARGETS:
-        if chan is None:
-            out.append({"target": text, "measured": "failed (see the notes)", "value": None, "met": "–"})
-        else:
-            v = chan.get(key)
-            add(text, v, None if v is None else (v <= limit if key == "idle_ratio" else v < limit))
+
+    def against(figures: dict | None, targets, holds: Callable[[str, float, float], bool]) -> None:
+        """A benchmark module's (text, key, limit) targets, met as `holds(key, value, limit)` says."""
+        for text, key, limit in targets:
+            if figures is None:
+                out.append({"target": text, "measured": "failed (see the notes)", "value": None, "met": "–"})
+            else:
+                v = figures.get(key)
+                add(text, v, None if v is None else holds(key, v, limit))
+
+    against(res.get("files"), files.TARGETS, lambda k, v, lim: v >= lim if k.endswith("ratio") else v < lim)
+    against(res.get("channels"), channels.TARGETS, lambda k, v, lim: v <= lim if k == "idle_ratio" else v < lim)
     engine = res.get("engine")
     for text, key, limit in engine_stream.TARGETS:
         if engine is None:

@@ -463,10 +463,8 @@ class PutSignedContent(Action):
             raise BadRequest("a JSON body cannot be a file's content here; send it as application/octet-stream")
         if upload.length is not None and s.limit >= 0 and upload.length != s.limit:
             raise BadRequest(f"the upload is {upload.length} bytes, the signed URL's {s.limit}")
-        own = Context(principal=_acting(s.account), pool=ctx.pool, request_id=ctx.request_id, services=ctx.services)
-        row = await own.pool.fetchrow("SELECT pending FROM files WHERE id = $1 AND account_id = $2", file_id, s.account)
-        if row is None:
-            raise NotFound("file not found")
+        own = _signed_for(ctx, s)
+        row = await _owned(own, file_id)
         storage = ctx.services.storage
         key = storage_key(s.account, file_id)
         limit = s.limit if s.limit >= 0 else ctx.services.settings.file_max_bytes
@@ -479,8 +477,9 @@ class PutSignedContent(Action):
         return IdResponse(id=file_id)
 
 
-def _acting(account_id: str) -> Principal:
-    return Principal(account_id=account_id, token_id="signed-url")
+def _signed_for(ctx: Context, s: Signed) -> Context:
+    """The request as the account the (checked) signed URL names."""
+    return Context(Principal(s.account, "signed-url"), ctx.pool, ctx.request_id, ctx.services)
 
 
 # --- downloading ----------------------------------------------------------------------
@@ -583,7 +582,7 @@ class GetSignedContent(Action):
     async def run(self, ctx: Context, call: Call) -> Raw:
         file_id, s = call.params["fileId"], call.query
         check_signed(ctx, "download", file_id, s)
-        own = Context(principal=_acting(s.account), pool=ctx.pool, request_id=ctx.request_id, services=ctx.services)
+        own = _signed_for(ctx, s)
         return await content_answer(call=call, ctx=own, row=await _owned(own, file_id))
 
 

@@ -22,7 +22,7 @@ from botkit.config import data_dir
 from botkit.store.embedded import EmbeddedPostgres
 from botkit.store.migrate import migrate
 from botkit.store.seaweedfs import SeaweedS3
-from botkit.testing import Api, new_account, start_app, suite_server_problem
+from botkit.testing import Api, FakeOpenAI, new_account, registry_for, start_app, suite_server_problem, use_models
 
 settings.register_profile(
     "botkit",
@@ -163,3 +163,21 @@ def s3_storage(seaweedfs):
         }
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake():
+    """A scripted OpenAI-compatible model server for the run (botkit.testing.FakeOpenAI)."""
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def models(fake, server):
+    """The fake provider as the configured models, for one test."""
+    fake.reset()
+    previous = use_models(server, registry_for(fake))
+    yield fake
+    use_models(server, previous)
+    fake.reset()

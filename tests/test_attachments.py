@@ -9,29 +9,12 @@ import base64
 import json
 
 import httpx
-import pytest
 
-from botkit.testing import FakeOpenAI, assert_error, registry_for, use_models
+from botkit.testing import assert_error
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture(scope="module")
-def fake():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def models(fake, server):
-    fake.reset()
-    previous = use_models(server, registry_for(fake))
-    yield fake
-    use_models(server, previous)
-    fake.reset()
 
 
 def sent_text(body: dict) -> str:

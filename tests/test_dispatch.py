@@ -12,27 +12,9 @@ import asyncpg
 import httpx
 import pytest
 
-from botkit.testing import Reply, assert_error, events, new_account, registry_for, start_app, use_models
+from botkit.testing import Reply, assert_error, events, new_account, start_app
 
 STEPS = ("completeBegin", "completeEnd")
-
-
-@pytest.fixture(scope="module")
-def fake():
-    from botkit.testing import FakeOpenAI
-
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def models(fake, server):
-    fake.reset()
-    previous = use_models(server, registry_for(fake))
-    yield fake
-    use_models(server, previous)
-    fake.reset()
 
 
 def dispatched(base_url: str, authorization: str, channel: str, timeout: float = 20) -> list[dict]:

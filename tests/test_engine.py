@@ -17,24 +17,7 @@ import pytest
 from botkit.config import Settings
 from botkit.engine import models as engine_models
 from botkit.engine.provider import EmbeddingsInfo
-from botkit.testing import FakeOpenAI, Reply, assert_error, events, registry_for, use_models
-
-
-@pytest.fixture(scope="module")
-def fake():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def models(fake, server):
-    """The fake provider as the configured models, for one test."""
-    fake.reset()
-    previous = use_models(server, registry_for(fake))
-    yield fake
-    use_models(server, previous)
-    fake.reset()
+from botkit.testing import Reply, assert_error, events, registry_for, use_models
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ from ...errors import NotFound
 from .. import bot, contact, conversation
 from ..common import BotConfig, ConfigBody, overlay
 from ..conversation import Entity, MessageType
-from .run import Run, answer, build, check_limits, conversation_run, history, user_message
+from .run import Run, answer, build, build_on_history, check_limits, conversation_run, user_message
 
 # --- request bodies -------------------------------------------------------------
 
@@ -372,15 +372,7 @@ class CompleteInConversation(Action):
             async with conn.transaction():
                 if body.text is not None:
                     await user_message(conn, ctx, run, body.text, body.entities)
-                job = await build(
-                    ctx,
-                    conn,
-                    run,
-                    await history(conn, ctx, run),
-                    functions=body.functions,
-                    extensions=body.extensions,
-                    limits=body.limits,
-                )
+                job = await build_on_history(ctx, conn, run, body)
         return await answer(ctx, call, run, job)
 
 
@@ -428,15 +420,7 @@ class ReceiveMessage(Action):
         async with ctx.pool.connection() as conn:
             run = await conversation_run(conn, ctx, call.params["conversationId"], self.answer)
             await check_limits(conn, ctx, 1)
-            job = await build(
-                ctx,
-                conn,
-                run,
-                await history(conn, ctx, run),
-                functions=body.functions,
-                extensions=body.extensions,
-                limits=body.limits,
-            )
+            job = await build_on_history(ctx, conn, run, body)
         return await answer(ctx, call, run, job)
 
 

@@ -27,7 +27,7 @@ from ...errors import ApiError, BadRequest, InternalError
 from ...store import queue
 from .. import channel as channels
 from . import CompleteBody, CompleteConversation, CompleteInConversation, ConversationCompleteBody
-from .run import _lines, build, check_limits, conversation_run, history, user_message
+from .run import build_on_history, check_limits, conversation_run, event_lines, user_message
 
 KIND = "dispatch"
 FLUSH_SECONDS = 0.05
@@ -105,15 +105,7 @@ class DispatchInConversation(Action):
                 if new:
                     if body.text is not None:
                         await user_message(conn, ctx, run, body.text, body.entities)
-                    await build(
-                        ctx,
-                        conn,
-                        run,
-                        await history(conn, ctx, run),
-                        functions=body.functions,
-                        extensions=body.extensions,
-                        limits=body.limits,
-                    )
+                    await build_on_history(ctx, conn, run, body)
         ctx.services.jobs.kick()
         return DispatchResult(channel_id=channel)
 
@@ -169,15 +161,7 @@ def handler(services: Any) -> queue.Handler:
                 if p["conversationId"] is not None:
                     body = msgspec.convert(p["body"], ConversationDispatchBody)
                     run = await conversation_run(conn, ctx, p["conversationId"], CompleteInConversation.answer)
-                    engine_job = await build(
-                        ctx,
-                        conn,
-                        run,
-                        await history(conn, ctx, run),
-                        functions=body.functions,
-                        extensions=body.extensions,
-                        limits=body.limits,
-                    )
+                    engine_job = await build_on_history(ctx, conn, run, body)
                 else:
                     run, engine_job = await CompleteConversation.prepare(
                         ctx, conn, msgspec.convert(p["body"], DispatchBody)
@@ -188,7 +172,7 @@ def handler(services: Any) -> queue.Handler:
                     raise InternalError("the dispatch is no longer held here")  # rolls the storing back
 
             run.finishing = finishing
-            async for chunk in _lines(ctx, run, engine_job):
+            async for chunk in event_lines(ctx, run, engine_job):
                 await out.write(chunk)
         except ApiError as exc:
             await out.write(error_line(exc.message, exc.code))

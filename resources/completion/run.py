@@ -220,6 +220,20 @@ async def build(
     return job
 
 
+async def build_on_history(ctx: Context, conn, run: Run, body: Any) -> Job:
+    """The job answering the conversation so far, with the request's functions,
+    extensions and limits (complete, receive and both sides of dispatch)."""
+    return await build(
+        ctx,
+        conn,
+        run,
+        await history(conn, ctx, run),
+        functions=body.functions,
+        extensions=body.extensions,
+        limits=body.limits,
+    )
+
+
 class AccountChannels:
     """The engine's view of the channels: this account's only."""
 
@@ -321,7 +335,7 @@ async def _collect(ctx: Context, run: Run, job: Job) -> Any:
     return run.answer(await _store(ctx, run, outcome), outcome)
 
 
-async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
+async def event_lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
     async for event in _events(ctx, run, job):
         if type(event) is str:
             yield token_line(event)
@@ -343,7 +357,7 @@ async def _lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
 
 async def answer(ctx: Context, call: Call, run: Run, job: Job) -> Any:
     if call.jsonl:
-        return await primed(_lines(ctx, run, job))
+        return await primed(event_lines(ctx, run, job))
     return await _collect(ctx, run, job)
 
 
