@@ -511,15 +511,17 @@ def _stream_tables(res: dict) -> list[str]:
     if fl:
         lines += [
             "",
-            f"Files (100 MB, botkit 1 worker on its local folder, median of {fl['runs']}; "
-            "directly: the same bytes written (fsynced) and read in the same folder; reads from the disk, "
-            "not the page cache):",
+            f"Files (100 MB, botkit 1 worker on its local folder, medians of {fl['runs']} rounds; "
+            "directly: the same bytes written (fsynced) and read in the same folder; the bare server: "
+            "blocking sockets, no framework, the upload hashed as botkit does, a reference and not a target; "
+            "reads from the disk, not the page cache; the client shares the two cores):",
             "",
-            "| | through botkit | directly | ratio |",
-            "|---|---:|---:|---:|",
-            f"| upload | {fl['upload_mb_s']:,.0f} MB/s | {fl['direct_write_mb_s']:,.0f} MB/s | {fl['upload_ratio']:.2f} |",
+            "| | through botkit | directly | botkit / directly | bare server | botkit / bare |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| upload | {fl['upload_mb_s']:,.0f} MB/s | {fl['direct_write_mb_s']:,.0f} MB/s | {fl['upload_ratio']:.2f} "
+            f"| {fl['bare_upload_mb_s']:,.0f} MB/s | {fl['upload_bare_ratio']:.2f} |",
             f"| download | {fl['download_mb_s']:,.0f} MB/s | {fl['direct_read_mb_s']:,.0f} MB/s "
-            f"| {fl['download_ratio']:.2f} |",
+            f"| {fl['download_ratio']:.2f} | {fl['bare_download_mb_s']:,.0f} MB/s | {fl['download_bare_ratio']:.2f} |",
             "",
             f"Server RSS growth while streaming: {fl['rss_growth_mb']:.1f} MB. A {fl['pdf_pages']}-page PDF "
             f"uploaded to a dataset's file: {fl['pdf_status']} into {fl['pdf_records']} records in "
@@ -1025,7 +1027,10 @@ def stop_all(servers: list[Server], pg: EmbeddedPostgres) -> None:
 
 
 def measure_files(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
-    log(f"files: {files.SIZE // 2**20} MB up and down through botkit and directly, then a {files.PDF_PAGES}-page PDF")
+    log(
+        f"files: {files.SIZE // 2**20} MB up and down through botkit, a bare server and directly, "
+        f"then a {files.PDF_PAGES}-page PDF"
+    )
     one = next(s for s in servers if s.name == "botkit-1w")
     try:
         return files.measure(one.base, setup.token, one.pids, WORK / "botkit" / "files")

@@ -51,7 +51,7 @@ log = logging.getLogger("botkit.store")
 
 MAX_KEY_BYTES = 1024  # S3's limit
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 256 * 1024  # measured: faster than 1 and 4 MiB (the copies stay in the cache)
 LOCAL_FLUSH = 1024 * 1024  # bytes gathered before one write to the file (in a thread)
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: at least 5 MiB (but the last); 10,000 parts max
 _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(?:\s*;\s*[\w.+-]+=(?:[\w.+-]+|\"[^\"\r\n]*\"))*$", re.ASCII)
@@ -162,12 +162,19 @@ def _discard(f: BinaryIO, tmp: Path) -> None:
     tmp.unlink(missing_ok=True)
 
 
-def _read_ahead(f: BinaryIO, n: int) -> bytes:
-    """Read n bytes, and ask the kernel to fetch the next few chunks meanwhile, so the disk
-    keeps working while this chunk goes out on the network."""
-    data = f.read(n)
-    os.posix_fadvise(f.fileno(), f.tell(), 8 * READ_CHUNK, os.POSIX_FADV_WILLNEED)
-    return data
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux
+
+
+def _read_cached(fd: int, into: memoryview, offset: int) -> bytes | None:
+    """What of `into`'s length the kernel has in memory at offset; None if reading would wait
+    on the disk, at the end of the file, or where RWF_NOWAIT is unknown (a thread tells)."""
+    if _NOWAIT is None:
+        return None
+    try:
+        got = os.preadv(fd, [into], offset, _NOWAIT)
+    except OSError:  # EAGAIN: not in memory; EOPNOTSUPP: not on this file system
+        return None
+    return bytes(into[:got]) if got else None
 
 
 def _open_range(path: Path, start: int, end: int | None) -> tuple[BinaryIO, int] | None:
@@ -289,24 +296,24 @@ class LocalStorage:
         if opened is None:
             return
         f, remaining = opened
-        # The next chunk is read while this one is sent (one read ahead).
-        ahead: asyncio.Future | None = None
+        fd, pos = f.fileno(), start
+        # What the kernel has already read ahead (the file is advised sequential) is taken
+        # without leaving the event loop, with RWF_NOWAIT, which never waits on the disk; only
+        # what is not in memory yet is read in a worker thread. (Asking for more read-ahead
+        # with WILLNEED made downloads slower: the advice itself reads.)
+        scratch = bytearray(READ_CHUNK)
         try:
             while remaining > 0:
-                if ahead is None:
-                    ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_read_ahead, f, min(READ_CHUNK, remaining)))
-                chunk = await ahead
-                ahead = None
+                n = min(READ_CHUNK, remaining)
+                chunk = _read_cached(fd, memoryview(scratch)[:n], pos)
+                if chunk is None:
+                    chunk = await anyio.to_thread.run_sync(os.pread, fd, n, pos)
                 if not chunk:  # truncated under us
                     break
+                pos += len(chunk)
                 remaining -= len(chunk)
-                if remaining > 0:
-                    ahead = asyncio.ensure_future(anyio.to_thread.run_sync(_read_ahead, f, min(READ_CHUNK, remaining)))
                 yield chunk
         finally:
-            if ahead is not None:
-                with contextlib.suppress(BaseException):
-                    await ahead
             f.close()  # no I/O to wait for on a file opened for reading
 
     async def stat(self, key: str) -> Stat | None:

@@ -191,6 +191,23 @@ def test_ranges_agree_with_slicing(storage, big, run, start, end):
     assert run(read_all(storage, big, start, end)) == whole[start : (None if end is None else end + 1)]
 
 
+def test_local_reads_agree_whether_the_kernel_has_the_bytes_in_memory_or_not(tmp_path, run, monkeypatch):
+    """A download takes what the page cache has without a thread (RWF_NOWAIT) and reads the
+    rest in one: both ways give the same bytes, also where RWF_NOWAIT does not exist."""
+    import botkit.store.files as files
+
+    storage = LocalStorage(tmp_path)
+    run(storage.start())
+    body = expected_body(3 * files.READ_CHUNK + 17)
+    run(storage.write("a/b", chunks(body), limit=len(body), content_type="application/octet-stream"))
+    assert run(read_all(storage, "a/b", 5, None)) == body[5:]
+    monkeypatch.setattr(files, "_NOWAIT", None)  # every chunk through the worker thread
+    assert run(read_all(storage, "a/b", 5, None)) == body[5:]
+    assert run(read_all(storage, "a/b", files.READ_CHUNK - 1, files.READ_CHUNK)) == body[
+        files.READ_CHUNK - 1 : files.READ_CHUNK + 1
+    ]
+
+
 def test_a_range_starting_past_the_end_is_empty(storage, big, run):
     assert run(read_all(storage, big, BIG)) == b""
     assert run(read_all(storage, big, BIG + 5, BIG + 10)) == b""
