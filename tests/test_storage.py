@@ -203,9 +203,10 @@ def test_local_reads_agree_whether_the_kernel_has_the_bytes_in_memory_or_not(tmp
     assert run(read_all(storage, "a/b", 5, None)) == body[5:]
     monkeypatch.setattr(files, "_NOWAIT", None)  # every chunk through the worker thread
     assert run(read_all(storage, "a/b", 5, None)) == body[5:]
-    assert run(read_all(storage, "a/b", files.READ_CHUNK - 1, files.READ_CHUNK)) == body[
-        files.READ_CHUNK - 1 : files.READ_CHUNK + 1
-    ]
+    assert (
+        run(read_all(storage, "a/b", files.READ_CHUNK - 1, files.READ_CHUNK))
+        == body[files.READ_CHUNK - 1 : files.READ_CHUNK + 1]
+    )
 
 
 def test_a_range_starting_past_the_end_is_empty(storage, big, run):
