@@ -30,7 +30,7 @@ from . import (
     task,
     usage,
 )
-from .completion import dispatch
+from .completion import dispatch, execution
 
 _MODULES = (
     bot,
@@ -85,8 +85,12 @@ async def services(state: Any) -> AsyncIterator[None]:
     await state.events.start()
     state.jobs = queue.Runner(
         state.pool,
-        {dispatch.KIND: dispatch.handler(state), file.SYNC: dataset.sync_handler(state)},
-        give_up={dispatch.KIND: dispatch.give_up(state)},
+        {
+            dispatch.KIND: dispatch.handler(state),
+            file.SYNC: dataset.sync_handler(state),
+            task.EXECUTION: execution.handler(state),
+        },
+        give_up={dispatch.KIND: dispatch.give_up(state), task.EXECUTION: execution.give_up(state)},
         concurrency=settings.job_concurrency,
     )
     if settings.job_concurrency > 0:

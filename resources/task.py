@@ -1,19 +1,27 @@
-"""Tasks (the records; running them on a schedule is later work), and the live
-stream of a task's workflow events (`task/{id}/subscribe`): operationBegin,
-operationEnd and error lines as its executions write them to the task's channel
-(`publish_event`), replayed with historyLength."""
+"""Tasks and their executions. `task/{id}/trigger` queues an execution (a job of kind
+EXECUTION, run by completion/execution.py wherever a runner takes it) and answers at
+once; `task/{id}/execution/list` shows them (status idle|running|canceled, outcome
+pending|success|failure, the summary, the conversation holding the transcript);
+`task/{id}/execution/{id}/cancel` and `task/{id}/cancel` stop them (within a second:
+the holder listens on the execution's cancel channel). `task/{id}/subscribe` streams
+the task's workflow events (operationBegin, operationEnd, error) as its executions
+write them to the task's channel (`publish_event`), replayed with historyLength.
+Running tasks on their schedule is later work."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, now_ms
 from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
-from ..actions.standard import Table, crud, record
+from ..actions.ids import new_id
+from ..actions.standard import Parent, Table, crud, record
 from ..actions.stream import ErrorEvent, PingEvent
 from ..errors import NotFound
+from ..store import queue
 from . import channel
 
 Positive = Amount
@@ -60,11 +68,111 @@ TABLE = Table(
 )
 
 
-class CancelTask(Action):
-    """Marks the task canceled (its executions come with the task runner)."""
+PARENT = Parent(table="tasks", param="taskId", column="task_id", noun="task")
+EXECUTION = "task.execution"  # the job kind
+
+
+class TaskExecution(Item):
+    meta: dict
+    status: Literal["idle", "running", "canceled"]
+    outcome: Literal["pending", "success", "failure"]
+    task_id: str
+    name: str | None = None
+    description: str | None = None
+    conversation_id: str | None = None
+    summary: str | None = None
+    completed_at: datetime | None = None
+
+
+class TaskExecutionCreate(Body):  # executions are made by trigger only (the table wants a create struct)
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+
+
+EXECUTIONS = Table(
+    name="task_executions",
+    noun="taskExecution",
+    item=TaskExecution,
+    create=TaskExecutionCreate,
+    tag="Task",
+    parent=PARENT,
+    filters=("status",),
+)
+
+
+def cancel_channel(execution_id: str) -> str:
+    return f"#cancel:{execution_id}"
+
+
+class TriggerTask(Action):
+    """Queue an execution of the task; it runs in the background (any process running jobs)."""
 
     tag = "Task"
-    summary = "Cancel a task"
+    summary = "Run the task now, in the background (`task/{taskId}/execution/list` shows how it goes)"
+    body = Body
+    response = IdResponse
+
+    async def run(self, ctx: Context, call: Call) -> IdResponse:
+        task_id = call.params["taskId"]
+        assert ctx.principal is not None
+        async with ctx.pool.connection() as conn, conn.transaction():
+            task = await conn.fetchrow(
+                "UPDATE tasks SET status = 'running', last_run_at = $3, updated_at = $3 "
+                "WHERE id = $1 AND account_id = $2 RETURNING name, description",
+                task_id,
+                ctx.account_id,
+                now_ms(),
+            )
+            if task is None:
+                raise NotFound("task not found")
+            execution_id, job_id, now = new_id(), new_id(), now_ms()
+            await conn.execute(
+                "INSERT INTO task_executions (id, account_id, task_id, job_id, name, description, created_at, "
+                "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                execution_id,
+                ctx.account_id,
+                task_id,
+                job_id,
+                task["name"],
+                task["description"],
+                now,
+            )
+            payload = {"executionId": execution_id, "taskId": task_id, "tokenId": ctx.principal.token_id}
+            await queue.enqueue(conn, job_id, ctx.account_id, EXECUTION, payload, key=execution_id)
+            await record(conn, ctx, TABLE, "trigger", task_id, {}, {"executionId": execution_id})
+        ctx.services.jobs.kick()
+        return IdResponse(id=task_id)
+
+
+async def cancel_executions(conn, ctx: Context, task_id: str, execution_id: str | None = None) -> list[str]:
+    """Cancel the task's unfinished executions (or one of them) and their jobs; their
+    holders are told on each execution's cancel channel once this commits."""
+    rows = await conn.fetch(
+        "UPDATE task_executions SET status = 'canceled', outcome = 'failure', summary = 'canceled', "
+        "completed_at = now(), updated_at = $3 "
+        "WHERE task_id = $1 AND account_id = $2 AND completed_at IS NULL AND ($4::text IS NULL OR id = $4) "
+        "RETURNING id, job_id",
+        task_id,
+        ctx.account_id,
+        now_ms(),
+        execution_id,
+    )
+    for r in rows:
+        await queue.cancel(conn, ctx.account_id, r["job_id"])
+    return [r["id"] for r in rows]
+
+
+async def tell_canceled(ctx: Context, execution_ids: list[str]) -> None:
+    for execution_id in execution_ids:
+        await channel.publish(ctx, cancel_channel(execution_id), [{"canceled": True}])
+
+
+class CancelTask(Action):
+    """Marks the task canceled and cancels its unfinished executions."""
+
+    tag = "Task"
+    summary = "Cancel a task (and its running executions)"
     body = Body
     response = IdResponse
 
@@ -78,8 +186,46 @@ class CancelTask(Action):
             )
             if canceled is None:
                 raise NotFound("task not found")
+            stopped = await cancel_executions(conn, ctx, canceled)
             await record(conn, ctx, TABLE, "cancel", canceled, {})
+        await tell_canceled(ctx, stopped)
         return IdResponse(id=canceled)
+
+
+class CanceledExecution(msgspec.Struct, rename="camel"):
+    id: str
+    task_id: str
+
+
+class CancelExecution(Action):
+    tag = "Task"
+    summary = "Cancel a task execution (a running one stops within a second)"
+    body = Body
+    response = CanceledExecution
+
+    async def run(self, ctx: Context, call: Call) -> CanceledExecution:
+        task_id, execution_id = call.params["taskId"], call.params["taskExecutionId"]
+        async with ctx.pool.connection() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "SELECT completed_at IS NULL FROM task_executions WHERE id = $1 AND task_id = $2 "
+                "AND account_id = $3 FOR UPDATE",
+                execution_id,
+                task_id,
+                ctx.account_id,
+            )
+            if found is None:
+                raise NotFound("task execution not found")
+            stopped = await cancel_executions(conn, ctx, task_id, execution_id) if found else []
+            if stopped:
+                await ctx.services.events.record(
+                    conn,
+                    ctx.account_id,
+                    "task.execution.cancel",
+                    meta={"executionId": execution_id},
+                    refs={"task_id": task_id},
+                )
+        await tell_canceled(ctx, stopped)
+        return CanceledExecution(id=execution_id, task_id=task_id)
 
 
 # --- workflow events -------------------------------------------------------------------
@@ -151,5 +297,8 @@ ACTIONS: list[Action] = [
         export="/task/export",
     ),
     CancelTask("/task/{taskId}/cancel"),
+    TriggerTask("/task/{taskId}/trigger"),
+    *crud(EXECUTIONS, list="/task/{taskId}/execution/list"),
+    CancelExecution("/task/{taskId}/execution/{taskExecutionId}/cancel"),
     SubscribeTask("/task/{taskId}/subscribe"),
 ]

@@ -60,6 +60,15 @@ async def finish(conn, job: Job) -> bool:
     return done is not None
 
 
+async def held(conn, job: Job) -> bool:
+    """Whether this runner still holds the job, locking its row until the caller's
+    transaction ends (so a takeover waits for what this one is storing)."""
+    row = await conn.fetchval(
+        "SELECT id FROM jobs WHERE id = $1 AND holder = $2 AND state = 'running' FOR UPDATE", job.id, job.holder
+    )
+    return row is not None
+
+
 Handler = Callable[[Job], Awaitable[None]]
 GiveUp = Callable[[Job], Awaitable[None]]  # told of a job failed after MAX_ATTEMPTS claims
 

@@ -167,6 +167,15 @@ async def _python_sdk(base: str, token: str) -> None:
     assert (await client.memory.fetch(memory.id)).text == "Ann likes tea."
     task = await client.task.create({"name": "t", "description": "do it", "botId": bot.id})
     assert (await client.task.fetch(task.id)).name == "t"
+    # a task run in the background on the default model, with no configuration
+    greet = await client.task.create({"name": "greet", "description": "Greet the team."})
+    assert (await client.task.trigger(greet.id)).id == greet.id
+    for _ in range(300):
+        executions = (await client.task.execution.list(greet.id)).items
+        if executions and executions[0].outcome.value != "pending":
+            break
+        await asyncio.sleep(0.1)
+    assert executions[0].outcome.value == "success" and executions[0].summary and executions[0].completed_at
     file = await client.file.create({"name": "notes.txt"})
     assert (await client.file.fetch(file.id)).name == "notes.txt"
     assert (await client.usage.fetch()).tokens >= 0

@@ -60,8 +60,8 @@ class Run:
     conversation_id: str | None = None  # None: nothing is stored but usage
     contact_id: str | None = None
     task_id: str | None = None
-    # in the transaction that stores the finished completion (a background job marks
-    # itself done there, so a completion is never stored twice)
+    # first in the transaction that stores the finished completion (a background job
+    # marks itself done there, so a completion is never stored twice)
     finishing: Callable[[Any], Awaitable[None]] | None = None
 
 
@@ -261,6 +261,8 @@ def _storable(meta: dict) -> dict:
 async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
     """The finished completion: activity messages, the bot message, the usage row."""
     async with ctx.pool.connection() as conn, conn.transaction():
+        if run.finishing is not None:  # first: what it writes comes before the answer
+            await run.finishing(conn)
         message_id = None
         if run.conversation_id is not None:
             rows = [NewMessage("activity", m.text, _storable(m.meta or {})) for m in outcome.messages]
@@ -293,8 +295,6 @@ async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
         if message_id is not None:
             meta["messageId"] = message_id
         await ctx.services.events.record(conn, ctx.account_id, "completion.finish", meta=meta, refs=_refs(run))
-        if run.finishing is not None:
-            await run.finishing(conn)
         return message_id
 
 

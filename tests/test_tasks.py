@@ -1,0 +1,218 @@
+"""Task executions (issue 13): trigger queues one on the job queue and answers at once;
+an execution runs the task's bot iteration after iteration until the model exits or
+answers, within maxIterations and maxTime; cancel stops it; sessions are reused for
+sessionDuration; the workflow events reach `task/{id}/subscribe`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from types import SimpleNamespace
+
+import asyncpg
+import httpx
+
+from botkit.testing import Reply, assert_error, new_account, start_app
+
+
+def wait_execution(api, task_id: str, timeout: float = 30, done=lambda e: e["outcome"] != "pending") -> dict:
+    """The task's newest execution once `done` holds for it."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        items = api.get(f"task/{task_id}/execution/list", params={"order": "desc", "take": 1}).json()["items"]
+        if items and done(items[0]):
+            return items[0]
+        seen = items
+        time.sleep(0.1)
+    raise AssertionError(f"the execution did not get there: {seen}")
+
+
+def bot(api, **fields) -> str:
+    return api.post("bot/create", json={"model": "fake-model", **fields}).json()["id"]
+
+
+def messages(api, conversation_id: str) -> list[tuple[str, str]]:
+    items = api.get(f"conversation/{conversation_id}/message/list", params={"order": "asc", "take": 100}).json()
+    return [(m["type"], m["text"]) for m in items["items"]]
+
+
+def test_a_triggered_task_runs_on_the_built_in_model_to_success(api):
+    task = api.post("task/create", json={"name": "hello", "description": "Say hello to the team."}).json()["id"]
+    answer = api.post(f"task/{task}/trigger", json={})
+    assert answer.status_code == 200 and answer.json() == {"id": task}
+    execution = wait_execution(api, task)
+    assert execution["status"] == "idle" and execution["outcome"] == "success", execution
+    assert execution["summary"] and execution["taskId"] == task and execution["name"] == "hello"
+    assert execution["completedAt"].endswith("Z") or "+" in execution["completedAt"]  # date-time, as the reference
+    said = messages(api, execution["conversationId"])
+    assert said[0] == ("user", "Carry out this task:\n\nSay hello to the team.") and said[-1][0] == "bot"
+    assert said[-1][1] == execution["summary"]
+    fetched = api.get(f"task/{task}/fetch").json()
+    assert fetched["status"] == "idle" and fetched["outcome"] == "success" and fetched["lastRunAt"] > 0
+    assert api.get("usage/list").json()["items"], "the execution's completion records its usage"
+    types = [e["type"] for e in api.get("event/log/list", params={"take": 50}).json()["items"]]
+    assert "task.trigger" in types and "task.execution.finish" in types
+
+
+def test_the_model_plans_and_exits_and_its_calls_are_the_task_events(api, models, server):
+    task = api.post("task/create", json={"description": "Count the orders", "botId": bot(api)}).json()["id"]
+    models.push(
+        Reply(tokens=[], tool_calls=[("plan", '{"steps": ["read", "count"]}')]),
+        Reply(tokens=[], tool_calls=[("exit", '{"code": 0, "message": "42 orders"}')]),
+        Reply(tokens=["Done: 42 orders."]),
+    )
+    api.post(f"task/{task}/trigger", json={})
+    execution = wait_execution(api, task)
+    assert (execution["outcome"], execution["summary"]) == ("success", "42 orders")
+    said = messages(api, execution["conversationId"])
+    assert [t for t, _ in said] == ["user", "activity", "activity", "bot"]
+    # the model saw the execution's functions and the guidelines
+    first = models.bodies[0]
+    assert {t["function"]["name"] for t in first["tools"]} >= {"plan", "progress", "exit"}
+    assert "Task execution guidelines" in first["messages"][0]["content"]
+    with (
+        httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": api.headers["authorization"]}) as c,
+        c.stream("POST", f"task/{task}/subscribe", json={"historyLength": 10}, timeout=10) as r,
+    ):
+        replayed = []
+        for line in r.iter_lines():
+            replayed.append(json.loads(line))
+            if len(replayed) == 4:
+                break
+    assert [e["type"] for e in replayed] == ["operationBegin", "operationEnd"] * 2
+    assert [e["data"]["action"]["name"] for e in replayed[::2]] == ["plan", "exit"]
+    assert replayed[0]["data"]["action"]["input"] == {"steps": ["read", "count"]}
+
+
+def test_an_exit_with_a_non_zero_code_is_a_failure(api, models):
+    task = api.post("task/create", json={"description": "Find the file", "botId": bot(api)}).json()["id"]
+    models.push(Reply(tokens=[], tool_calls=[("exit", '{"code": 2, "message": "no such file"}')]), Reply(tokens=[]))
+    api.post(f"task/{task}/trigger", json={})
+    execution = wait_execution(api, task)
+    assert (execution["outcome"], execution["summary"]) == ("failure", "no such file")
+    assert api.get(f"task/{task}/fetch").json()["outcome"] == "failure"
+
+
+def test_a_runaway_model_stops_at_max_iterations(api, models):
+    task = api.post("task/create", json={"description": "Loop", "botId": bot(api), "maxIterations": 2}).json()["id"]
+    models.default = Reply(tokens=[], tool_calls=[("progress", '{"current": "still going"}')])
+    api.post(f"task/{task}/trigger", json={})
+    execution = wait_execution(api, task)
+    assert execution["outcome"] == "failure" and "within 2 iterations" in execution["summary"]
+    said = messages(api, execution["conversationId"])
+    assert [t for t, text in said if t == "user"] == ["user", "user"]  # the task, then one "continue"
+    assert said[1][1] != said[0][1]
+
+
+def test_max_time_ends_a_slow_execution(api, models):
+    task = api.post("task/create", json={"description": "Slow", "botId": bot(api), "maxTime": 1000}).json()["id"]
+    models.default = Reply(tokens=["a"] * 20, delay=0.5)
+    api.post(f"task/{task}/trigger", json={})
+    execution = wait_execution(api, task, timeout=20)
+    assert execution["outcome"] == "failure" and "maxTime" in execution["summary"]
+    assert messages(api, execution["conversationId"]) == []  # the unfinished iteration stored nothing
+
+
+def test_cancel_stops_a_running_execution_within_a_second_or_two(api, models):
+    task = api.post("task/create", json={"description": "Slow", "botId": bot(api)}).json()["id"]
+    models.default = Reply(tokens=["a"] * 100, delay=0.2)
+    api.post(f"task/{task}/trigger", json={})
+    running = wait_execution(api, task, done=lambda e: e["status"] == "running")
+    while not models.seen:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    answer = api.post(f"task/{task}/execution/{running['id']}/cancel", json={})
+    assert answer.json() == {"id": running["id"], "taskId": task}
+    execution = wait_execution(api, task, done=lambda e: e["status"] == "canceled")
+    assert execution["outcome"] == "failure" and execution["completedAt"]
+    while models.seen[-1].ended is None and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert models.seen[-1].abandoned, "the model call was stopped, not left to run"
+    assert (
+        api.get(f"task/{task}/execution/list", params={"status": "canceled"}).json()["items"][0]["id"] == running["id"]
+    )
+    # canceling again (or a finished one) is not an error: it stays as it is
+    assert api.post(f"task/{task}/execution/{running['id']}/cancel", json={}).status_code == 200
+
+
+def test_task_cancel_cancels_its_queued_executions(api, models):
+    task = api.post("task/create", json={"description": "Slow", "botId": bot(api)}).json()["id"]
+    models.default = Reply(tokens=["a"] * 100, delay=0.2)
+    for _ in range(2):
+        api.post(f"task/{task}/trigger", json={})
+    assert api.post(f"task/{task}/cancel", json={}).json() == {"id": task}
+    items = api.get(f"task/{task}/execution/list").json()["items"]
+    assert len(items) == 2 and {e["status"] for e in items} == {"canceled"}
+
+
+def test_executions_share_a_conversation_within_the_session_duration(api):
+    session = api.post("task/create", json={"description": "Hi", "sessionDuration": 600_000}).json()["id"]
+    fresh = api.post("task/create", json={"description": "Hi"}).json()["id"]
+    for task in (session, fresh):
+        conversations = []
+        for _ in range(2):
+            api.post(f"task/{task}/trigger", json={})
+            conversations.append(wait_execution(api, task, done=lambda e: "completedAt" in e)["conversationId"])
+            time.sleep(0.01)
+        assert (conversations[0] == conversations[1]) is (task == session)
+    assert len(api.get(f"task/{session}/execution/list").json()["items"]) == 2
+
+
+def test_unknown_and_foreign_tasks_and_executions_are_404(api, other):
+    assert_error(api.post("task/nope/trigger", json={}), 404, "NOT_FOUND")
+    assert_error(api.get("task/nope/execution/list"), 404, "NOT_FOUND")
+    task = api.post("task/create", json={"description": "x"}).json()["id"]
+    assert_error(api.post(f"task/{task}/execution/nope/cancel", json={}), 404, "NOT_FOUND")
+    assert_error(other.post(f"task/{task}/trigger", json={}), 404, "NOT_FOUND")
+    assert_error(other.get(f"task/{task}/execution/list"), 404, "NOT_FOUND")
+    assert api.get(f"task/{task}/execution/list").json()["items"] == []
+
+
+def test_an_execution_held_by_a_dead_runner_is_resumed_or_given_up(fresh_database):
+    """A runner that dies mid-execution stops renewing its lease: another takes the job
+    over when the lease runs out and goes on from the iterations done; after
+    MAX_ATTEMPTS claims the execution fails instead of running forever."""
+    dsn = fresh_database()
+    quiet = start_app(dsn, rate_limit=0, rate_limit_account=0, job_concurrency=0)  # queues, runs nothing
+    _, secret = asyncio.run(new_account(dsn, None, None))
+    try:
+        with httpx.Client(base_url=quiet.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}) as c:
+            resumed, lost = (c.post("task/create", json={"description": "Report"}).json()["id"] for _ in range(2))
+            for task in (resumed, lost):
+                c.post(f"task/{task}/trigger", json={})
+
+        async def held_by_the_dead() -> None:
+            conn = await asyncpg.connect(dsn)
+            try:  # as a runner that claimed them, did one iteration and died: leases end in a second
+                due = int(time.time() * 1000) + 1000
+                for task, attempts in ((resumed, 1), (lost, 3)):
+                    execution = await conn.fetchval(
+                        "UPDATE task_executions SET status = 'running', iterations = 1 WHERE task_id = $1 RETURNING id",
+                        task,
+                    )
+                    await conn.execute(
+                        "UPDATE jobs SET state = 'running', holder = 'dead', attempts = $2, due_at = $3 WHERE key = $1",
+                        execution,
+                        attempts,
+                        due,
+                    )
+            finally:
+                await conn.close()
+
+        asyncio.run(held_by_the_dead())
+        runner = start_app(dsn, rate_limit=0, rate_limit_account=0)
+        try:
+            with httpx.Client(base_url=runner.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}) as c:
+                api = SimpleNamespace(get=c.get)
+                done = wait_execution(api, resumed, timeout=40)
+                assert done["outcome"] == "success", done
+                said = messages(api, done["conversationId"])
+                assert said[0][0] == "user" and said[0][1].startswith("Continue with the task")  # iteration 2 on
+                failed = wait_execution(api, lost, timeout=40)
+                assert failed["outcome"] == "failure" and "given up" in failed["summary"]
+        finally:
+            runner.stop()
+    finally:
+        quiet.stop()
