@@ -10,6 +10,7 @@ streams."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,8 @@ class Ability:
     name: str
     description: str
     instruction: str
+    parameters: dict[str, Any] | None = None  # JSON Schema of what its action asks for
+    execute: Callable[[Any], Awaitable[Any]] | None = None  # its action (None: free text only)
 
 
 @dataclass
@@ -181,9 +184,10 @@ def ability_tools(abilities: list[Ability], taken: set[str]) -> list[Tool]:
         Tool(
             name=tool_name(a.name or "ability", taken),
             description=a.description or a.name,
-            parameters=_EMPTY_PARAMETERS,
+            parameters=a.parameters or _EMPTY_PARAMETERS,
             kind="ability",
             instruction=a.instruction,
+            execute=a.execute,
         )
         for a in abilities[: ABILITIES_MAX * 2]
     ]

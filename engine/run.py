@@ -179,7 +179,7 @@ async def _wait_for_channels(
         yield Waiting(False, tool.channel, c.name, args)
 
 
-def _run_calls(
+async def _run_calls(
     job: Job,
     finish: Finish,
     said: str,
@@ -212,7 +212,7 @@ def _run_calls(
             )
             done.stop = "activity"
             continue
-        result = answered[c.id] if c.id in answered else run_tool(tool, c.name, args)
+        result = answered[c.id] if c.id in answered else await run_tool(tool, c.name, args)
         encoded = tokens.truncate(msgspec.json.encode(result).decode(), max(16, window // 4))
         done.messages.append(
             Message(
@@ -296,7 +296,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Signal
             answered: dict[str, Any] = {}
             async for event in _wait_for_channels(job, finish, by_name, calls, answered):
                 yield event
-            done = _run_calls(job, finish, call_text, by_name, calls, window, answered)
+            done = await _run_calls(job, finish, call_text, by_name, calls, window, answered)
             calls = done.calls
             for m in done.messages:
                 stored.append(m)

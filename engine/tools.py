@@ -6,12 +6,14 @@
   run: the engine emits the call as an activity message and ends the completion with
   `end.reason = "activity"`.
 - A skillset ability (stored or inline `extensions.skillsets`) is offered with its
-  name and description; calling it gives the model the ability's instruction (botkit
-  has no ability runtime yet; see engine/README.md)."""
+  name, description and the parameters its action block asks for; calling it runs
+  its action (`execute`, engine/abilities.py) and gives the model the result, or, for
+  an ability of free text only, gives the model the instruction to follow."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ class Tool:
     result: Any = None  # a function's fixed result.data
     channel: str | None = None  # a client function whose result is published to this channel
     instruction: str = ""  # an ability's instruction
+    execute: Callable[[Any], Awaitable[Any]] | None = None  # an ability's action, given the arguments
 
 
 def tool_name(raw: str, taken: set[str]) -> str:
@@ -78,13 +81,16 @@ def parse_arguments(raw: str) -> Any:
         return raw
 
 
-def run(tool: Tool | None, name: str, arguments: Any) -> Any:
-    """The result the model gets for a call the engine runs itself."""
+async def run(tool: Tool | None, name: str, arguments: Any) -> Any:
+    """The result the model gets for a call the engine runs itself. An action that
+    fails gives the model the error (it may try otherwise), not the completion."""
     if tool is None:
         return {"error": f"there is no function named {name!r}"}
+    if tool.execute is not None:
+        try:
+            return await tool.execute(arguments)
+        except Exception as exc:  # noqa: BLE001 -- the model is told; the action's own errors are values
+            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
     if tool.kind == "ability":
-        return {
-            "instruction": tool.instruction,
-            "note": "botkit does not run ability instructions itself yet; use the instruction as guidance",
-        }
+        return {"instruction": tool.instruction}
     return tool.result
