@@ -513,12 +513,22 @@ def _safe_filename(name: str | None) -> str | None:
 
 
 async def _request(
-    pool: httpcore.AsyncConnectionPool, url: httpx.URL, headers: dict[str, str], policy: FetchPolicy, deadline: float
+    pool: httpcore.AsyncConnectionPool,
+    url: httpx.URL,
+    headers: dict[str, str],
+    policy: FetchPolicy,
+    deadline: float,
+    method: str = "GET",
+    content: bytes | None = None,
 ) -> httpcore.Response:
+    sent = [(b"Host", url.netloc), *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+    if content is not None:
+        sent.append((b"Content-Length", str(len(content)).encode()))
     request = httpcore.Request(
-        "GET",
+        method,
         httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-        headers=[(b"Host", url.netloc), *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())],
+        headers=sent,
+        content=content,
         extensions={"timeout": {"connect": policy.connect_timeout}},
     )
     with _mapped(url.host, policy):
@@ -533,16 +543,22 @@ async def _open(
     deadline: float,
     max_bytes: int,
     extra: Mapping[str, str] | None,
+    method: str = "GET",
+    content: bytes | None = None,
+    any_status: bool = False,
 ) -> FetchResponse:
-    """GET `text`, following redirects (each hop's URL checked, each connection pinned)."""
+    """GET `text` (or `method` with `content`), following redirects (each hop's URL
+    checked, each connection pinned). A request with a body is not redirected: a 3xx
+    is its answer. `any_status`: an answer of 300 and above is returned, not raised."""
     url = _parse_url(text)
-    given = {k: v for k, v in (extra or {}).items() if k.lower() not in ("host", "accept-encoding")}
+    dropped = ("host", "accept-encoding", "content-length", "transfer-encoding")
+    given = {k: v for k, v in (extra or {}).items() if k.lower() not in dropped}
     headers = {"User-Agent": policy.user_agent, "Accept": "*/*", "Accept-Encoding": "identity", **given}
     chain = [str(url)]
     while True:
-        raw = await _request(pool, url, headers, policy, deadline)
+        raw = await _request(pool, url, headers, policy, deadline, method, content)
         location = dict((k.lower(), v) for k, v in raw.headers).get(b"location")
-        if raw.status not in REDIRECTS or location is None:
+        if raw.status not in REDIRECTS or location is None or method not in ("GET", "HEAD"):
             break
         await raw.aclose()
         if len(chain) > policy.max_redirects:
@@ -557,7 +573,7 @@ async def _open(
         url = target
         chain.append(str(url))
     response = FetchResponse(raw, url=url, chain=chain, policy=policy, max_bytes=max_bytes, deadline=deadline)
-    if raw.status >= 300:
+    if raw.status >= 300 and not any_status:
         await raw.aclose()
         reason = raw.extensions.get("reason_phrase", b"").decode("latin-1", "replace")
         what = "a redirect without a Location" if raw.status < 400 else reason
@@ -574,11 +590,19 @@ async def _open(
 
 @asynccontextmanager
 async def fetch(
-    url: str, policy: FetchPolicy | None = None, *, max_bytes: int, headers: Mapping[str, str] | None = None
+    url: str,
+    policy: FetchPolicy | None = None,
+    *,
+    max_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    method: str = "GET",
+    content: bytes | None = None,
+    any_status: bool = False,
 ) -> AsyncIterator[FetchResponse]:
     """GET a user's URL safely (see the module's docstring). `headers` are sent as
     well (Authorization and Cookie only to the first origin; Host and Accept-Encoding
-    are the fetch's own). Raises a FetchError."""
+    are the fetch's own). An ability's request may have another `method` and a body
+    (`content`), and takes any answer (`any_status`). Raises a FetchError."""
     policy = policy or DEFAULT_POLICY
     deadline = asyncio.get_running_loop().time() + policy.total_timeout
     pool = httpcore.AsyncConnectionPool(
@@ -591,7 +615,7 @@ async def fetch(
         network_backend=_PinnedBackend(policy),
     )
     try:
-        response = await _open(pool, url, policy, deadline, max_bytes, headers)
+        response = await _open(pool, url, policy, deadline, max_bytes, headers, method, content, any_status)
         try:
             yield response
         finally:

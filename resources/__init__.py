@@ -30,9 +30,10 @@ from . import (
     task,
     usage,
 )
-from .completion import dispatch, execution
+from .completion import abilities, dispatch, execution
 
 _MODULES = (
+    abilities,
     bot,
     channel,
     completion,
@@ -67,8 +68,8 @@ ROUTES: list[Action] = _ordered([a for m in _MODULES for a in m.ACTIONS])
 @contextlib.asynccontextmanager
 async def services(state: Any) -> AsyncIterator[None]:
     """What runs beside the requests of an API process: the event log (its taps and
-    pruning) and the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
-    `botkit worker` processes run them)."""
+    pruning), the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
+    `botkit worker` processes run them) and, beside it, the tasks' scheduler."""
     settings = state.settings
     credentials = {
         "BOTKIT_STORAGE_ACCESS_KEY_ID": settings.storage_access_key_id,
@@ -93,11 +94,14 @@ async def services(state: Any) -> AsyncIterator[None]:
         give_up={dispatch.KIND: dispatch.give_up(state), task.EXECUTION: execution.give_up(state)},
         concurrency=settings.job_concurrency,
     )
+    scheduler = task.Scheduler(state)
     if settings.job_concurrency > 0:
         await state.jobs.start()
+        await scheduler.start()  # where jobs run, tasks' schedules fire
     try:
         yield
     finally:
+        await scheduler.stop()
         await state.jobs.stop()
         await state.events.stop()
         await state.storage.close()

@@ -10,6 +10,7 @@ import msgspec
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Table, crud, record
+from ..engine.abilities import formatted, secret_key
 from ..errors import NotFound
 
 SecretKind = Literal["shared", "personal"]
@@ -110,6 +111,31 @@ class RevokeSecret(Action):
                 raise NotFound("secret not found")
             await record(conn, ctx, TABLE, "revoke", revoked, {})
         return IdResponse(id=revoked)
+
+
+async def values_for(
+    conn, account_id: str, keys: set[str], *, default_id: str | None, contact_id: str | None
+) -> dict[str, str]:
+    """The values an ability's request carries, by `${SECRET_<key>}` key ("DEFAULT":
+    the ability's own secret), formatted by type: the account's shared secrets and
+    the contact's personal ones (these first). The one query that reads `value`; what
+    it returns goes into an outgoing request, never into a response."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT id, name, type, value FROM secrets WHERE account_id = $1 AND value IS NOT NULL "
+        "AND (contact_id IS NULL OR contact_id = $2) ORDER BY contact_id NULLS LAST, id LIMIT 1000",
+        account_id,
+        contact_id,
+    )
+    found: dict[str, str] = {}
+    for r in rows:
+        key = "DEFAULT" if r["id"] == default_id else secret_key(r["name"] or "")
+        if key in keys and key not in found:
+            found[key] = formatted(r["type"], r["value"])
+        if r["id"] == default_id and (named := secret_key(r["name"] or "")) in keys and named not in found:
+            found[named] = formatted(r["type"], r["value"])
+    return found
 
 
 ACTIONS: list[Action] = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..actions.base import Action
 from ..actions.fields import Alias, Body, Description, Item, LongText, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Parent, Table, crud
+from ..engine import abilities
 from ..engine.job import ABILITIES_MAX
-from ..engine.job import Ability as EngineAbility
 
 
 class Skillset(Item):
@@ -55,6 +55,9 @@ class AbilityCreate(Body):
     space_id: Ref | None = None
     instruction: LongText | None = None
 
+    # an action block botkit cannot run is a 400 now, not a surprise when a model calls it
+    checks = {"instruction": abilities.check}
+
 
 ABILITIES = Table(
     name="abilities",
@@ -69,16 +72,16 @@ ABILITIES = Table(
 )
 
 
-async def abilities_of(conn, account_id: str, skillset_id: str) -> list[EngineAbility]:
-    """A skillset's abilities, as the engine offers them to the model (oldest first)."""
-    rows = await conn.fetch(
-        "SELECT name, description, instruction FROM abilities "
+async def abilities_of(conn, account_id: str, skillset_id: str) -> list:
+    """A skillset's abilities as completions run them (oldest first): name,
+    description, instruction, secret_id, bot_id."""
+    return await conn.fetch(
+        "SELECT name, description, instruction, secret_id, bot_id FROM abilities "
         "WHERE skillset_id = $1 AND account_id = $2 ORDER BY id LIMIT $3",
         skillset_id,
         account_id,
         ABILITIES_MAX,
     )
-    return [EngineAbility(name=r["name"], description=r["description"], instruction=r["instruction"]) for r in rows]
 
 
 ACTIONS: list[Action] = [

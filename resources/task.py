@@ -6,25 +6,79 @@ pending|success|failure, the summary, the conversation holding the transcript);
 the holder listens on the execution's cancel channel). `task/{id}/subscribe` streams
 the task's workflow events (operationBegin, operationEnd, error) as its executions
 write them to the task's channel (`publish_event`), replayed with historyLength.
-Running tasks on their schedule is later work."""
+
+A task with a `schedule` (a cron expression of five fields, or hourly, daily, weekly,
+monthly, yearly; `never` or none for no schedule) in its `timezone` (IANA, default
+UTC) has `nextRunAt`; every process that runs jobs looks for due tasks every
+SCHEDULE_POLL_SECONDS (`Scheduler`) and fires each in the transaction that moves its
+`nextRunAt` on (FOR UPDATE SKIP LOCKED): one execution per due time however many
+processes look. A time missed while nothing ran fires once, late, not once per miss."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from cronsim import CronSim, CronSimError
 
-from ..actions.base import Action, Call, Context, Stream, now_ms
+from ..actions.base import Action, Call, Context, Principal, Stream, now_ms
 from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
 from ..actions.ids import new_id
-from ..actions.standard import Parent, Table, crud, record
+from ..actions.standard import CreateAction, Parent, Table, UpdateAction, crud, record
 from ..actions.stream import ErrorEvent, PingEvent
 from ..errors import NotFound
 from ..store import queue
 from . import channel
 
 Positive = Amount
+log = logging.getLogger("botkit")
+SCHEDULE_POLL_SECONDS = 2.0
+SCHEDULE_NAMES = {
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * 0",
+    "monthly": "0 0 1 * *",
+    "yearly": "0 0 1 1 *",
+    "annually": "0 0 1 1 *",
+}
+UNSCHEDULED = ("", "never", "none", "manual")
+
+
+def _zone(timezone: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: {str(timezone)[:64]!r} is not an IANA time zone (Europe/London, UTC)") from None
+
+
+def next_run(schedule: str | None, timezone: str | None, after_ms: int) -> int | None:
+    """When a task of this schedule runs next after `after_ms` (ms), or None when it has
+    no schedule. ValueError for a schedule or time zone that is not one."""
+    text = (schedule or "").strip().lower().removeprefix("@")
+    if text in UNSCHEDULED:
+        return None
+    expression = SCHEDULE_NAMES.get(text, (schedule or "").strip())
+    start = datetime.fromtimestamp(after_ms / 1000, _zone(timezone))
+    try:
+        return int(next(CronSim(expression, start)).timestamp() * 1000)
+    except (CronSimError, StopIteration):
+        raise ValueError(
+            f"schedule: {str(schedule)[:64]!r} is neither a cron expression of five fields nor one of "
+            f"{', '.join(SCHEDULE_NAMES)}, never"
+        ) from None
+
+
+def _check_schedule(schedule: str) -> None:
+    next_run(schedule, None, now_ms())
+
+
+def _check_timezone(timezone: str) -> None:
+    _zone(timezone)
 
 
 class Task(Item):
@@ -55,6 +109,8 @@ class TaskCreate(Body):
     session_duration: Positive | None = None
     max_iterations: Positive | None = None
     max_time: Positive | None = None
+
+    checks = {"schedule": _check_schedule, "timezone": _check_timezone}
 
 
 TABLE = Table(
@@ -114,35 +170,124 @@ class TriggerTask(Action):
     response = IdResponse
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
-        task_id = call.params["taskId"]
-        assert ctx.principal is not None
         async with ctx.pool.connection() as conn, conn.transaction():
-            task = await conn.fetchrow(
-                "UPDATE tasks SET status = 'running', last_run_at = $3, updated_at = $3 "
-                "WHERE id = $1 AND account_id = $2 RETURNING name, description",
-                task_id,
-                ctx.account_id,
-                now_ms(),
-            )
-            if task is None:
+            if await start_execution(conn, ctx, call.params["taskId"]) is None:
                 raise NotFound("task not found")
-            execution_id, job_id, now = new_id(), new_id(), now_ms()
-            await conn.execute(
-                "INSERT INTO task_executions (id, account_id, task_id, job_id, name, description, created_at, "
-                "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                execution_id,
-                ctx.account_id,
-                task_id,
-                job_id,
-                task["name"],
-                task["description"],
-                now,
-            )
-            payload = {"executionId": execution_id, "taskId": task_id, "tokenId": ctx.principal.token_id}
-            await queue.enqueue(conn, job_id, ctx.account_id, EXECUTION, payload, key=execution_id)
-            await record(conn, ctx, TABLE, "trigger", task_id, {}, {"executionId": execution_id})
         ctx.services.jobs.kick()
-        return IdResponse(id=task_id)
+        return IdResponse(id=call.params["taskId"])
+
+
+async def start_execution(conn, ctx: Context, task_id: str, by: str = "trigger") -> str | None:
+    """Queue an execution of the task (in the caller's transaction): its id, or None
+    when the account has no such task."""
+    assert ctx.principal is not None
+    task = await conn.fetchrow(
+        "UPDATE tasks SET status = 'running', last_run_at = $3, updated_at = $3 "
+        "WHERE id = $1 AND account_id = $2 RETURNING name, description",
+        task_id,
+        ctx.account_id,
+        now_ms(),
+    )
+    if task is None:
+        return None
+    execution_id, job_id, now = new_id(), new_id(), now_ms()
+    await conn.execute(
+        "INSERT INTO task_executions (id, account_id, task_id, job_id, name, description, created_at, "
+        "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        execution_id,
+        ctx.account_id,
+        task_id,
+        job_id,
+        task["name"],
+        task["description"],
+        now,
+    )
+    payload = {"executionId": execution_id, "taskId": task_id, "tokenId": ctx.principal.token_id}
+    await queue.enqueue(conn, job_id, ctx.account_id, EXECUTION, payload, key=execution_id)
+    await record(conn, ctx, TABLE, "trigger", task_id, {}, {"executionId": execution_id, "by": by})
+    return execution_id
+
+
+# --- schedules ------------------------------------------------------------------------
+
+
+async def plan(conn, account_id: str, task_id: str) -> None:
+    """Set the task's nextRunAt from its schedule (after it was created or changed)."""
+    row = await conn.fetchrow(
+        "SELECT schedule, timezone FROM tasks WHERE id = $1 AND account_id = $2", task_id, account_id
+    )
+    if row is not None:
+        upcoming = next_run(row["schedule"], row["timezone"], now_ms())
+        await conn.execute("UPDATE tasks SET next_run_at = $2 WHERE id = $1", task_id, upcoming)
+
+
+class CreateTask(CreateAction):
+    async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
+        await super().insert(conn, ctx, call, values)
+        if values.get("schedule"):
+            await plan(conn, ctx.account_id, values["id"])
+
+
+class UpdateTask(UpdateAction):
+    async def run(self, ctx: Context, call: Call) -> Any:
+        answer = await super().run(ctx, call)
+        if {"schedule", "timezone"} & set(self.changes(call.body)):
+            async with ctx.pool.connection() as conn:
+                await plan(conn, ctx.account_id, call.params["taskId"])
+        return answer
+
+
+async def fire_due(services: Any, now: int | None = None, limit: int = 100) -> list[str]:
+    """Start an execution of every task that is due (at most `limit`), each moved on to
+    its next time in the same transaction; the executions' ids."""
+    now = now if now is not None else now_ms()
+    started: list[str] = []
+    async with services.pool.connection() as conn, conn.transaction():
+        due = await conn.fetch(
+            "SELECT id, account_id, schedule, timezone FROM tasks WHERE next_run_at <= $1 "
+            "ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+        )
+        for task in due:
+            try:
+                upcoming = next_run(task["schedule"], task["timezone"], now)
+            except ValueError:  # a schedule that no longer reads (the zone database changed): stop it
+                upcoming = None
+            await conn.execute("UPDATE tasks SET next_run_at = $2 WHERE id = $1", task["id"], upcoming)
+            ctx = Context(Principal(task["account_id"], ""), services.pool, new_id(), services)
+            execution_id = await start_execution(conn, ctx, task["id"], by="schedule")
+            if execution_id is not None:
+                started.append(execution_id)
+    if started:
+        services.jobs.kick()
+    return started
+
+
+class Scheduler:
+    """Fires due tasks every SCHEDULE_POLL_SECONDS, in each process that runs jobs."""
+
+    def __init__(self, services: Any, poll: float = SCHEDULE_POLL_SECONDS) -> None:
+        self.services, self.poll = services, poll
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                while len(await fire_due(self.services)) == 100:
+                    pass
+            except Exception as exc:  # the database is away: try again at the next poll
+                log.warning("task schedules: firing failed: %s", exc)
+            await asyncio.sleep(self.poll)
 
 
 async def cancel_executions(conn, ctx: Context, task_id: str, execution_id: str | None = None) -> list[str]:
@@ -291,8 +436,8 @@ ACTIONS: list[Action] = [
         TABLE,
         list="/task/list",
         fetch="/task/{taskId}/fetch",
-        create="/task/create",
-        update="/task/{taskId}/update",
+        create=CreateTask(TABLE, "/task/create"),
+        update=UpdateTask(TABLE, "/task/{taskId}/update"),
         delete="/task/{taskId}/delete",
         export="/task/export",
     ),

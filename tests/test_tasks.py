@@ -216,3 +216,50 @@ def test_an_execution_held_by_a_dead_runner_is_resumed_or_given_up(fresh_databas
             runner.stop()
     finally:
         quiet.stop()
+
+
+def test_a_schedule_gives_the_task_its_next_run_and_a_bad_one_is_a_400(api):
+    before = int(time.time() * 1000)
+    task = api.post(
+        "task/create", json={"description": "Report", "schedule": "*/5 * * * *", "timezone": "Europe/Berlin"}
+    ).json()["id"]
+    upcoming = api.get(f"task/{task}/fetch").json()["nextRunAt"]
+    assert before < upcoming <= before + 5 * 60_000 and upcoming % (5 * 60_000) == 0
+    api.post(f"task/{task}/update", json={"schedule": "daily", "timezone": "Asia/Kolkata"})
+    daily = api.get(f"task/{task}/fetch").json()["nextRunAt"]
+    assert daily % 86_400_000 == (24 - 5.5) * 3_600_000  # midnight in Kolkata is 18:30 UTC
+    api.post(f"task/{task}/update", json={"schedule": "never"})
+    assert api.get(f"task/{task}/fetch").json().get("nextRunAt") is None
+    assert api.get("task/list").json()["items"]  # unscheduled tasks list as before
+    for bad in ({"schedule": "every tuesday"}, {"schedule": "61 * * * *"}, {"timezone": "Mars/Olympus"}):
+        answer = api.post("task/create", json={"description": "x", **bad})
+        assert_error(answer, 400, "BAD_REQUEST")
+        assert next(iter(bad)) in answer.json()["message"]
+        assert_error(api.post(f"task/{task}/update", json=bad), 400, "BAD_REQUEST")
+
+
+def test_a_due_schedule_fires_once_however_many_processes_look(api, database, tmp_path):
+    """Two processes' schedulers on one database (the session server and a second app):
+    the due time fires one execution, and the task moves on to its next time."""
+    second = start_app(database, data_dir=tmp_path, rate_limit=0, rate_limit_account=0)
+    try:
+        task = api.post("task/create", json={"description": "Nightly report", "schedule": "0 3 * * *"}).json()["id"]
+        planned = api.get(f"task/{task}/fetch").json()["nextRunAt"]
+
+        async def due_now() -> None:
+            conn = await asyncpg.connect(database)
+            try:
+                await conn.execute("UPDATE tasks SET next_run_at = $2 WHERE id = $1", task, int(time.time() * 1000))
+            finally:
+                await conn.close()
+
+        asyncio.run(due_now())
+        execution = wait_execution(api, task, timeout=20)
+        assert execution["outcome"] == "success", execution
+        time.sleep(3 * 2.0)  # three more polls of both schedulers
+        assert len(api.get(f"task/{task}/execution/list").json()["items"]) == 1
+        assert api.get(f"task/{task}/fetch").json()["nextRunAt"] == planned
+        events = api.get("event/log/list", params={"take": 50}).json()["items"]
+        assert any(e["type"] == "task.trigger" and e["meta"].get("by") == "schedule" for e in events)
+    finally:
+        second.stop()

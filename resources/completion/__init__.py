@@ -44,6 +44,7 @@ from ...actions.stream import (
     result_event,
     result_line,
 )
+from ...engine import abilities as engine_abilities
 from ...engine import job as engine_job
 from ...engine.run import EndReason, Job, Outcome
 from ...engine.run import Limits as EngineLimits
@@ -122,6 +123,8 @@ class InlineAbility(Body):
     instruction: LongText
     secret_id: Ref | None = None
     meta: MetaDict | None = None
+
+    checks = {"instruction": engine_abilities.check}
 
 
 class InlineSkillset(Body):

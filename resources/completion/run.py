@@ -37,10 +37,11 @@ from ...engine.run import Job, Outcome, Signal, Waiting, complete
 from ...engine.run import Limits as EngineLimits
 from ...engine.run import Message as EngineMessage
 from ...errors import ApiError, ContentTooLarge, LimitsReached, NotFound
-from .. import bot, conversation, dataset, memory, skillset, usage
+from .. import bot, conversation, dataset, memory, usage
 from ..common import BotConfig, config_of, overlay
 from ..conversation import Entity, NewMessage
 from ..file import data_url
+from . import abilities
 
 if TYPE_CHECKING:
     from . import Extensions, FunctionDefinition, Limits
@@ -63,6 +64,7 @@ class Run:
     # first in the transaction that stores the finished completion (a background job
     # marks itself done there, so a completion is never stored twice)
     finishing: Callable[[Any], Awaitable[None]] | None = None
+    depth: int = 0  # bots calling bots: 0 for the caller's own completion
 
 
 async def conversation_run(
@@ -209,9 +211,21 @@ async def build(
         limits=limits.engine() if limits is not None else EngineLimits(),
     )
     if run.config.skillset_id:
-        extras.abilities += await skillset.abilities_of(conn, ctx.account_id, run.config.skillset_id)
+        extras.abilities += await abilities.of_skillset(ctx, conn, run, run.config.skillset_id)
     for inline in extensions.skillsets if extensions and extensions.skillsets else ():
-        extras.abilities += [engine_job.Ability(a.name, a.description, a.instruction) for a in inline.abilities]
+        extras.abilities += [
+            abilities.engine_ability(
+                ctx,
+                a.name,
+                a.description,
+                a.instruction,
+                secret_id=a.secret_id,
+                bot_id=None,
+                contact_id=run.contact_id,
+                depth=run.depth,
+            )
+            for a in inline.abilities
+        ]
     await _passages(conn, ctx, run, draft.query, extensions, extras)
     await _attachments(ctx, conn, run, attachments or [], draft.model.vision, extras)
     job = engine_job.build(draft, run.config.backstory, extras)
@@ -326,7 +340,7 @@ async def _events(ctx: Context, run: Run, job: Job) -> AsyncIterator[Any]:
         raise
 
 
-async def _collect(ctx: Context, run: Run, job: Job) -> Any:
+async def collect(ctx: Context, run: Run, job: Job) -> Any:
     outcome = None
     async for event in _events(ctx, run, job):
         if isinstance(event, Outcome):
@@ -358,7 +372,7 @@ async def event_lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
 async def answer(ctx: Context, call: Call, run: Run, job: Job) -> Any:
     if call.jsonl:
         return await primed(event_lines(ctx, run, job))
-    return await _collect(ctx, run, job)
+    return await collect(ctx, run, job)
 
 
 async def user_message(conn, ctx: Context, run: Run, text: str, entities: list[Entity] | None) -> str:
