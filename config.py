@@ -55,6 +55,9 @@ class Settings:
     )
     # background jobs (store/queue.py) this process runs at once; 0: none (`botkit worker` runs them)
     job_concurrency: int = field(default_factory=lambda: _int("BOTKIT_JOB_CONCURRENCY", 4))
+    # seconds a job is leased to its runner (renewed every third): a dead runner's job is
+    # taken over within this plus a second
+    job_lease_seconds: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_JOB_LEASE_SECONDS") or 30))
     # file content (store/files.py): where it is kept (unset: <data dir>/files; s3://bucket?endpoint=...),
     # the largest file, how long signed URLs live, and the URL clients reach botkit at (signed URLs)
     storage_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_STORAGE_URL") or None)

@@ -93,6 +93,7 @@ async def services(state: Any) -> AsyncIterator[None]:
         },
         give_up={dispatch.KIND: dispatch.give_up(state), task.EXECUTION: execution.give_up(state)},
         concurrency=settings.job_concurrency,
+        lease=settings.job_lease_seconds,
     )
     scheduler = task.Scheduler(state)
     if settings.job_concurrency > 0:

@@ -10,7 +10,9 @@ stops renewing: the job is due again when the lease runs out and another runner
 takes it (so a job is never run twice at once, and resumed within LEASE_SECONDS
 plus one poll); after MAX_ATTEMPTS claims it is failed instead. A runner that stops
 gracefully cancels what it holds and hands it back, due at once. Cancelling a job
-(`cancel`) stops it at its holder within a heartbeat.
+(`cancel`) stops it at its holder within a heartbeat. A runner that cannot renew
+(the database is away from it) stops what it holds before its leases can run out,
+so a job another runner takes over is not still running here.
 
 Runners poll every POLL_SECONDS; a job enqueued by this process is started at once."""
 
@@ -250,23 +252,34 @@ class Runner:
             log.warning("job %s: marking it %s failed: %s", job.id, state, exc)
 
     async def _heartbeat(self) -> None:
-        """Renew the leases of the jobs held; stop those no longer ours (canceled)."""
+        """Renew the leases of the jobs held; stop those no longer ours (canceled), and
+        all of them when renewing has failed for two thirds of a lease."""
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(self.lease / 3)
             held = list(self._running)
             if not held:
+                renewed = time.monotonic()
                 continue
             try:
-                rows = await self.pool.fetch(
-                    "UPDATE jobs SET due_at = $3 WHERE id = ANY($1::text[]) AND holder = $2 AND state = 'running' "
-                    "RETURNING id",
-                    held,
-                    self.holder,
-                    _now() + int(self.lease * 1000),
+                rows = await asyncio.wait_for(  # a renewal that hangs is one that failed
+                    self.pool.fetch(
+                        "UPDATE jobs SET due_at = $3 WHERE id = ANY($1::text[]) AND holder = $2 "
+                        "AND state = 'running' RETURNING id",
+                        held,
+                        self.holder,
+                        _now() + int(self.lease * 1000),
+                    ),
+                    self.lease / 3,
                 )
             except Exception as exc:
                 log.warning("job queue: renewing leases failed: %s", exc)
+                if time.monotonic() - renewed >= self.lease * 2 / 3:
+                    log.warning("job queue: the leases are running out: stopping the %d jobs held", len(held))
+                    for holding in list(self._running.values()):
+                        holding.cancel()
                 continue
+            renewed = time.monotonic()
             kept = {r["id"] for r in rows}
             for job_id in held:
                 if job_id not in kept and (task := self._running.get(job_id)) is not None:

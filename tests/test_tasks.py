@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
 import asyncpg
 import httpx
 
-from botkit.testing import Reply, assert_error, new_account, start_app
+from botkit.testing import Reply, assert_error, new_account, registry_for, start_app, use_models
 
 
 def wait_execution(api, task_id: str, timeout: float = 30, done=lambda e: e["outcome"] != "pending") -> dict:
@@ -263,3 +267,56 @@ def test_a_due_schedule_fires_once_however_many_processes_look(api, database, tm
         assert any(e["type"] == "task.trigger" and e["meta"].get("by") == "schedule" for e in events)
     finally:
         second.stop()
+
+
+def test_a_worker_killed_mid_execution_is_finished_by_another(fresh_database, fake):
+    """`botkit worker` processes on one database: kill -9 the one running an execution
+    (mid model call) and the next takes the job over when its lease runs out (2 s here,
+    BOTKIT_JOB_LEASE_SECONDS) and finishes it."""
+    dsn = fresh_database()
+    api_only = start_app(dsn, rate_limit=0, rate_limit_account=0, job_concurrency=0)
+    use_models(api_only, registry_for(fake))
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "BOTKIT_JOB_LEASE_SECONDS": "2",
+        "BOTKIT_MODEL_BASE_URL": fake.base_url,
+        "BOTKIT_MODELS": "fake-model",
+        "BOTKIT_LOG_LEVEL": "warning",
+    }
+
+    def worker() -> subprocess.Popen:
+        command = [sys.executable, "-m", "botkit.cli", "worker", "--concurrency", "1"]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    fake.reset()
+    fake.default = Reply(tokens=["slow"] * 200, delay=0.1)  # 20 s: it is killed long before
+    _, secret = asyncio.run(new_account(dsn, None, None))
+    first = worker()
+    second = None
+    try:
+        with httpx.Client(base_url=api_only.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}) as c:
+            bot_id = c.post("bot/create", json={"model": "fake-model"}).json()["id"]
+            task = c.post("task/create", json={"description": "Long report", "botId": bot_id}).json()["id"]
+            c.post(f"task/{task}/trigger", json={})
+            deadline = time.monotonic() + 30
+            while not fake.seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert fake.seen, "the first worker never called the model"
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+            fake.default = Reply(tokens=["Report done."])
+            second = worker()
+            api = SimpleNamespace(get=c.get)
+            done = wait_execution(api, task, timeout=40)
+            assert (done["outcome"], done["summary"]) == ("success", "Report done."), done
+            assert len(fake.seen) == 2 and fake.seen[0].abandoned  # the killed call, then the one that finished
+            said = messages(api, done["conversationId"])
+            assert [t for t, _ in said] == ["user", "bot"]  # the killed iteration stored nothing
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(15)
+        api_only.stop()
+        fake.reset()
