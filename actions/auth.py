@@ -124,6 +124,13 @@ async def authenticate(pool, secret: str, session_key: bytes | None, cache: Toke
     return principal
 
 
+async def in_background(conn, account_id: str, token_id: str) -> Principal:
+    """Who a background job acts as (a task execution, a scheduled run): the account,
+    held to its limits as the request that queued it was."""
+    limits = await conn.fetchval("SELECT limits FROM accounts WHERE id = $1", account_id)
+    return Principal(account_id=account_id, token_id=token_id, limits=limits)
+
+
 async def run_as(pool, principal: Principal, child_id: str | None, child_email: str | None = None) -> Principal:
     """X-RunAs-User-Id (or X-RunAs-Child-User-Email): a parent's API token acts inside
     its direct child's account. Anything else (a sibling, the parent, a grandchild, an

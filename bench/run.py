@@ -34,6 +34,7 @@ import channels  # noqa: E402
 import engine_stream  # noqa: E402
 import files  # noqa: E402
 import seed as seeding  # noqa: E402
+import tasks  # noqa: E402
 from procs import (  # noqa: E402
     CpuWatch,
     exit_on_signals,
@@ -527,6 +528,20 @@ def _stream_tables(res: dict) -> list[str]:
             f"uploaded to a dataset's file: {fl['pdf_status']} into {fl['pdf_records']} records in "
             f"{fl['pdf_sync_s']:.1f} s.",
         ]
+    tk = res.get("tasks")
+    if tk:
+        lines += [
+            "",
+            f"Task executions ({tk['executions']:,} queued executions of a one-iteration task on the built-in model, "
+            "drained by `botkit worker` processes of 4 jobs each; CPU per execution, the model's answer included):",
+            "",
+            "| workers | executions/s | workers' CPU / execution | PostgreSQL CPU / execution | all succeeded |",
+            "|---:|---:|---:|---:|---|",
+        ] + [
+            f"| {r['workers']} | {r['per_s']:,.0f} | {r['worker_cpu_ms']:.2f} ms | {r['pg_cpu_ms']:.2f} ms "
+            f"| {'yes' if r['ok'] else 'NO'} |"
+            for r in tk["rounds"]
+        ]
     e = res.get("engine")
     if e:
         c = e["concurrent"]
@@ -665,6 +680,7 @@ def targets(res: dict) -> list[dict]:
                 add(text, v, None if v is None else holds(key, v, limit))
 
     against(res.get("files"), files.TARGETS, lambda k, v, lim: v >= lim if k.endswith("ratio") else v < lim)
+    against(res.get("tasks"), tasks.TARGETS, lambda k, v, lim: v < lim)
     against(res.get("channels"), channels.TARGETS, lambda k, v, lim: v <= lim if k == "idle_ratio" else v < lim)
     engine = res.get("engine")
     for text, key, limit in engine_stream.TARGETS:
@@ -1026,6 +1042,17 @@ def stop_all(servers: list[Server], pg: EmbeddedPostgres) -> None:
 # --- main -------------------------------------------------------------------------
 
 
+def measure_tasks(pg: EmbeddedPostgres, setup: Setup, notes: list[str]) -> dict | None:
+    from botkit.store.embedded import running_pid
+
+    log(f"tasks: {tasks.EXECUTIONS:,} queued executions drained by {', '.join(map(str, tasks.WORKERS))} workers")
+    try:
+        return tasks.measure(setup.seeded.dsn, running_pid(pg.data))
+    except Exception as exc:  # report it; the rest of the run stands
+        notes.append(f"task benchmark failed: {type(exc).__name__}: {exc}"[:300])
+        return None
+
+
 def measure_files(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
     log(
         f"files: {files.SIZE // 2**20} MB up and down through botkit, a bare server and directly, "
@@ -1060,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
         res["engine"] = measure_engine(servers, setup, res["notes"])
         res["channels"] = measure_channels(servers, setup, res["notes"])
         res["files"] = measure_files(servers, setup, res["notes"])
+        res["tasks"] = measure_tasks(pg, setup, res["notes"])
         res["profiles"] = run_profiles(args, servers, setup, res["notes"])
         finish_results(res, args, setup, checks, rounds_done)
         write_report(res)

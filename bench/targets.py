@@ -25,4 +25,6 @@ TARGETS: dict[str, dict] = {
     "file_upload_ratio": {"at_least": 0.8},
     "file_download_ratio": {"at_least": 0.8},
     "file_rss_mb": {"below": 50.0},
+    # tasks (issue 13): the workers' CPU time per execution step (one iteration), ms
+    "task_step_cpu_ms": {"below": 5.0},
 }

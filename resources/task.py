@@ -94,6 +94,7 @@ class Task(Item):
     session_duration: float | None = None
     max_iterations: float | None = None
     max_time: float | None = None
+    max_calls: float | None = None
     last_run_at: int | None = None
     next_run_at: int | None = None
 
@@ -109,6 +110,7 @@ class TaskCreate(Body):
     session_duration: Positive | None = None
     max_iterations: Positive | None = None
     max_time: Positive | None = None
+    max_calls: Positive | None = None  # tool calls across an execution's iterations; 0 or null: unbounded
 
     checks = {"schedule": _check_schedule, "timezone": _check_timezone}
 

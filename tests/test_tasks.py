@@ -110,6 +110,35 @@ def test_a_runaway_model_stops_at_max_iterations(api, models):
     assert said[1][1] != said[0][1]
 
 
+def test_max_calls_bounds_the_tool_calls_across_iterations(api, models):
+    body = {"description": "Loop", "botId": bot(api), "maxCalls": 3, "maxIterations": 10}
+    task = api.post("task/create", json=body).json()["id"]
+    assert api.get(f"task/{task}/fetch").json()["maxCalls"] == 3
+    models.default = Reply(tokens=[], tool_calls=[("progress", '{"current": "a"}'), ("progress", '{"current": "b"}')])
+    api.post(f"task/{task}/trigger", json={})
+    execution = wait_execution(api, task)
+    assert execution["outcome"] == "failure" and "maxCalls reached: 3" in execution["summary"], execution
+    said = messages(api, execution["conversationId"])
+    assert [t for t, _ in said].count("activity") == 3  # the third call was the last one allowed
+
+
+def test_a_childs_limits_hold_for_its_task_executions(api, server, models):
+    child = api.post("partner/user/create", json={"limits": {"messages": 2}}).json()["id"]
+    headers = {"X-RunAs-User-Id": child}
+    own_bot = api.post("bot/create", json={"model": "fake-model"}, headers=headers).json()["id"]
+    task = api.post("task/create", json={"description": "Loop", "botId": own_bot}, headers=headers).json()["id"]
+    models.default = Reply(tokens=[], tool_calls=[("progress", '{"current": "a"}')])
+    api.post(f"task/{task}/trigger", json={}, headers=headers)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = api.get(f"task/{task}/execution/list", headers=headers).json()["items"]
+        if items and items[0]["outcome"] != "pending":
+            break
+        time.sleep(0.1)
+    execution = items[0]
+    assert execution["outcome"] == "failure" and "LIMITS_REACHED" in execution["summary"], execution
+
+
 def test_max_time_ends_a_slow_execution(api, models):
     task = api.post("task/create", json={"description": "Slow", "botId": bot(api), "maxTime": 1000}).json()["id"]
     models.default = Reply(tokens=["a"] * 20, delay=0.5)

@@ -5,7 +5,7 @@ execute`): each iteration is one completion that may call the bot's abilities an
 execution's own functions `plan`, `progress` and `exit`; it ends when the model calls
 `exit` (code 0: success, any other: failure, its message the summary) or answers
 without needing another iteration (success, its answer the summary), and fails beyond
-the task's maxIterations or maxTime. The transcript is the conversation's messages;
+the task's maxIterations, maxTime or maxCalls (tool calls across its iterations). The transcript is the conversation's messages;
 each completion's usage is recorded as any completion's.
 
 A conversation is reused across executions for the task's sessionDuration (ms) after
@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from ...actions.auth import in_background
 from ...actions.base import Context, Principal, now_ms
 from ...actions.ids import new_id
 from ...actions.stream import error_line
@@ -36,7 +37,7 @@ from .. import channel
 from .. import task as tasks
 from ..conversation import NewMessage, insert_messages
 from . import Extensions, FunctionDefinition
-from .run import _events, _store, build, conversation_run, history
+from .run import _events, _store, build, check_limits, conversation_run, history
 
 log = logging.getLogger("botkit")
 
@@ -166,10 +167,14 @@ async def _conversation(conn, ctx: Context, task, execution) -> str:
     return conversation_id
 
 
-async def _iteration(ctx: Context, job: queue.Job, task, execution_id: str, conversation_id: str, n: int) -> Outcome:
-    """One completion of the execution, stored with the count of iterations done."""
+async def _iteration(
+    ctx: Context, job: queue.Job, task, execution_id: str, conversation_id: str, n: int, calls: list[int]
+) -> Outcome:
+    """One completion of the execution, stored with the count of iterations done and
+    of the calls made (`calls`: [made so far], updated)."""
     text = START.format(description=task["description"] or task["name"] or "(no description)") if n == 1 else CONTINUE
     async with ctx.pool.connection() as conn:
+        await check_limits(conn, ctx, 1)  # a child's limits hold for its tasks as for its requests
         run = await conversation_run(conn, ctx, conversation_id, lambda _id, outcome: outcome)
         engine_job = await build(
             ctx,
@@ -180,13 +185,20 @@ async def _iteration(ctx: Context, job: queue.Job, task, execution_id: str, conv
             extensions=Extensions(backstory=GUIDELINES),
             limits=None,
         )
+    if task["max_calls"]:
+        engine_job.limits.calls = max(0, min(engine_job.limits.calls, int(task["max_calls"]) - calls[0]))
+    made = calls[0]
 
     async def finishing(conn) -> None:
         if not await queue.held(conn, job):
             raise InternalError("the execution is no longer held here")  # rolls the iteration back
         await insert_messages(conn, ctx.account_id, conversation_id, [NewMessage("user", text)])
         await conn.execute(
-            "UPDATE task_executions SET iterations = $2, updated_at = $3 WHERE id = $1", execution_id, n, now_ms()
+            "UPDATE task_executions SET iterations = $2, calls = $3, updated_at = $4 WHERE id = $1",
+            execution_id,
+            n,
+            made,
+            now_ms(),
         )
 
     run.finishing = finishing
@@ -197,7 +209,9 @@ async def _iteration(ctx: Context, job: queue.Job, task, execution_id: str, conv
         elif isinstance(event, Outcome):
             outcome = event
     assert outcome is not None
+    made = calls[0] + len(outcome.messages)  # an activity message per call
     await _store(ctx, run, outcome)
+    calls[0] = made
     return outcome
 
 
@@ -218,12 +232,15 @@ async def _operation(ctx: Context, task_id: str, message: EngineMessage) -> None
 async def _iterate(ctx: Context, job: queue.Job, task, execution, conversation_id: str) -> None:
     """Iterations until the model exits or answers; raises _Ended with the outcome."""
     most = _bounded(task["max_iterations"], ITERATIONS_DEFAULT, ITERATIONS_MAX)
+    calls = [execution["calls"]]
     for n in range(execution["iterations"] + 1, most + 1):
-        outcome = await _iteration(ctx, job, task, execution["id"], conversation_id, n)
+        outcome = await _iteration(ctx, job, task, execution["id"], conversation_id, n, calls)
         exited = _exit_of(outcome)
         if exited is not None:
             code, message = exited
             raise _Ended(code == 0, message or outcome.text or f"exited with code {code}")
+        if task["max_calls"] and calls[0] >= task["max_calls"]:
+            raise _Ended(False, f"maxCalls reached: {calls[0]} tool calls")
         if outcome.reason in ("stop", "length"):
             raise _Ended(True, outcome.text)
         if outcome.reason == "activity":
@@ -270,16 +287,18 @@ async def _ended_task(conn, ctx: Context, task_id: str, execution_id: str, outco
 def handler(services: Any) -> queue.Handler:
     async def run_execution(job: queue.Job) -> None:
         p = job.payload
-        ctx = Context(Principal(job.account_id, p["tokenId"]), services.pool, job.id, services)
-        async with ctx.pool.connection() as conn, conn.transaction():
+        async with services.pool.connection() as conn, conn.transaction():
+            acting = await in_background(conn, job.account_id, p["tokenId"])
+            ctx = Context(acting, services.pool, job.id, services)
             execution = await conn.fetchrow(
-                "SELECT id, conversation_id, iterations, completed_at FROM task_executions "
+                "SELECT id, conversation_id, iterations, calls, completed_at FROM task_executions "
                 "WHERE id = $1 AND account_id = $2 FOR UPDATE",
                 p["executionId"],
                 job.account_id,
             )
             task = await conn.fetchrow(
-                "SELECT id, name, description, bot_id, contact_id, session_duration, max_iterations, max_time "
+                "SELECT id, name, description, bot_id, contact_id, session_duration, max_iterations, max_time, "
+                "max_calls "
                 "FROM tasks WHERE id = $1 AND account_id = $2",
                 p["taskId"],
                 job.account_id,
