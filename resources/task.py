@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import msgspec
 from cronsim import CronSim, CronSimError
@@ -49,11 +50,16 @@ SCHEDULE_NAMES = {
 UNSCHEDULED = ("", "never", "none", "manual")
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 def _zone(timezone: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: {str(timezone)[:64]!r} is not an IANA time zone (Europe/London, UTC)") from None
+    """The IANA zone by its name (looked up among the known names: a name is never a path)."""
+    if (timezone or "UTC") not in _zones():
+        raise ValueError(f"timezone: {str(timezone)[:64]!r} is not an IANA time zone (Europe/London, UTC)")
+    return ZoneInfo(timezone or "UTC")
 
 
 def next_run(schedule: str | None, timezone: str | None, after_ms: int) -> int | None:
@@ -140,6 +146,9 @@ class TaskExecution(Item):
     conversation_id: str | None = None
     summary: str | None = None
     completed_at: datetime | None = None
+    # when a paused execution goes on: botkit does not pause executions (one handed back
+    # or left by a dead runner goes on within the job lease), so it stays null
+    resume_at: datetime | None = None
 
 
 class TaskExecutionCreate(Body):  # executions are made by trigger only (the table wants a create struct)
@@ -170,6 +179,7 @@ class TriggerTask(Action):
     summary = "Run the task now, in the background (`task/{taskId}/execution/list` shows how it goes)"
     body = Body
     response = IdResponse
+    budget = "messages"  # it starts a conversation with the bot: rate-limited as sending a message is
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         async with ctx.pool.connection() as conn, conn.transaction():

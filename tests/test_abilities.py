@@ -268,3 +268,12 @@ def test_a_task_fetches_searches_and_finishes_with_its_abilities(api, models, up
     assert searched["role"] == "tool" and "Ship umbrellas" in searched["content"]
     transcript = json.dumps(messages(api, execution["conversationId"]))
     assert SECRET_VALUE not in transcript and "Oslo" in transcript
+    with api.stream("POST", f"task/{task}/subscribe", json={"historyLength": 10}) as r:
+        begun = []
+        for line in r.iter_lines():
+            event = json.loads(line)
+            if event["type"] == "operationBegin":
+                begun.append((event["data"]["action"]["name"], event["data"]["action"]["kind"]))
+            if len(begun) == 3:
+                break
+    assert begun == [("weather", "skillset"), ("policy", "skillset"), ("exit", "function")]

@@ -55,7 +55,7 @@ def test_the_node_sdk(server, make_api):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("\nok ") + done.stdout.startswith("ok ") >= 9, done.stdout
+    assert done.stdout.count("\nok ") + done.stdout.startswith("ok ") >= 10, done.stdout
 
 
 # --- Python ------------------------------------------------------------------------

@@ -102,6 +102,7 @@ FUNCTIONS = [
         {"success": True, "message": "the execution ends after this answer"},
     ),
 ]
+OWN_FUNCTIONS = frozenset(f.name for f in FUNCTIONS)
 
 
 def _exit_of(outcome: Outcome) -> tuple[int, str | None] | None:
@@ -219,8 +220,12 @@ async def _operation(ctx: Context, task_id: str, message: EngineMessage) -> None
     """A function the model called, to the task's subscribers (begun and ended: the
     engine reports a call once it has its result)."""
     function = ((message.meta or {}).get("activity") or {}).get("function") or {}
+    name = function.get("name")
     action = tasks.OperationAction(
-        id=new_id(), kind="function", name=function.get("name"), input=function.get("arguments")
+        id=new_id(),
+        kind="function" if name in OWN_FUNCTIONS else "skillset",  # the bot's abilities are its skillset's
+        name=name,
+        input=function.get("arguments"),
     )
     data = tasks.OperationData(id=action.id, action=action)
     now = now_ms()

@@ -195,6 +195,31 @@ try {
     assert.ok(models.items.length >= 1)
   })
 
+  await check('tasks run in the background and abilities execute', async () => {
+    const task = await client.task.create({ name: 'hello', description: 'Say hello to the team.' })
+    assert.deepEqual(await client.task.trigger(task.id), { id: task.id })
+    let execution
+    for (let i = 0; i < 200 && !(execution && execution.outcome !== 'pending'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      execution = (await client.task.execution.list(task.id, {})).items[0]
+    }
+    assert.equal(execution.outcome, 'success')
+    assert.ok(execution.summary && execution.conversationId)
+    const skillset = await client.skillset.create({ name: 'free text' })
+    const ability = await client.skillset.ability.create(skillset.id, {
+      name: 'greet',
+      description: 'Greets',
+      instruction: 'Say hello politely.',
+    })
+    const executed = await client.skillset.ability.execute(skillset.id, ability.id, { input: 'Ann' })
+    assert.deepEqual(executed.result, { instruction: 'Say hello politely.' })
+    assert.equal(executed.usage.token, 0)
+    await assert.rejects(
+      client.skillset.ability.create(skillset.id, { name: 'x', instruction: '```email/send\nto: a\n```' }),
+      (e) => e.code === 'BAD_REQUEST'
+    )
+  })
+
   await check('file upload and download: the same bytes', async () => {
     const file = await client.file.create({ name: 'hello.txt' })
     const bytes = new Uint8Array(70000).map((_, i) => (i * 7) % 256)
