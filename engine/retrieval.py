@@ -14,7 +14,10 @@ searchMaxRecords and searchMaxTokens bound the answer (defaults below).
 
 With an embeddings endpoint configured (engine/embeddings.py) and pgvector present,
 the nearest records by cosine distance join the candidates and the score becomes
-0.5 × the lexical score above + 0.5 × cosine similarity."""
+0.5 × the lexical score above + 0.5 × cosine similarity.
+
+Memories (`search_memories`: memory/search and the bot's and contact's) are scored the
+same way, lexically."""
 
 from __future__ import annotations
 
@@ -281,6 +284,43 @@ async def search_records(
             )
         )
     return out
+
+
+# A contact's or a bot's memories (or all an account's), scored as records are: $1 the
+# account, $2 the bot or NULL, $3 the query, $4 the contact or NULL, $5 the limit.
+_MEMORIES_SQL = f"""
+WITH q AS (
+    SELECT tsvector_to_array(to_tsvector('english', $3)) AS lex,
+           NULLIF(replace(plainto_tsquery('english', $3)::text, ' & ', ' | '), '')::tsquery AS any_word
+), cand AS (
+    (SELECT r.id FROM memories r, q
+      WHERE r.account_id = $1 AND ($2::text IS NULL OR r.bot_id = $2) AND ($4::text IS NULL OR r.contact_id = $4)
+        AND q.any_word IS NOT NULL AND r.search @@ q.any_word
+      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {CANDIDATES})
+    UNION
+    (SELECT r.id FROM memories r
+      WHERE r.account_id = $1 AND ($2::text IS NULL OR r.bot_id = $2) AND ($4::text IS NULL OR r.contact_id = $4)
+        AND $3 <% r.text
+      ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+)
+SELECT r.id, r.text, r.meta, {_LEXICAL} AS score
+  FROM cand JOIN memories r USING (id), q
+ ORDER BY score DESC, id
+ LIMIT $5
+"""
+
+
+async def search_memories(
+    conn, account_id: str, query: str, *, bot_id: str | None = None, contact_id: str | None = None, limit: int = 20
+) -> list[ScoredRecord]:
+    """The memories that best match `query`, best first (of one bot, one contact, or both)."""
+    query = clean_query(query)
+    if not query.strip():
+        return []
+    async with conn.transaction():
+        await conn.execute(_THRESHOLD)
+        rows = await conn.fetch(_MEMORIES_SQL, account_id, bot_id, query, contact_id, limit)
+    return [ScoredRecord(id=r["id"], text=r["text"], score=round(float(r["score"]), 6), meta=r["meta"]) for r in rows]
 
 
 def passages(records: list[ScoredRecord]) -> list[Passage]:

@@ -12,7 +12,7 @@ from ..actions.fields import Alias, Body, Description, IdResponse, MetaDict, Nam
 from ..actions.ids import new_id
 from ..actions.standard import Table, crud, record
 from ..errors import NotFound
-from . import conversation
+from . import conversation, memory
 from .common import BOT_CONFIG, BotConfig, ConfigBody, Configured, config_of
 from .rating import Rated, VoteAction
 from .usage import UsageRange, tokens_in
@@ -141,6 +141,7 @@ class FetchBotUsage(Action):
 
 
 ACTIONS: list[Action] = [
+    memory.SearchMemories("/bot/{botId}/memory/search", scope="bot"),
     *crud(
         TABLE,
         list="/bot/list",

@@ -165,6 +165,7 @@ ACTIONS: list[Action] = [
         summary="List a contact's conversations",
     ),
     ListAction(memory.TABLE, "/contact/{contactId}/memory/list", parent=PARENT, summary="List a contact's memories"),
+    memory.SearchMemories("/contact/{contactId}/memory/search", scope="contact"),
     ListAction(
         rating.TABLE, "/contact/{contactId}/rating/list", parent=PARENT, summary="List the ratings a contact gave"
     ),
