@@ -43,10 +43,10 @@ class Turn:
             return [{"role": self.role, "content": parts}]
         return list(self.messages) or [{"role": self.role, "content": self.text}]
 
-    def cost(self) -> int:
+    def cost(self, counter: tokens.Counter = tokens.ESTIMATE) -> int:
         if self.messages:
-            return sum(message_cost(m) for m in self.messages)
-        return tokens.message_cost(self.text) + IMAGE_COST * len(self.images)
+            return sum(message_cost(m, counter) for m in self.messages)
+        return counter.message_cost(self.text) + IMAGE_COST * len(self.images)
 
 
 class DoesNotFit(BadRequest):
@@ -73,22 +73,29 @@ class Parts:
     tools_cost: int = 0
     match_instruction: str | None = None
     mismatch_instruction: str | None = None
+    counter: tokens.Counter = tokens.ESTIMATE  # the model's (engine/tokens.py)
 
 
-def message_cost(message: dict[str, Any]) -> int:
-    cost = tokens.message_cost(str(message.get("content") or ""))
+def message_cost(message: dict[str, Any], counter: tokens.Counter = tokens.ESTIMATE) -> int:
+    content = message.get("content")
+    if isinstance(content, list):  # text and image parts
+        text = " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        images = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+        cost = counter.message_cost(text) + IMAGE_COST * images
+    else:
+        cost = counter.message_cost(str(content or ""))
     for call in message.get("tool_calls") or ():
         fn = call.get("function", {})
-        cost += tokens.count(fn.get("name", "")) + tokens.count(fn.get("arguments", "")) + 3
+        cost += counter.count(fn.get("name", "")) + counter.count(fn.get("arguments", "")) + 3
     return cost
 
 
-def messages_cost(messages: list[dict[str, Any]]) -> int:
-    return sum(message_cost(m) for m in messages)
+def messages_cost(messages: list[dict[str, Any]], counter: tokens.Counter = tokens.ESTIMATE) -> int:
+    return sum(message_cost(m, counter) for m in messages)
 
 
-def passage_cost(p: Passage) -> int:
-    return tokens.count(p.text) + PASSAGE_OVERHEAD
+def passage_cost(p: Passage, counter: tokens.Counter = tokens.ESTIMATE) -> int:
+    return counter.count(p.text) + PASSAGE_OVERHEAD
 
 
 def _system(parts: Parts, passages: list[Passage]) -> str:
@@ -103,11 +110,12 @@ def _system(parts: Parts, passages: list[Passage]) -> str:
 
 def fit(window: int, parts: Parts) -> Fitted:
     ranked = sorted(parts.passages, key=lambda p: -p.score)  # stable: ties keep their order
-    fixed = parts.tools_cost + sum(message_cost(m) for m in parts.tail)
+    counter = parts.counter
+    fixed = parts.tools_cost + sum(message_cost(m, counter) for m in parts.tail)
     if parts.latest is not None:
-        fixed += parts.latest.cost()
-    system_fixed = tokens.count(_system(parts, []))
-    header = tokens.count(parts.match_instruction or RECORDS_HEADER) if ranked else 0
+        fixed += parts.latest.cost(counter)
+    system_fixed = counter.count(_system(parts, []))
+    header = counter.count(parts.match_instruction or RECORDS_HEADER) if ranked else 0
 
     # a system message exists when there are instructions or records
     def system_cost(n_passages: int, passage_total: int) -> int:
@@ -122,8 +130,8 @@ def fit(window: int, parts: Parts) -> Fitted:
             f"{what} and the instructions need {mandatory} tokens, more than the model's "
             f"input window of {window} tokens"
         )
-    history_costs = [t.cost() for t in parts.history]
-    passage_costs = [passage_cost(p) for p in ranked]
+    history_costs = [t.cost(counter) for t in parts.history]
+    passage_costs = [passage_cost(p, counter) for p in ranked]
     h_total = sum(history_costs)
     p_total = sum(passage_costs)
     n_p = len(ranked)
@@ -150,5 +158,5 @@ def fit(window: int, parts: Parts) -> Fitted:
         history=history,
         dropped_history=first,
         dropped_passages=len(ranked) - n_p,
-        cost=messages_cost(messages) + parts.tools_cost,
+        cost=messages_cost(messages, counter) + parts.tools_cost,
     )

@@ -208,6 +208,7 @@ def build(d: Draft, backstory: str | None, extras: Extras) -> Job:
         tail=d.after,
         match_instruction=extras.match_instruction,
         mismatch_instruction=extras.mismatch_instruction if d.query else None,
+        counter=d.model.counter,
     )
     job = Job(
         model=d.model,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import tokens
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -28,6 +30,11 @@ class ModelInfo:
     @property
     def embedded(self) -> bool:
         return self.base_url is None
+
+    @property
+    def counter(self) -> tokens.Counter:
+        """How its tokens are counted: exactly for a model tiktoken knows, else the estimate."""
+        return tokens.ESTIMATE if self.embedded else tokens.for_model(self.upstream or self.name)
 
 
 @dataclass

@@ -110,7 +110,7 @@ def prepare(job: Job):
     """Fit the first call's context now, so that a context that cannot fit is a 400
     before anything streams."""
     parts = job.parts
-    parts.tools_cost = definitions_cost(job.tools)
+    parts.tools_cost = definitions_cost(job.tools, job.model.counter)
     return fit(job.model.max_input_tokens, parts)
 
 
@@ -132,11 +132,11 @@ def _fit(window: int, parts: Parts, first_call: bool) -> Fitted | None:
         return None
 
 
-def _tokens_used(finish: Finish, fitted_cost: int, said: str) -> tuple[int, int]:
-    """(input, output) tokens of one model call: the provider's counts, else the estimate."""
+def _tokens_used(finish: Finish, fitted_cost: int, said: str, counter: tokens.Counter) -> tuple[int, int]:
+    """(input, output) tokens of one model call: the provider's counts, else ours."""
     out = finish.output_tokens
     if out is None:
-        out = tokens.count(said) + sum(tokens.count(c.arguments) for c in finish.tool_calls)
+        out = counter.count(said) + sum(counter.count(c.arguments) for c in finish.tool_calls)
     return (finish.input_tokens if finish.input_tokens is not None else fitted_cost), out
 
 
@@ -213,7 +213,7 @@ async def _run_calls(
             done.stop = "activity"
             continue
         result = answered[c.id] if c.id in answered else await run_tool(tool, c.name, args)
-        encoded = tokens.truncate(msgspec.json.encode(result).decode(), max(16, window // 4))
+        encoded = job.model.counter.truncate(msgspec.json.encode(result).decode(), max(16, window // 4))
         done.messages.append(
             Message(
                 "activity",
@@ -288,7 +288,7 @@ async def complete(job: Job) -> AsyncIterator[str | Reasoning | Message | Signal
         yield Signal("completeEnd", {"iteration": iterations, "reason": finish.reason})
         call_text = "".join(said)
         text.append(call_text)
-        used_in, used_out = _tokens_used(finish, fitted.cost, call_text)
+        used_in, used_out = _tokens_used(finish, fitted.cost, call_text, job.model.counter)
         input_tokens += used_in
         output_tokens += used_out
         if finish.reason == "tool_calls":

