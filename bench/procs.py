@@ -4,6 +4,7 @@ groups and turning termination signals into SystemExit."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -154,3 +155,50 @@ def wait_quiet(max_s: float = 8, threshold_pct: float = 20) -> float:
 def quiet_waited() -> float:
     """The seconds wait_quiet has waited in all, in this process."""
     return _quiet_waited[0]
+
+
+# --- botkit processes of a benchmark -----------------------------------------------------
+
+
+def botkit_env(dsn: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a botkit process of a benchmark: its database, no rate limits."""
+    return {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "BOTKIT_LOG_LEVEL": "info",
+        "BOTKIT_RATE_LIMIT": "1000000000",
+        "BOTKIT_RATE_LIMIT_ACCOUNT": "1000000000",
+        "BOTKIT_RATE_LIMIT_MESSAGES": "1000000000",
+        "BOTKIT_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
+def start_logged(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"botkit serve exited: {log.read_text()[-2000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"botkit serve did not answer /healthz within {timeout:g} s")

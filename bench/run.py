@@ -33,6 +33,7 @@ sys.path.insert(0, str(BENCH))
 import channels  # noqa: E402
 import engine_stream  # noqa: E402
 import files  # noqa: E402
+import retrieval  # noqa: E402
 import seed as seeding  # noqa: E402
 import tasks  # noqa: E402
 from procs import (  # noqa: E402
@@ -528,6 +529,19 @@ def _stream_tables(res: dict) -> list[str]:
             f"uploaded to a dataset's file: {fl['pdf_status']} into {fl['pdf_records']} records in "
             f"{fl['pdf_sync_s']:.1f} s.",
         ]
+    rt = res.get("retrieval")
+    if rt:
+        lines += [
+            "",
+            f"Retrieval ({rt['passages']:,} distinct passages of real text: the docstrings and comments of the "
+            f"installed packages; {rt['queries']} labelled queries, each a passage's four rarest words, a quarter "
+            "with a typo; botkit 1 worker):",
+            "",
+            "| search p50 | search p99 | recall@1 | recall@5 | complete (built-in model) p50 | load |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {rt['search_p50_ms']:.1f} ms | {rt['search_p99_ms']:.1f} ms | {rt['recall_at_1']:.2f} "
+            f"| {rt['recall_at_5']:.2f} | {rt['complete_p50_ms']:.1f} ms | {rt['load_s']:.0f} s |",
+        ]
     tk = res.get("tasks")
     if tk:
         lines += [
@@ -681,6 +695,7 @@ def targets(res: dict) -> list[dict]:
 
     against(res.get("files"), files.TARGETS, lambda k, v, lim: v >= lim if k.endswith("ratio") else v < lim)
     against(res.get("tasks"), tasks.TARGETS, lambda k, v, lim: v < lim)
+    against(res.get("retrieval"), retrieval.TARGETS, retrieval.holds)
     against(res.get("channels"), channels.TARGETS, lambda k, v, lim: v <= lim if k == "idle_ratio" else v < lim)
     engine = res.get("engine")
     for text, key, limit in engine_stream.TARGETS:
@@ -1042,6 +1057,15 @@ def stop_all(servers: list[Server], pg: EmbeddedPostgres) -> None:
 # --- main -------------------------------------------------------------------------
 
 
+def measure_retrieval(setup: Setup, notes: list[str]) -> dict | None:
+    log(f"retrieval: dataset search on {retrieval.PASSAGES:,} passages of real text")
+    try:
+        return retrieval.measure(setup.seeded.dsn)
+    except Exception as exc:  # report it; the rest of the run stands
+        notes.append(f"retrieval benchmark failed: {type(exc).__name__}: {exc}"[:300])
+        return None
+
+
 def measure_tasks(pg: EmbeddedPostgres, setup: Setup, notes: list[str]) -> dict | None:
     from botkit.store.embedded import running_pid
 
@@ -1088,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
         res["channels"] = measure_channels(servers, setup, res["notes"])
         res["files"] = measure_files(servers, setup, res["notes"])
         res["tasks"] = measure_tasks(pg, setup, res["notes"])
+        res["retrieval"] = measure_retrieval(setup, res["notes"])
         res["profiles"] = run_profiles(args, servers, setup, res["notes"])
         finish_results(res, args, setup, checks, rounds_done)
         write_report(res)

@@ -27,4 +27,9 @@ TARGETS: dict[str, dict] = {
     "file_rss_mb": {"below": 50.0},
     # tasks (issue 13): the workers' CPU time per execution step (one iteration), ms
     "task_step_cpu_ms": {"below": 5.0},
+    # retrieval (issue 14): dataset search on 100,000 distinct passages of real text
+    "search_p50_ms_100k": {"at_most": 15.0},
+    "search_p99_ratio": {"at_most": 3.0},  # p99 / p50
+    "recall5_lexical": {"at_least": 0.9},
+    "complete_pre_ms": {"at_most": 20.0},  # a completion's time before its model, p50
 }

@@ -31,7 +31,16 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from procs import CLK, free_port, proc_cpu, process_tree, stop_group  # noqa: E402
+from procs import (  # noqa: E402
+    CLK,
+    botkit_env,
+    free_port,
+    proc_cpu,
+    process_tree,
+    start_logged,
+    stop_group,
+    wait_healthy,
+)
 from targets import TARGETS as TARGETS_ALL  # noqa: E402
 
 EXECUTIONS = 1000
@@ -81,33 +90,6 @@ async def _prepare(admin_dsn: str) -> tuple[str, str]:
     return dsn, token
 
 
-def _env(dsn: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "BOTKIT_LOG_LEVEL": "info",
-        "BOTKIT_RATE_LIMIT": "1000000000",
-        "BOTKIT_RATE_LIMIT_ACCOUNT": "1000000000",
-        "BOTKIT_RATE_LIMIT_MESSAGES": "1000000000",
-        "BOTKIT_DATA_DIR": str(WORK / "data"),
-        **extra,
-    }
-
-
-def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
 def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,22 +99,6 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 60)
             return
         time.sleep(0.05)
     raise RuntimeError(f"{proc.args} did not say {text!r} within {timeout:g} s")
-
-
-def _healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"botkit serve exited: {log.read_text()[-2000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"botkit serve did not answer /healthz within {timeout:g} s")
 
 
 class Api:
@@ -174,7 +140,7 @@ def _round(dsn: str, api: Api, workers: int, pg_pid: int | None) -> dict:
     try:
         for i in range(workers):
             log = WORK / f"worker-{workers}-{i}.log"
-            procs.append(_start([str(BOTKIT), "worker"], _env(dsn), log))
+            procs.append(start_logged([str(BOTKIT), "worker"], botkit_env(dsn, WORK / "data"), log))
             _wait_for(log, "running background jobs", procs[-1])
         for p in procs:
             os.kill(p.pid, signal.SIGSTOP)
@@ -221,10 +187,12 @@ def measure(any_dsn: str, pg_pid: int | None) -> dict:
     dsn, token = asyncio.run(_prepare(_dsn(any_dsn, "postgres")))
     port = free_port()
     log = WORK / "api.log"
-    api_proc = _start([str(BOTKIT), "serve"], _env(dsn, BOTKIT_JOB_CONCURRENCY="0", PORT=str(port)), log)
+    api_proc = start_logged(
+        [str(BOTKIT), "serve"], botkit_env(dsn, WORK / "data", BOTKIT_JOB_CONCURRENCY="0", PORT=str(port)), log
+    )
     rounds = []
     try:
-        _healthy(port, api_proc, log)
+        wait_healthy(port, api_proc, log)
         api = Api(port, token)
         for n in WORKERS:
             if time.monotonic() - started > TIME_LIMIT_S - ROUND_LIMIT_S:

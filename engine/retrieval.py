@@ -41,7 +41,7 @@ DEFAULT_MIN_SCORE = 0.0
 DEFAULT_MAX_RECORDS = 10
 DEFAULT_MAX_TOKENS = 3000
 QUERY_MAX_CHARS = 2000  # a longer query (e.g. a whole user message) is cut here for search
-CANDIDATES = 200  # best full-text candidates scored exactly
+CANDIDATES = 50  # candidates of each tier scored exactly
 FILTER_MAX_KEYS = 20
 
 Filter = Annotated[
@@ -68,18 +68,39 @@ _LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text):
                      + 0.25 * word_similarity($3, r.text)::float8
            END"""
 
+# Candidates come in tiers, each only when the ones before found fewer than the limit
+# ($5): the records holding every query word, then those holding two of them, then any
+# one; pg_trgm's word similarity (typos, partial words) only when full text found too
+# few (for a query of three or more words: none), since its index answers a long query
+# with thousands of rows to recheck. Each tier takes its CANDIDATES best by ts_rank_cd,
+# and only the candidates are scored. $1 the dataset, $2 the account, $3 the query,
+# $4 the minimum score, $5 the limit, $6 the query's lexemes, $7 all of them, $8 any
+# two, $9 any one (tsqueries; NULL without lexemes).
 _SQL = """
-WITH q AS (
-    SELECT tsvector_to_array(to_tsvector('english', $3)) AS lex,
-           NULLIF(replace(plainto_tsquery('english', $3)::text, ' & ', ' | '), '')::tsquery AS any_word
-), cand AS (
-    (SELECT r.id FROM records r, q
-      WHERE r.dataset_id = $1 AND r.account_id = $2 AND q.any_word IS NOT NULL AND r.search @@ q.any_word {filter}
-      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {candidates})
-    UNION
-    (SELECT r.id FROM records r
-      WHERE r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
-      ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+WITH q AS (SELECT $6::text[] AS lex),
+every_word AS (
+    SELECT r.id FROM records r
+     WHERE $7::tsquery IS NOT NULL AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $7::tsquery {filter}
+     ORDER BY ts_rank_cd(r.search, $7::tsquery) DESC LIMIT {candidates}),
+two_words AS (
+    SELECT r.id FROM records r
+     WHERE (SELECT count(*) FROM every_word) < $5 AND $8::tsquery IS NOT NULL
+       AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $8::tsquery {filter}
+     ORDER BY ts_rank_cd(r.search, $8::tsquery) DESC LIMIT {candidates}),
+some_words AS (SELECT id FROM every_word UNION SELECT id FROM two_words),
+any_word AS (
+    SELECT r.id FROM records r
+     WHERE (SELECT count(*) FROM some_words) < $5 AND $9::tsquery IS NOT NULL
+       AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $9::tsquery {filter}
+     ORDER BY ts_rank_cd(r.search, $9::tsquery) DESC LIMIT {candidates}),
+lexical AS (SELECT id FROM some_words UNION SELECT id FROM any_word),
+near_text AS (
+    SELECT r.id FROM records r
+     WHERE (SELECT count(*) FROM lexical) < CASE WHEN cardinality($6::text[]) <= 2 THEN $5 ELSE 1 END
+       AND r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
+     ORDER BY word_similarity($3, r.text) DESC LIMIT {candidates}),
+cand AS (
+    SELECT id FROM lexical UNION SELECT id FROM near_text
     {vector_candidates}
 )
 SELECT * FROM (
@@ -91,14 +112,34 @@ ORDER BY score DESC, id
 LIMIT $5
 """
 
-# With embeddings ($6 the model, $7 the query's vector): the nearest records join the
+# With embeddings ($10 the model, $11 the query's vector): the nearest records join the
 # candidates, and the score is half lexical, half cosine similarity.
 _VECTOR_CANDIDATES = """UNION
     (SELECT e.record_id FROM record_embeddings e JOIN records r ON r.id = e.record_id
-      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = $6 {filter}
-      ORDER BY e.embedding <=> $7::vector LIMIT 50)"""
-_VECTOR_JOIN = "LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $6"
-_VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding <=> $7::vector)), 0)"
+      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = $10 {filter}
+      ORDER BY e.embedding <=> $11::vector LIMIT 50)"""
+_VECTOR_JOIN = "LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $10"
+_VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding <=> $11::vector)), 0)"
+# the query's lexemes in the order the query says them
+_LEXEMES = "SELECT array_agg(lexeme ORDER BY positions[1]) FROM unnest(to_tsvector('english', $1))"
+PAIRED_MAX = 8  # the first words whose pairs make the second tier (eight: 28 pairs)
+ANY_MAX = 16  # the first words any one of which makes the third
+
+
+def _tsquery_word(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+async def query_terms(conn, query: str) -> tuple[list[str], str | None, str | None, str | None]:
+    """The query's lexemes (english stemming, stop words out), and the tsqueries of all
+    of them, any two of the first PAIRED_MAX and any one of the first ANY_MAX."""
+    lexemes = list(await conn.fetchval(_LEXEMES, query) or ())
+    if not lexemes:
+        return [], None, None, None
+    words = [_tsquery_word(x) for x in lexemes]
+    first = words[:PAIRED_MAX]
+    pairs = " | ".join(f"({a} & {b})" for i, a in enumerate(first) for b in first[i + 1 :])
+    return lexemes, " & ".join(words), pairs or None, " | ".join(words[:ANY_MAX])
 
 
 def _sql(filter_sql: str, vector: bool) -> str:
@@ -254,7 +295,8 @@ async def search_records(
     min_score = bounds.min_score
     floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
     vector = await _query_vector(conn, account_id, dataset_id, query, embeddings, timeouts)
-    base: list[Any] = [dataset_id, account_id, query, floor, limit, *(vector or ())]
+    terms = await query_terms(conn, query)
+    base: list[Any] = [dataset_id, account_id, query, floor, limit, *terms, *(vector or ())]
     where, extra = _filter_sql(filter, len(base) + 1)
     sql = _sql(where, vector is not None)
     async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction

@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_tasks import messages, wait_execution
 
 from botkit.engine.fetch import FetchPolicy
@@ -277,3 +279,36 @@ def test_a_task_fetches_searches_and_finishes_with_its_abilities(api, models, up
             if len(begun) == 3:
                 break
     assert begun == [("weather", "skillset"), ("policy", "skillset"), ("exit", "function")]
+
+
+_INFO = st.sampled_from(["fetch", "dataset/search/id=x", "bot/call", "http/fetch", "json", "", "mail/send", "fetch/a=b"])
+_BODY = st.one_of(
+    st.text(max_size=200),
+    st.builds(
+        lambda method, path, header, param: f"{method} http://127.0.0.1:9/{path}$[{param}]\n{header}\n\nbody",
+        st.sampled_from(["GET", "POST", "BREW", "get"]),
+        st.text(alphabet="abc/?=&%$[] ", max_size=20),
+        st.text(max_size=40),
+        st.text(max_size=30),
+    ),
+    st.builds(lambda k, v: f"url: http://127.0.0.1:9/x\n{k}: {v}", st.text(max_size=10), st.text(max_size=30)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(info=_INFO, body=_BODY, text=st.text(max_size=100), given_input=st.one_of(st.none(), st.text(max_size=100)))
+def test_any_instruction_is_saved_or_refused_and_any_input_answered_never_a_500(api, info, body, text, given_input):
+    skillset = api.post("skillset/create", json={}).json()["id"]
+    instruction = f"{text}\n```{info}\n{body}\n```\n"
+    created = api.post(f"skillset/{skillset}/ability/create", json={"name": "a", "instruction": instruction})
+    assert created.status_code in (200, 400), created.text
+    if created.status_code == 400:
+        assert created.json()["code"] == "BAD_REQUEST"
+        return
+    answer = api.post(
+        f"skillset/{skillset}/ability/{created.json()['id']}/execute",
+        json={"input": given_input} if given_input is not None else {},
+    )
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 200:
+        assert "usage" in answer.json() and ("result" in answer.json() or "error" in answer.json())
