@@ -31,8 +31,8 @@ case, each run of other characters one `_`) and `${SECRET_DEFAULT}` (the ability
 `Basic <base64>`). A fetch with the ability's secret and no secret reference sends it
 as the Authorization header. They are filled in server-side, after the model has
 spoken: the model never sees a value, a secret goes only to a host the ability names
-(a URL whose host is a parameter gets no secret), and a value that comes back in an
-answer is masked before the model, a message or an event sees it.
+(a URL whose host is a parameter gets no secret; a request with a secret follows no
+redirect), and a value that comes back in an answer is masked before the model, a message or an event sees it.
 
 Templates are filled in one pass, so a parameter's value is never read as a
 parameter or a secret reference; a value put into a URL is percent-encoded and one
@@ -355,6 +355,8 @@ async def _fetch(block: Block, arguments: dict[str, Any], runtime: Runtime) -> A
             if not any(k.lower() == "content-type" for k in headers):
                 headers["Content-Type"] = "application/json"
     policy = replace(runtime.fetch_policy, total_timeout=min(runtime.fetch_policy.total_timeout, FETCH_TIMEOUT))
+    if secrets:  # a secret may ride in any header: it is not followed to where a redirect points
+        policy = replace(policy, max_redirects=0)
     try:
         async with safe.fetch(
             url, policy, max_bytes=FETCH_BYTES, headers=headers, method=t.method, content=content, any_status=True
@@ -363,6 +365,8 @@ async def _fetch(block: Block, arguments: dict[str, Any], runtime: Runtime) -> A
             status = response.status
     except safe.FetchTooLarge:
         raise AbilityError(f"the answer is larger than {FETCH_BYTES} bytes") from None
+    except safe.FetchTooManyRedirects:
+        raise AbilityError("the request was redirected: one that carries a secret is not followed") from None
     except safe.FetchError as exc:  # its message names the host; masked all the same
         raise AbilityError(mask(exc.message, secrets.values())) from None
     text = body.decode("utf-8", "replace")

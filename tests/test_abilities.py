@@ -34,6 +34,12 @@ class Upstream:
                 body = self.rfile.read(length).decode() if length else ""
                 seen = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
                 outer.seen.append(seen)
+                if self.path.startswith("/moved"):  # a redirect elsewhere: a secret must not follow it
+                    self.send_response(302)
+                    self.send_header("Location", "http://localhost:1/steal")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = 404 if self.path.startswith("/missing") else 200
                 data = json.dumps(
                     {"path": self.path, "auth": self.headers.get("Authorization"), "got": body, "forecast": "sunny"}
@@ -162,6 +168,14 @@ def test_fetching_is_bounded_by_the_safe_fetcher_and_secrets_go_only_to_named_ho
     assert "NOPE" in execute(api, skillset, unknown)["error"]
 
 
+def test_a_request_with_a_secret_follows_no_redirect_and_one_without_does(api, upstream, local_fetch):
+    weather_secret(api)
+    skillset, moved = ability(api, f"```fetch\nGET {upstream.url}/moved\nX-Key: ${{SECRET_WEATHER_KEY}}\n```")
+    assert "redirected" in execute(api, skillset, moved)["error"]
+    skillset, plain = ability(api, f"```fetch\nGET {upstream.url}/moved\n```")
+    assert "localhost" in execute(api, skillset, plain)["error"]  # followed, and refused there (loopback by name)
+
+
 def test_an_unknown_action_or_a_block_that_cannot_run_is_a_400_when_saved(api):
     skillset = api.post("skillset/create", json={}).json()["id"]
     for instruction in (
@@ -281,7 +295,9 @@ def test_a_task_fetches_searches_and_finishes_with_its_abilities(api, models, up
     assert begun == [("weather", "skillset"), ("policy", "skillset"), ("exit", "function")]
 
 
-_INFO = st.sampled_from(["fetch", "dataset/search/id=x", "bot/call", "http/fetch", "json", "", "mail/send", "fetch/a=b"])
+_INFO = st.sampled_from(
+    ["fetch", "dataset/search/id=x", "bot/call", "http/fetch", "json", "", "mail/send", "fetch/a=b"]
+)
 _BODY = st.one_of(
     st.text(max_size=200),
     st.builds(
