@@ -4,6 +4,12 @@ check, on a FIFO-fair, reset-free pool (botkit.store.pool.Pool, as PERFORMANCE.m
 describes). No validation beyond what the SQL needs, no middleware, no logging:
 the ceiling of this stack on this machine, not an alternative server.
 
+It does the per-request work botkit does besides its framework (issue 14), so that
+botkit/limit measures the framework: a checked token is kept for
+BOTKIT_AUTH_CACHE_SECONDS (10 s, botkit's default; 0: query every time), and every
+request is counted in one-minute windows per token and per account, as botkit's
+rate limiter counts it.
+
 The SQL below is copied from what botkit's standard actions build for the `bots`
 table (actions/standard.py: a change and its event-log row in one statement,
 resources/event.py) and the token lookup (actions/auth.py); bench/run.py compares
@@ -137,17 +143,40 @@ def item(row) -> dict:
     return {k: v for k, v in zip(WIRE, row, strict=True) if v is not None}
 
 
-async def account_of(conn, request) -> str | None:
+CACHE_SECONDS = float(os.environ.get("BOTKIT_AUTH_CACHE_SECONDS") or 10)
+_checked: dict[bytes, tuple[str, str, float]] = {}  # digest -> (token id, account, until)
+_window = -1
+_counts: dict[tuple[str, str], int] = {}
+
+
+def _count(token_id: str, account: str) -> None:
+    """What botkit's rate limiter does for a request: count it for its token and account."""
+    global _window, _counts
+    window = int(time.time() // 60)
+    if window != _window:
+        _window, _counts = window, {}
+    for key in (("token", token_id), ("account", account)):
+        _counts[key] = _counts.get(key, 0) + 1
+
+
+async def account_of(request) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, secret = auth.partition(" ")
     if scheme.lower() not in ("bearer", "token") or not secret:
         return None
     digest = hashlib.sha256(secret.strip().encode()).digest()
-    row = await conn.fetchrow(TOKEN_SQL, digest)
+    hit = _checked.get(digest)
+    if hit is not None and hit[2] > time.monotonic():
+        _count(hit[0], hit[1])
+        return hit[1]
+    row = await pool.fetchrow(TOKEN_SQL, digest)
     if row is None or not hmac.compare_digest(row["secret_hash"], digest) or row["revoked_at"] is not None:
         return None
     if row["expires_at"] is not None and row["expires_at"] <= time.time() * 1000:
         return None
+    if CACHE_SECONDS > 0:
+        _checked[digest] = (row["id"], row["account_id"], time.monotonic() + CACHE_SECONDS)
+    _count(row["id"], row["account_id"])
     return row["account_id"]
 
 
@@ -166,14 +195,10 @@ async def health(request) -> Response:
 
 
 async def fetch(request) -> Response:
-    conn = await pool.acquire()
-    try:
-        account = await account_of(conn, request)
-        row = await conn.fetchrow(FETCH_SQL, request.path_params["bot_id"], account) if account else None
-    finally:
-        pool.release(conn)
+    account = await account_of(request)
     if account is None:
         return _json(UNAUTHENTICATED, 401)
+    row = await pool.fetchrow(FETCH_SQL, request.path_params["bot_id"], account)
     if row is None:
         return _json(NOT_FOUND, 404)
     return _json(orjson.dumps(item(row)))
@@ -183,19 +208,13 @@ async def list_bots(request) -> Response:
     q = request.query_params
     take = int(q.get("take") or 25)
     cursor = q.get("cursor")
-    conn = await pool.acquire()
-    try:
-        account = await account_of(conn, request)
-        if account is None:
-            rows = None
-        elif cursor:
-            rows = await conn.fetch(LIST_CURSOR_SQL, account, cursor, take + 1)
-        else:
-            rows = await conn.fetch(LIST_SQL, account, take + 1)
-    finally:
-        pool.release(conn)
+    account = await account_of(request)
     if account is None:
         return _json(UNAUTHENTICATED, 401)
+    if cursor:
+        rows = await pool.fetch(LIST_CURSOR_SQL, account, cursor, take + 1)
+    else:
+        rows = await pool.fetch(LIST_SQL, account, take + 1)
     out = {"items": [item(r) for r in rows[:take]]}
     if len(rows) > take:
         out["cursor"] = rows[take - 1]["id"]
@@ -209,35 +228,24 @@ async def create(request) -> Response:
     args = [bot_id, None, now, now, *(body.get(wire) for _, wire in WIRE_WRITABLE)]
     if args[META_ARG] is None:
         args[META_ARG] = {}
-    conn = await pool.acquire()
-    try:
-        account = await account_of(conn, request)
-        if account is not None:
-            args[1] = account
-            event = event_args(account, "bot.create", bot_id, now, body, {"botId": bot_id})
-            await conn.execute(INSERT_SQL, *args, *event)
-    finally:
-        pool.release(conn)
+    account = await account_of(request)
     if account is None:
         return _json(UNAUTHENTICATED, 401)
+    args[1] = account
+    event = event_args(account, "bot.create", bot_id, now, body, {"botId": bot_id})
+    await pool.execute(INSERT_SQL, *args, *event)
     return _json(orjson.dumps({"id": bot_id}))
 
 
 async def update(request) -> Response:
     body = orjson.loads(await request.body() or b"{}")
     merge = body["meta"]["$update"]
-    conn = await pool.acquire()
-    try:
-        account = await account_of(conn, request)
-        updated = None
-        if account is not None:
-            bot_id, now = request.path_params["bot_id"], time.time_ns() // 1_000_000
-            event = event_args(account, "bot.update", bot_id, now, {}, {"fields": ["meta"], "botId": bot_id})
-            updated = await conn.fetchval(UPDATE_MERGE_SQL, bot_id, account, merge, now, *event)
-    finally:
-        pool.release(conn)
+    account = await account_of(request)
     if account is None:
         return _json(UNAUTHENTICATED, 401)
+    bot_id, now = request.path_params["bot_id"], time.time_ns() // 1_000_000
+    event = event_args(account, "bot.update", bot_id, now, {}, {"fields": ["meta"], "botId": bot_id})
+    updated = await pool.fetchval(UPDATE_MERGE_SQL, bot_id, account, merge, now, *event)
     if updated is None:
         return _json(NOT_FOUND, 404)
     return _json(orjson.dumps({"id": updated}))

@@ -666,6 +666,19 @@ def targets(res: dict) -> list[dict]:
                 continue
             v = rps("botkit-1w", route) / rps(other, route)
             add(text, v, v >= bound)
+    # against the fair ceiling (issue 14): the tail and the CPU a request costs
+    for key, field, unit in (("p99_vs_limit", "p99_ms", "×"), ("cpu_vs_limit", "cpu_us_per_req", "×")):
+        bound = TARGETS[key]["at_most"]
+        for route in TARGETS[key]["routes"]:
+            what = "p99 latency" if field == "p99_ms" else "server CPU per request"
+            text = f"botkit {what} ≤ {bound:g}× the limit's on {route} (1 worker)"
+            keys = [f"botkit-1w:{route}", f"limit:{route}"]
+            theirs = (fig.get(f"limit:{route}") or {}).get(field)
+            if not valid(*keys) or not theirs:
+                invalid(text, keys)
+                continue
+            v = fig[f"botkit-1w:{route}"][field] / theirs
+            add(text, v, v <= bound, unit)
     bound = TARGETS["deep_vs_page1"]["at_most"]
     text = f"list 90,000 deep: p50 within {bound:g}× of page 1 (botkit 1 worker)"
     keys = ["botkit-1w:deep", "botkit-1w:list"]

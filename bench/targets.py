@@ -5,10 +5,13 @@ bench/README.md's "Targets" table states the same numbers in prose."""
 from __future__ import annotations
 
 TARGETS: dict[str, dict] = {
-    # req/s of botkit (1 worker) / req/s of the limit, on these routes
-    "botkit_vs_limit": {"at_least": 0.85, "routes": ("fetch", "create", "list")},
+    # req/s of botkit (1 worker) / req/s of the limit, on these routes (issue 14: the limit
+    # does botkit's per-request work too, token cache and rate-limit counts)
+    "botkit_vs_limit": {"at_least": 0.9, "routes": ("fetch", "create", "list", "update")},
+    "p99_vs_limit": {"at_most": 1.5, "routes": ("fetch", "create", "list", "update")},
+    "cpu_vs_limit": {"at_most": 1.1, "routes": ("fetch", "create", "list", "update")},
     # req/s of botkit (1 worker) / req/s of the FastAPI peer, on these routes
-    "botkit_vs_peer": {"at_least": 3, "routes": ("fetch", "create")},
+    "botkit_vs_peer": {"at_least": 3.5, "routes": ("fetch", "create")},
     # p50 of the list 90,000 deep / p50 of page 1 (botkit 1 worker)
     "deep_vs_page1": {"at_most": 1.1},
     # peak RSS growth of the server during the JSONL export of 100,000 records, MB (1 worker)
