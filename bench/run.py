@@ -613,7 +613,7 @@ def report(res: dict) -> str:
         + ", ".join(f"{name} {v:.2f}×" for name, v in res["deep_ratio"].items()),
     ]
     lines += _stream_tables(res)
-    lines += ["", "| target (issue 5) | measured | met |", "|---|---:|---|"]
+    lines += ["", "| target (bench/targets.py) | measured | met |", "|---|---:|---|"]
     for t in res["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {t['met']} |")
     if res["checks"]["sql_drift"]:

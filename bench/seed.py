@@ -59,22 +59,39 @@ class Seeded:
         return d
 
 
-def _dsn(admin_dsn: str, database: str) -> str:
-    # admin_dsn is postgresql://postgres:@/postgres?host=<dir>
-    head, _, query = admin_dsn.partition("?")
+def dsn_of(any_dsn: str, database: str) -> str:
+    """The URL of another database on the same server (postgresql://postgres:@/x?host=<dir>)."""
+    head, _, query = any_dsn.partition("?")
     return head.rsplit("/", 1)[0] + "/" + database + ("?" + query if query else "")
+
+
+async def fresh_database(any_dsn: str, name: str) -> str:
+    """The database `name` on the server of `any_dsn`, dropped, made anew and migrated."""
+    admin = await asyncpg.connect(dsn_of(any_dsn, "postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = dsn_of(any_dsn, name)
+    await migrate(dsn)
+    return dsn
+
+
+async def fresh_account(dsn: str, name: str) -> tuple[str, str]:
+    """(an account's id, an API token of it) in the database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        account_id = await create_account(conn, name=name)
+        _, token = await issue_token(conn, account_id, name=name)
+    finally:
+        await conn.close()
+    return account_id, token
 
 
 async def seed(admin_dsn: str) -> Seeded:
     started = time.perf_counter()
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {DB_NAME}")
-    finally:
-        await admin.close()
-    dsn = _dsn(admin_dsn, DB_NAME)
-    await migrate(dsn)
+    dsn = await fresh_database(admin_dsn, DB_NAME)
 
     conn = await asyncpg.connect(dsn)
     try:

@@ -31,6 +31,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import seed as seeding  # noqa: E402
 from procs import (  # noqa: E402
     CLK,
     botkit_env,
@@ -62,31 +63,10 @@ TARGETS = (
 )
 
 
-def _dsn(any_dsn: str, database: str) -> str:
-    head, _, query = any_dsn.partition("?")
-    return head.rsplit("/", 1)[0] + "/" + database + ("?" + query if query else "")
-
-
-async def _prepare(admin_dsn: str) -> tuple[str, str]:
+async def _prepare(any_dsn: str) -> tuple[str, str]:
     """A fresh migrated database, with an account and its API token."""
-    from botkit.resources.account import create_account
-    from botkit.resources.token import issue_token
-    from botkit.store.migrate import migrate
-
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {DB_NAME}")
-    finally:
-        await admin.close()
-    dsn = _dsn(admin_dsn, DB_NAME)
-    await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        account_id = await create_account(conn, name="bench tasks")
-        _, token = await issue_token(conn, account_id, name="bench tasks")
-    finally:
-        await conn.close()
+    dsn = await seeding.fresh_database(any_dsn, DB_NAME)
+    _, token = await seeding.fresh_account(dsn, "bench tasks")
     return dsn, token
 
 
@@ -184,7 +164,7 @@ def measure(any_dsn: str, pg_pid: int | None) -> dict:
     """`any_dsn`: a database of the bench's PostgreSQL (its server is used, not the
     database); `pg_pid`: the postmaster, for its CPU time."""
     started = time.monotonic()
-    dsn, token = asyncio.run(_prepare(_dsn(any_dsn, "postgres")))
+    dsn, token = asyncio.run(_prepare(any_dsn))
     port = free_port()
     log = WORK / "api.log"
     api_proc = start_logged(

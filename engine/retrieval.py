@@ -45,6 +45,7 @@ DEFAULT_MAX_RECORDS = 10
 DEFAULT_MAX_TOKENS = 3000
 QUERY_MAX_CHARS = 2000  # a longer query (e.g. a whole user message) is cut here for search
 CANDIDATES = 50  # candidates of each tier scored exactly
+RANKED = 2000  # matches of a tier ranked, at most
 FILTER_MAX_KEYS = 20
 
 Filter = Annotated[
@@ -75,27 +76,34 @@ _LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text):
 # ($5): the records holding every query word, then those holding two of them, then any
 # one; pg_trgm's word similarity (typos, partial words) only when full text found too
 # few (for a query of three or more words: none), since its index answers a long query
-# with thousands of rows to recheck. Each tier takes its CANDIDATES best by ts_rank_cd,
-# and only the candidates are scored. $1 the dataset, $2 the account, $3 the query,
+# with thousands of rows to recheck. Each tier takes its CANDIDATES best by ts_rank_cd
+# among its first RANKED matches (a word in every other record must not make a search
+# rank them all), and only the candidates are scored. $1 the dataset, $2 the account, $3 the query,
 # $4 the minimum score, $5 the limit, $6 the query's lexemes, $7 all of them, $8 any
 # two, $9 any one (tsqueries; NULL without lexemes).
 _SQL = """
 WITH q AS (SELECT $6::text[] AS lex),
 every_word AS (
-    SELECT r.id FROM records r
-     WHERE $7::tsquery IS NOT NULL AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $7::tsquery {filter}
-     ORDER BY ts_rank_cd(r.search, $7::tsquery) DESC LIMIT {candidates}),
+    SELECT id FROM (
+        SELECT r.id, r.search FROM records r
+         WHERE $7::tsquery IS NOT NULL AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $7::tsquery {filter}
+         LIMIT {ranked}) m
+     ORDER BY ts_rank_cd(m.search, $7::tsquery) DESC LIMIT {candidates}),
 two_words AS (
-    SELECT r.id FROM records r
-     WHERE (SELECT count(*) FROM every_word) < $5 AND $8::tsquery IS NOT NULL
-       AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $8::tsquery {filter}
-     ORDER BY ts_rank_cd(r.search, $8::tsquery) DESC LIMIT {candidates}),
+    SELECT id FROM (
+        SELECT r.id, r.search FROM records r
+         WHERE (SELECT count(*) FROM every_word) < $5 AND $8::tsquery IS NOT NULL
+           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $8::tsquery {filter}
+         LIMIT {ranked}) m
+     ORDER BY ts_rank_cd(m.search, $8::tsquery) DESC LIMIT {candidates}),
 some_words AS (SELECT id FROM every_word UNION SELECT id FROM two_words),
 any_word AS (
-    SELECT r.id FROM records r
-     WHERE (SELECT count(*) FROM some_words) < $5 AND $9::tsquery IS NOT NULL
-       AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $9::tsquery {filter}
-     ORDER BY ts_rank_cd(r.search, $9::tsquery) DESC LIMIT {candidates}),
+    SELECT id FROM (
+        SELECT r.id, r.search FROM records r
+         WHERE (SELECT count(*) FROM some_words) < $5 AND $9::tsquery IS NOT NULL
+           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $9::tsquery {filter}
+         LIMIT {ranked}) m
+     ORDER BY ts_rank_cd(m.search, $9::tsquery) DESC LIMIT {candidates}),
 lexical AS (SELECT id FROM some_words UNION SELECT id FROM any_word),
 near_text AS (
     SELECT r.id FROM records r
@@ -149,6 +157,7 @@ def _sql(filter_sql: str, vector: bool) -> str:
     return _SQL.format(
         filter=filter_sql,
         candidates=CANDIDATES,
+        ranked=RANKED,
         vector_candidates=_VECTOR_CANDIDATES.format(filter=filter_sql) if vector else "",
         vector_join=_VECTOR_JOIN if vector else "",
         score=_VECTOR_SCORE if vector else _LEXICAL,
