@@ -202,24 +202,32 @@ def corpus(n: int = PASSAGES) -> list[str]:
 _WORDS = re.compile(r"[A-Za-z]{4,}")
 
 
-def queries(passages: list[str], n: int = QUERIES) -> list[tuple[str, int]]:
-    """(query, index of its answer): each of n passages asked by its four rarest words."""
+def queries(passages: list[str], n: int = QUERIES, halves: int = 1) -> list[tuple[str, int]]:
+    """(query, index of its answer): each of n records asked by its four rarest words;
+    a record made of `halves` passages (make bench-scale: 2) by the rarest of each, so
+    that the words name the record and not only one of the passages in it."""
     df: collections.Counter[str] = collections.Counter()
-    words_of = [sorted({w.lower() for w in _WORDS.findall(p)} - STOP) for p in passages]
-    for words in words_of:
-        df.update(words)
+
+    def words(text: str) -> list[str]:
+        return sorted({w.lower() for w in _WORDS.findall(text)} - STOP)
+
+    for p in passages:
+        df.update(words(p))
     rng = random.Random(41)
     out: list[tuple[str, int]] = []
     for i in rng.sample(range(len(passages)), n * 2):
-        words = sorted(words_of[i], key=lambda w: (df[w], w))[:4]
-        if len(words) < 3:
+        parts = [passages[i]] if halves == 1 else list(_HALVES[i])
+        chosen: list[str] = []
+        for part in parts:
+            chosen += [w for w in sorted(words(part), key=lambda w: (df[w], w)) if w not in chosen][: 4 // len(parts)]
+        if len(chosen) < 3:
             continue
-        rng.shuffle(words)
+        rng.shuffle(chosen)
         if len(out) % 4 == 3:  # a typo: one letter of the longest word doubled
-            longest = max(range(len(words)), key=lambda k: len(words[k]))
-            w = words[longest]
-            words[longest] = w[: len(w) // 2] + w[len(w) // 2] + w[len(w) // 2 :]
-        out.append((" ".join(words), i))
+            longest = max(range(len(chosen)), key=lambda k: len(chosen[k]))
+            w = chosen[longest]
+            chosen[longest] = w[: len(w) // 2] + w[len(w) // 2] + w[len(w) // 2 :]
+        out.append((" ".join(chosen), i))
         if len(out) == n:
             break
     return out
@@ -292,6 +300,9 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+_HALVES: dict[int, tuple[str, str]] = {}  # record index -> its two passages (combined records)
+
+
 def combined(base: list[str], n: int) -> list[str]:
     """n distinct records from the passages (`make bench-scale`: more records than the
     packages have passages): record i is passage i mod B followed by the k-th one after
@@ -299,12 +310,17 @@ def combined(base: list[str], n: int) -> list[str]:
     size = len(base)
     if n > 10 * size:
         raise ValueError(f"at most {10 * size:,} records from {size:,} passages")
-    return [base[i % size] + " " + base[(i % size + 1 + i // size) % size] for i in range(n)]
+    out = []
+    for i in range(n):
+        first, second = base[i % size], base[(i % size + 1 + i // size) % size]
+        _HALVES[i] = (first, second)
+        out.append(first + " " + second)
+    return out
 
 
 def measure(any_dsn: str, records: int = PASSAGES) -> dict:
     passages = corpus() if records <= PASSAGES else combined(corpus(), records)
-    asked = queries(passages)
+    asked = queries(passages, halves=1 if records <= PASSAGES else 2)
     t0 = time.monotonic()
     dsn, token, dataset_id, ids, bot_id = asyncio.run(_load(any_dsn, passages))
     load_s = time.monotonic() - t0
