@@ -219,6 +219,7 @@ class Seen:
     ended: float | None = None
     finished: bool = False  # the whole reply was sent
     abandoned: bool = False  # the client went away first
+    client: tuple | None = None  # the connection's (address, port): the same one when it was reused
 
 
 class Broken(Exception):
@@ -321,7 +322,7 @@ class FakeOpenAI:
             await send({"type": "http.response.body", "body": b"{}"})
             return
         body = json.loads(raw)
-        seen = Seen(body=body, started=time.monotonic())
+        seen = Seen(body=body, started=time.monotonic(), client=tuple(scope.get("client") or ()))
         self.seen.append(seen)
         reply = self.replies.popleft() if self.replies else self.default
         if reply.headers_delay:

@@ -12,6 +12,7 @@ connection at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,8 @@ from . import http
 from .provider import Finish, ModelRequest, Reasoning, Timeouts, ToolCall
 
 log = logging.getLogger("botkit.engine")
+DRAIN_SECONDS = 0.5  # reading the rest of a response after [DONE], at most
+DRAIN_CHARS = 65536
 
 
 class _Fn(msgspec.Struct):
@@ -199,7 +202,8 @@ async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Re
     calls: dict[int, list[str]] = {}
     finish: str | None = None
     usage: _Usage | None = None
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    async for line in lines:
         if not line.startswith("data:"):
             continue  # blank separators, comments, event: lines
         data = line[5:].strip()
@@ -230,3 +234,14 @@ async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Re
         input_tokens=usage.prompt_tokens if usage else None,
         output_tokens=usage.completion_tokens if usage else None,
     )
+    # What follows [DONE] (the end of the chunked body) is read too: a response closed
+    # before its end takes its connection with it, and the next completion would pay a
+    # new connection (and TLS handshake) before its first token. Bounded: a server that
+    # keeps the body open after [DONE] costs DRAIN_SECONDS, then the connection is dropped.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            drained = 0
+            async for line in lines:
+                drained += len(line)
+                if drained > DRAIN_CHARS:
+                    break

@@ -111,6 +111,19 @@ def test_json_answer_and_provider_without_usage(api, models):
     assert data["usage"]["token"] > 0  # estimated when the provider reports none
 
 
+def test_completions_one_after_another_reuse_one_upstream_connection(api, models):
+    """The rest of a stream after [DONE] is read, so its connection goes back to the pool:
+    a new connection (with a real provider, a TLS handshake) before every first token is
+    what the time-to-first-token benchmark found."""
+    for text in ("one", "two", "three"):
+        answer = api.post(
+            "conversation/complete", json={"model": "fake-model", "messages": [{"type": "user", "text": text}]}
+        )
+        assert answer.status_code == 200, answer.text
+    clients = [s.client for s in models.seen]
+    assert len(clients) == 3 and clients[0] == clients[1] == clients[2], clients
+
+
 def test_failure_mid_stream_is_an_error_line_and_stores_no_bot_message(api, models):
     conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
     models.push(Reply(tokens=["a", "b", "c", "d"], break_after=2))
