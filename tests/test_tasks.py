@@ -16,6 +16,9 @@ from types import SimpleNamespace
 
 import asyncpg
 import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from botkit.testing import Reply, assert_error, new_account, registry_for, start_app, use_models
 
@@ -349,3 +352,114 @@ def test_a_worker_killed_mid_execution_is_finished_by_another(fresh_database, fa
                 p.wait(15)
         api_only.stop()
         fake.reset()
+
+
+# --- random interleavings of trigger, cancel and worker death (hypothesis) ------------
+
+LEASE = "1"  # seconds: the workers of the interleaving test take a dead one's job over fast
+
+
+class Workers:
+    """`botkit worker` processes on one database, killed (-9) and replaced at will."""
+
+    def __init__(self, dsn: str, fake) -> None:
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "BOTKIT_JOB_LEASE_SECONDS": LEASE,
+            "BOTKIT_MODEL_BASE_URL": fake.base_url,
+            "BOTKIT_MODELS": "fake-model",
+            "BOTKIT_LOG_LEVEL": "warning",
+        }
+        self.procs = [self._start() for _ in range(2)]
+
+    def _start(self) -> subprocess.Popen:
+        command = [sys.executable, "-m", "botkit.cli", "worker", "--concurrency", "2"]
+        return subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self, which: int) -> None:
+        victim = self.procs[which % len(self.procs)]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        self.procs[which % len(self.procs)] = self._start()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(15)
+
+
+@pytest.fixture(scope="module")
+def interleaving(fresh_database, fake):
+    dsn = fresh_database()
+    api_only = start_app(dsn, rate_limit=0, rate_limit_account=0, rate_limit_messages=0, job_concurrency=0)
+    use_models(api_only, registry_for(fake))
+    _, secret = asyncio.run(new_account(dsn, None, None))
+    workers = Workers(dsn, fake)
+    client = httpx.Client(base_url=api_only.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    try:
+        yield client, workers, fake
+    finally:
+        client.close()
+        workers.stop()
+        api_only.stop()
+        fake.reset()
+
+
+Step = st.one_of(
+    st.just(("trigger", 0)),
+    st.tuples(st.just("cancel"), st.integers(0, 5)),
+    st.tuples(st.just("kill"), st.integers(0, 1)),
+    st.tuples(st.just("wait"), st.sampled_from([1, 4])),  # tenths of a second
+)
+_examples = iter(range(10**6))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(Step, min_size=3, max_size=8))
+def test_interleavings_never_run_an_execution_twice_at_once_or_for_ever(interleaving, steps):
+    """Each trigger is a task of its own description, so the model's requests say whose
+    execution they serve: two of one execution must never be in flight together, and
+    every execution ends (success, canceled, or given up after its claims)."""
+    c, workers, fake = interleaving
+    fake.reset()
+    fake.default = Reply(tokens=["working"] * 10, delay=0.05)  # half a second per iteration
+    bot_id = c.post("bot/create", json={"model": "fake-model"}).json()["id"]
+    example = next(_examples)
+    started: list[tuple[str, str]] = []  # (task, description)
+    for action, n in steps:
+        if action == "trigger":
+            description = f"interleaving {example}-{len(started)}."
+            task = c.post("task/create", json={"description": description, "botId": bot_id}).json()["id"]
+            assert c.post(f"task/{task}/trigger", json={}).status_code == 200
+            started.append((task, description))
+        elif action == "cancel" and started:
+            task, _ = started[n % len(started)]
+            items = c.get(f"task/{task}/execution/list").json()["items"]
+            assert c.post(f"task/{task}/execution/{items[0]['id']}/cancel", json={}).status_code == 200
+        elif action == "kill":
+            workers.kill(n)
+        elif action == "wait":
+            time.sleep(n / 10)
+    deadline = time.monotonic() + 40
+    pending = list(started)
+    while pending and time.monotonic() < deadline:
+        pending = [
+            (task, d)
+            for task, d in pending
+            if "completedAt" not in c.get(f"task/{task}/execution/list").json()["items"][0]
+        ]
+        time.sleep(0.1)
+    assert not pending, f"executions still not ended: {pending}"
+    for task, description in started:
+        execution = c.get(f"task/{task}/execution/list").json()["items"][0]
+        assert execution["status"] in ("idle", "canceled") and execution["outcome"] != "pending", execution
+        calls = sorted(
+            (s for s in fake.seen if any(description in str(m.get("content")) for m in s.body["messages"])),
+            key=lambda s: s.started,
+        )
+        for earlier, later in zip(calls, calls[1:], strict=False):
+            assert earlier.ended is not None and earlier.ended <= later.started + 0.05, (
+                f"{description}: a model call began while another of the same execution was in flight"
+            )
