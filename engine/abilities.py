@@ -72,6 +72,15 @@ ACTIONS = {
     "dataset/search": "search a dataset (option id) for the block's text or the model's query",
     "bot/call": "ask a bot (option id, or the ability's botId) the block's text or the model's message",
 }
+EXAMPLES_OF = {  # what platform/action/list shows of each
+    "fetch": [
+        "```fetch\nGET https://api.example.com/weather?city=$[city! the city]\nAuthorization: ${SECRET_DEFAULT}\n```",
+        "```fetch\nurl: https://api.example.com/orders\nmethod: POST\nbody:\n  count: $[count! number how many]\n```",
+    ],
+    "dataset/search": ["```dataset/search/id=<datasetId>\n$[query! what to look for]\n```"],
+    "bot/call": ["```bot/call/id=<botId>\n$[question! what to ask the bot]\n```"],
+}
+OPTIONS_OF = {"fetch": [], "dataset/search": ["id"], "bot/call": ["id"]}  # the fence's key=value options
 ALIASES = {"http/fetch": "fetch", "search/dataset": "dataset/search", "dataset/records/search": "dataset/search"}
 ALIASES |= {"bot/ask": "bot/call", "bot/query": "bot/call"}
 

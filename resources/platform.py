@@ -1,6 +1,7 @@
-"""platform/model/list: the models this server can call (engine/models.py), from
-configuration, not the database. The id of a model is its name (what a model string
-names)."""
+"""The platform catalogues that describe this server, from code and configuration, not
+the database: platform/model/list (the models it can call, engine/models.py; a model's
+id is its name, what a model string names) and platform/action/list (the action kinds
+abilities can run, engine/abilities.py; an action's id is its kind)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..actions.base import Action, Call, Context, Stream
 from ..actions.fields import Item
 from ..actions.query import ListQuery
 from ..actions.stream import item_lines, one
+from ..engine import abilities
 from ..engine.models import Registry
 from ..engine.provider import ModelInfo
 
@@ -31,8 +33,7 @@ class PlatformModel(Item):
 
 class ModelListQuery(ListQuery, kw_only=True):
     cursor: (
-        Annotated[str, msgspec.Meta(max_length=256, description="The name of the last model of the previous page")]
-        | None
+        Annotated[str, msgspec.Meta(max_length=256, description="The id of the last item of the previous page")] | None
     ) = None
 
 
@@ -59,9 +60,9 @@ def _item(m: ModelInfo, default: str) -> PlatformModel:
     )
 
 
-def _select(models: Registry, q: ModelListQuery) -> list[PlatformModel]:
-    """The models in order, after the cursor, matching the meta filters (as strings)."""
-    items = sorted((_item(m, models.default) for m in models.models.values()), key=lambda i: i.id, reverse=q.desc)
+def _select(items: list[Any], q: ModelListQuery) -> list[Any]:
+    """A catalogue's items in id order, after the cursor, matching the meta filters (as strings)."""
+    items = sorted(items, key=lambda i: i.id, reverse=q.desc)
     if q.meta:
         items = [i for i in items if all(str(i.meta.get(k)).lower() == v.lower() for k, v in q.meta.items())]
     if q.cursor is not None:
@@ -69,21 +70,75 @@ def _select(models: Registry, q: ModelListQuery) -> list[PlatformModel]:
     return items
 
 
-class ListPlatformModels(Action):
+class ListCatalogue(Action):
+    """A list of what the server itself is (`items`), paged and filtered as every list."""
+
     method = "GET"
     tag = "Platform"
-    summary = "List the models this server offers (from its configuration)"
     query = ModelListQuery
-    response = PlatformModelList
-    item = PlatformModel
+
+    def items(self, ctx: Context) -> list[Any]:
+        raise NotImplementedError
 
     async def run(self, ctx: Context, call: Call) -> Any:
         q: ModelListQuery = call.query
-        items = _select(ctx.services.models, q)
+        items = _select(self.items(ctx), q)
         if call.jsonl:
             return Stream(one(item_lines(items)))
         page = items[: q.take]
-        return PlatformModelList(items=page, cursor=page[-1].id if page else "")
+        assert self.response is not None  # each catalogue names its list struct
+        return self.response(items=page, cursor=page[-1].id if page else "")
 
 
-ACTIONS: list[Action] = [ListPlatformModels("/platform/model/list")]
+class ListPlatformModels(ListCatalogue):
+    summary = "List the models this server offers (from its configuration)"
+    response = PlatformModelList
+    item = PlatformModel
+
+    def items(self, ctx: Context) -> list[Any]:
+        models: Registry = ctx.services.models
+        return [_item(m, models.default) for m in models.models.values()]
+
+
+class PlatformAction(Item):
+    name: str
+    description: str
+    examples: list[str]
+    meta: dict
+
+
+class PlatformActionList(msgspec.Struct):
+    items: list[PlatformAction]
+    cursor: str
+
+
+ACTION_KINDS = [
+    PlatformAction(
+        id=kind,
+        created_at=0,
+        updated_at=0,
+        name=kind,
+        description=description,
+        examples=abilities.EXAMPLES_OF[kind],
+        meta={
+            "options": abilities.OPTIONS_OF[kind],
+            "aliases": sorted(a for a, k in abilities.ALIASES.items() if k == kind),
+        },
+    )
+    for kind, description in abilities.ACTIONS.items()
+]
+
+
+class ListPlatformActions(ListCatalogue):
+    summary = "List the action kinds an ability's instruction can hold (the ones botkit runs)"
+    response = PlatformActionList
+    item = PlatformAction
+
+    def items(self, ctx: Context) -> list[Any]:
+        return ACTION_KINDS
+
+
+ACTIONS: list[Action] = [
+    ListPlatformActions("/platform/action/list"),
+    ListPlatformModels("/platform/model/list"),
+]

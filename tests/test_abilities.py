@@ -328,3 +328,21 @@ def test_any_instruction_is_saved_or_refused_and_any_input_answered_never_a_500(
     assert answer.status_code in (200, 400), answer.text
     if answer.status_code == 200:
         assert "usage" in answer.json() and ("result" in answer.json() or "error" in answer.json())
+
+
+def test_platform_action_list_names_the_kinds_botkit_runs_and_their_examples_save(api):
+    listed = api.get("platform/action/list", params={"order": "asc"}).json()
+    kinds = [a["id"] for a in listed["items"]]
+    assert kinds == sorted(["fetch", "dataset/search", "bot/call"]) and listed["cursor"] == kinds[-1]
+    skillset = api.post("skillset/create", json={}).json()["id"]
+    for action in listed["items"]:
+        assert action["name"] == action["id"] and action["description"] and action["examples"]
+        for example in action["examples"]:  # what the catalogue shows is an instruction botkit takes
+            answer = api.post(f"skillset/{skillset}/ability/create", json={"name": "x", "instruction": example})
+            assert answer.status_code == 200, (example, answer.text)
+    page = api.get("platform/action/list", params={"take": 1, "order": "asc"}).json()
+    assert [a["id"] for a in page["items"]] == [kinds[0]]
+    rest = api.get("platform/action/list", params={"order": "asc", "cursor": kinds[0]}).json()
+    assert [a["id"] for a in rest["items"]] == kinds[1:]
+    fetch = next(a for a in listed["items"] if a["id"] == "fetch")
+    assert "http/fetch" in fetch["meta"]["aliases"]
