@@ -125,6 +125,7 @@ class Block:
     options: dict[str, str]
     body: str
     parameters: dict[str, Parameter] = field(default_factory=dict)
+    request: RequestTemplate | None = None  # a fetch block's request, read once when parsed
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -189,7 +190,7 @@ def parse(instruction: str) -> Block | None:
                 p = _parameter(t.group(1))
                 block.parameters.setdefault(p.name, p)
         if action == "fetch":
-            _request_template(block.body)  # a request it cannot read is a 400 now
+            block.request = _request_template(block.body)  # a request it cannot read is a 400 now
         return block
     return None
 
@@ -345,7 +346,8 @@ def _fill_value(value: Any, block: Block, arguments: dict[str, Any], secrets: Se
 
 
 async def _fetch(block: Block, arguments: dict[str, Any], runtime: Runtime) -> Any:
-    t = _request_template(block.body)
+    t = block.request
+    assert t is not None  # parse() reads every fetch block's request
     named = secret_names(block)
     sending_default = runtime.has_default_secret and not named
     if (named or sending_default) and not _host_is_named(t.url):

@@ -39,6 +39,7 @@ from . import channel
 Positive = Amount
 log = logging.getLogger("botkit")
 SCHEDULE_POLL_SECONDS = 2.0
+FIRE_BATCH = 100  # due tasks fired in one transaction
 SCHEDULE_NAMES = {
     "hourly": "0 * * * *",
     "daily": "0 0 * * *",
@@ -223,33 +224,35 @@ async def start_execution(conn, ctx: Context, task_id: str, by: str = "trigger")
 # --- schedules ------------------------------------------------------------------------
 
 
-async def plan(conn, account_id: str, task_id: str) -> None:
+async def plan(conn, task_id: str, schedule: str | None, timezone: str | None) -> None:
     """Set the task's nextRunAt from its schedule (after it was created or changed)."""
-    row = await conn.fetchrow(
-        "SELECT schedule, timezone FROM tasks WHERE id = $1 AND account_id = $2", task_id, account_id
-    )
-    if row is not None:
-        upcoming = next_run(row["schedule"], row["timezone"], now_ms())
-        await conn.execute("UPDATE tasks SET next_run_at = $2 WHERE id = $1", task_id, upcoming)
+    upcoming = next_run(schedule, timezone, now_ms())
+    await conn.execute("UPDATE tasks SET next_run_at = $2 WHERE id = $1", task_id, upcoming)
 
 
 class CreateTask(CreateAction):
     async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
         await super().insert(conn, ctx, call, values)
         if values.get("schedule"):
-            await plan(conn, ctx.account_id, values["id"])
+            await plan(conn, values["id"], values["schedule"], values["timezone"])
 
 
 class UpdateTask(UpdateAction):
     async def run(self, ctx: Context, call: Call) -> Any:
         answer = await super().run(ctx, call)
         if {"schedule", "timezone"} & set(self.changes(call.body)):
-            async with ctx.pool.connection() as conn:
-                await plan(conn, ctx.account_id, call.params["taskId"])
+            async with ctx.pool.connection() as conn:  # the one of the two the body left alone is stored
+                row = await conn.fetchrow(
+                    "SELECT schedule, timezone FROM tasks WHERE id = $1 AND account_id = $2",
+                    call.params["taskId"],
+                    ctx.account_id,
+                )
+                if row is not None:
+                    await plan(conn, call.params["taskId"], row["schedule"], row["timezone"])
         return answer
 
 
-async def fire_due(services: Any, now: int | None = None, limit: int = 100) -> list[str]:
+async def fire_due(services: Any, now: int | None = None, limit: int = FIRE_BATCH) -> list[str]:
     """Start an execution of every task that is due (at most `limit`), each moved on to
     its next time in the same transaction; the executions' ids."""
     now = now if now is not None else now_ms()
@@ -295,7 +298,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             try:
-                while len(await fire_due(self.services)) == 100:
+                while len(await fire_due(self.services)) == FIRE_BATCH:  # more may be due
                     pass
             except Exception as exc:  # the database is away: try again at the next poll
                 log.warning("task schedules: firing failed: %s", exc)

@@ -5,8 +5,9 @@ execute`): each iteration is one completion that may call the bot's abilities an
 execution's own functions `plan`, `progress` and `exit`; it ends when the model calls
 `exit` (code 0: success, any other: failure, its message the summary) or answers
 without needing another iteration (success, its answer the summary), and fails beyond
-the task's maxIterations, maxTime or maxCalls (tool calls across its iterations). The transcript is the conversation's messages;
-each completion's usage is recorded as any completion's.
+the task's maxIterations, maxTime or maxCalls (tool calls across its iterations). The
+transcript is the conversation's messages; each completion's usage is recorded as any
+completion's.
 
 A conversation is reused across executions for the task's sessionDuration (ms) after
 the last one ended. Each iteration is stored, with the execution's count of iterations
@@ -188,7 +189,6 @@ async def _iteration(
         )
     if task["max_calls"]:
         engine_job.limits.calls = max(0, min(engine_job.limits.calls, int(task["max_calls"]) - calls[0]))
-    made = calls[0]
 
     async def finishing(conn) -> None:
         if not await queue.held(conn, job):
@@ -210,7 +210,7 @@ async def _iteration(
         elif isinstance(event, Outcome):
             outcome = event
     assert outcome is not None
-    made = calls[0] + len(outcome.messages)  # an activity message per call
+    made = calls[0] + len(outcome.messages)  # an activity message per call; `finishing` stores it
     await _store(ctx, run, outcome)
     calls[0] = made
     return outcome
