@@ -94,8 +94,9 @@ class Settings:
     processes: int = field(default_factory=lambda: _int("BOTKIT_PROCESSES", 0))  # 0: WORKERS
     auth_cache_seconds: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_AUTH_CACHE_SECONDS") or 10))
     session_secret: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SESSION_SECRET") or None)
-    # Embeddings for dataset search (pgvector), from an OpenAI-compatible /embeddings
-    # endpoint; unset: search is full-text + trigram only (engine/embeddings.py).
+    # Embeddings for dataset search (pgvector): unset, the built-in model; `off`, none
+    # (full-text + trigram only); another name, that model at an OpenAI-compatible
+    # /embeddings endpoint (engine/embeddings.py).
     embeddings_model: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_MODEL") or None)
     embeddings_base_url: str | None = field(
         default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import BadRequest
+from .embeddings import LOCAL_MODEL
 from .provider import EmbeddingsInfo, ModelInfo, Params, Timeouts
 
 RETRIEVAL_MODEL = "botkit-retrieval-responder"
@@ -179,14 +180,20 @@ def _model(e: dict[str, Any], s: Settings, base_url: str | None) -> ModelInfo:
 
 
 def _embeddings(s: Settings, base_url: str | None) -> EmbeddingsInfo | None:
-    if not s.embeddings_model:
+    """Unset or the built-in model's name: the built-in model; `off`: none; any other
+    name: that model at BOTKIT_EMBEDDINGS_BASE_URL (or the models' endpoint)."""
+    name = s.embeddings_model or LOCAL_MODEL
+    if name.lower() in ("off", "none"):
         return None
+    if name == LOCAL_MODEL and not s.embeddings_base_url:
+        return EmbeddingsInfo(model=LOCAL_MODEL)
     url = (s.embeddings_base_url or base_url or "").rstrip("/")
     if not url:
         raise ValueError(
-            "BOTKIT_EMBEDDINGS_MODEL is set but neither BOTKIT_EMBEDDINGS_BASE_URL nor BOTKIT_MODEL_BASE_URL"
+            f"BOTKIT_EMBEDDINGS_MODEL is {name}, which is not built in ({LOCAL_MODEL} is), "
+            "and neither BOTKIT_EMBEDDINGS_BASE_URL nor BOTKIT_MODEL_BASE_URL is set"
         )
-    return EmbeddingsInfo(model=s.embeddings_model, base_url=url, api_key=s.embeddings_api_key or s.model_api_key)
+    return EmbeddingsInfo(model=name, base_url=url, api_key=s.embeddings_api_key or s.model_api_key)
 
 
 def from_settings(s: Settings) -> Registry:

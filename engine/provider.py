@@ -51,10 +51,11 @@ class Params:
 
 @dataclass(frozen=True)
 class EmbeddingsInfo:
-    """An OpenAI-compatible `/embeddings` endpoint and the model it serves."""
+    """The embedding model of dataset search: the built-in one (no base_url), or an
+    OpenAI-compatible `/embeddings` endpoint and the model it serves."""
 
     model: str
-    base_url: str
+    base_url: str | None = None
     api_key: str | None = None
 
 

@@ -15,9 +15,11 @@ fewer (for queries of up to three words; beyond that, nearly always). A query of
 stop words only is scored by word similarity alone. The dataset's searchMinScore,
 searchMaxRecords and searchMaxTokens bound the answer (defaults below).
 
-With an embeddings endpoint configured (engine/embeddings.py) and pgvector present,
-the nearest records by cosine distance join the candidates and the score becomes
-0.5 × the lexical score above + 0.5 × cosine similarity.
+With embeddings on (engine/embeddings.py: the built-in model by default) and pgvector
+present, the records nearest the query by cosine distance (the model's HNSW index;
+records are embedded in the background, engine/vectors.py) join the candidates and
+the score becomes 0.5 × the lexical score above + 0.5 × cosine similarity (a record
+not embedded yet: its lexical score for both).
 
 Memories (`search_memories`: memory/search and the bot's and contact's) are scored the
 same way, lexically."""
@@ -30,11 +32,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 
 from ..errors import ApiError, BadRequest
-from . import tokens
+from . import tokens, vectors
 from .embeddings import embed, vector_literal
 from .provider import EmbeddingsInfo, Passage, Timeouts
 
@@ -123,14 +124,19 @@ ORDER BY score DESC, id
 LIMIT $5
 """
 
-# With embeddings ($10 the model, $11 the query's vector): the nearest records join the
-# candidates, and the score is half lexical, half cosine similarity.
+# With embeddings ($10 the query's vector; the model's name and dimensions written in,
+# so that the planner can use the model's partial HNSW index): the nearest records join
+# the candidates, and the score is half lexical, half cosine similarity (a record not
+# embedded yet: its lexical score in both halves).
 _VECTOR_CANDIDATES = """UNION
-    (SELECT e.record_id FROM record_embeddings e JOIN records r ON r.id = e.record_id
-      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = $10 {filter}
-      ORDER BY e.embedding <=> $11::vector LIMIT 50)"""
-_VECTOR_JOIN = "LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $10"
-_VECTOR_SCORE = f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding <=> $11::vector)), 0)"
+    (SELECT e.record_id FROM record_vectors e JOIN records r ON r.id = e.record_id
+      WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = {model} {filter}
+      ORDER BY e.embedding::vector({dims}) <=> $10::vector({dims}) LIMIT {candidates})"""
+_VECTOR_JOIN = "LEFT JOIN record_vectors e ON e.record_id = r.id AND e.model = {model}"
+_VECTOR_SCORE = (
+    f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding::vector({{dims}}) <=> $10::vector({{dims}}))), "
+    f"({_LEXICAL}))"
+)
 # the query's lexemes in the order the query says them
 _LEXEMES = "SELECT array_agg(lexeme ORDER BY positions[1]) FROM unnest(to_tsvector('english', $1))"
 PAIRED_MAX = 8  # the first words whose pairs make the second tier (eight: 28 pairs)
@@ -153,67 +159,68 @@ async def query_terms(conn, query: str) -> tuple[list[str], str | None, str | No
     return lexemes, " & ".join(words), pairs or None, " | ".join(words[:ANY_MAX])
 
 
-def _sql(filter_sql: str, vector: bool) -> str:
+def _sql(filter_sql: str, vector: tuple[str, int] | None) -> str:
+    """The search statement; with `vector` (the model and its dimensions), hybrid."""
+    if vector is None:
+        return _SQL.format(
+            filter=filter_sql,
+            candidates=CANDIDATES,
+            ranked=RANKED,
+            vector_candidates="",
+            vector_join="",
+            score=_LEXICAL,
+        )
+    model, dims = _literal(vector[0]), int(vector[1])
     return _SQL.format(
         filter=filter_sql,
         candidates=CANDIDATES,
         ranked=RANKED,
-        vector_candidates=_VECTOR_CANDIDATES.format(filter=filter_sql) if vector else "",
-        vector_join=_VECTOR_JOIN if vector else "",
-        score=_VECTOR_SCORE if vector else _LEXICAL,
+        vector_candidates=_VECTOR_CANDIDATES.format(model=model, dims=dims, filter=filter_sql, candidates=CANDIDATES),
+        vector_join=_VECTOR_JOIN.format(model=model),
+        score=_VECTOR_SCORE.format(dims=dims),
     )
 
 
-_MISSING = """
-SELECT r.id, r.text, md5(r.text) AS md5 FROM records r
-  LEFT JOIN record_embeddings e ON e.record_id = r.id AND e.model = $3 AND e.text_md5 = md5(r.text)
- WHERE r.dataset_id = $1 AND r.account_id = $2 AND e.record_id IS NULL
- ORDER BY r.id DESC LIMIT $4
-"""
-_UPSERT = """
-INSERT INTO record_embeddings (record_id, account_id, dataset_id, model, text_md5, embedding)
-SELECT $1, $2, $3, $4, $5, $6::vector WHERE EXISTS (SELECT 1 FROM records WHERE id = $1)
-ON CONFLICT (record_id) DO UPDATE
-   SET model = EXCLUDED.model, text_md5 = EXCLUDED.text_md5, embedding = EXCLUDED.embedding
-"""
-BACKFILL = 256  # records embedded per search, at most (the newest first)
-_embeddings_table: bool | None = None
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_vector_tables: bool | None = None  # pgvector's tables exist here (looked up once a process)
 
 
 async def _query_vector(
-    conn, account_id: str, dataset_id: str, query: str, info: EmbeddingsInfo | None, bounds: Timeouts
-) -> tuple[str, str] | None:
-    """(model, the query's vector) when embeddings are configured and stored; embeds
-    the dataset's records that have none (or a stale one) on the way."""
-    global _embeddings_table
+    conn, query: str, info: EmbeddingsInfo | None, bounds: Timeouts
+) -> tuple[tuple[str, int], str] | None:
+    """((the model, its dimensions), the query's vector) when embeddings are on and the
+    model has stored vectors; None (lexical search) otherwise, or when the model fails."""
+    global _vector_tables
     if info is None:
         return None
-    if _embeddings_table is None:
-        _embeddings_table = bool(await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL"))
-    if not _embeddings_table:
+    if _vector_tables is None:
+        _vector_tables = await vectors.has_vectors(conn)
+    if not _vector_tables:
         return None
-    missing = await conn.fetch(_MISSING, dataset_id, account_id, info.model, BACKFILL)
+    dims = await vectors.dimensions(conn, info.model)
+    if dims is None:
+        return None  # nothing embedded with this model yet
     try:
-        vectors = await embed(info, [query] + [r["text"] for r in missing], bounds)
+        (vector,) = await embed(info, [query], bounds)
     except ApiError as exc:
         log.warning("dataset search without embeddings: %s", exc.message)
         return None
-    if missing:
-        try:
-            await conn.executemany(
-                _UPSERT,
-                [
-                    (r["id"], account_id, dataset_id, info.model, r["md5"], vector_literal(v))
-                    for r, v in zip(missing, vectors[1:], strict=True)
-                ],
-            )
-        except asyncpg.PostgresError as exc:  # e.g. a record deleted meanwhile
-            log.warning("storing record embeddings failed: %s", exc)
-    return info.model, vector_literal(vectors[0])
+    if len(vector) != dims:
+        log.warning(
+            "dataset search without embeddings: %s answered %d dimensions, not %d", info.model, len(vector), dims
+        )
+        return None
+    return (info.model, dims), vector_literal(vector)
 
 
 # pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
 _THRESHOLD = "SET LOCAL pg_trgm.word_similarity_threshold = 0.3"
+# HNSW: enough of the graph for the candidates, and scanning on while the dataset's
+# filter leaves too few (pgvector 0.8's iterative scans)
+_HNSW = "SET LOCAL hnsw.ef_search = 100; SET LOCAL hnsw.iterative_scan = relaxed_order"
 
 _OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -306,13 +313,17 @@ async def search_records(
     budget = _bounded(bounds.max_tokens, DEFAULT_MAX_TOKENS, 10_000_000)
     min_score = bounds.min_score
     floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
-    vector = await _query_vector(conn, account_id, dataset_id, query, embeddings, timeouts)
+    vector = await _query_vector(conn, query, embeddings, timeouts)
     terms = await query_terms(conn, query)
-    base: list[Any] = [dataset_id, account_id, query, floor, limit, *terms, *(vector or ())]
+    base: list[Any] = [dataset_id, account_id, query, floor, limit, *terms]
+    if vector is not None:
+        base.append(vector[1])
     where, extra = _filter_sql(filter, len(base) + 1)
-    sql = _sql(where, vector is not None)
-    async with conn.transaction():  # SET LOCAL: the threshold ends with the transaction
+    sql = _sql(where, vector[0] if vector else None)
+    async with conn.transaction():  # SET LOCAL: the settings end with the transaction
         await conn.execute(_THRESHOLD)
+        if vector is not None:
+            await conn.execute(_HNSW)
         rows = await conn.fetch(sql, *base, *extra)
     out: list[ScoredRecord] = []
     used = 0

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..actions.base import Action
-from ..engine import fetch
+from ..engine import fetch, vectors
 from ..errors import StartupError
 from ..store import files, queue
 from . import (
@@ -70,7 +70,8 @@ ROUTES: list[Action] = _ordered([a for m in _MODULES for a in m.ACTIONS])
 async def services(state: Any) -> AsyncIterator[None]:
     """What runs beside the requests of an API process: the event log (its taps and
     pruning), the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
-    `botkit worker` processes run them) and, beside it, the tasks' scheduler."""
+    `botkit worker` processes run them) and, beside it, the tasks' scheduler and the
+    records' embedder."""
     settings = state.settings
     credentials = {
         "BOTKIT_STORAGE_ACCESS_KEY_ID": settings.storage_access_key_id,
@@ -99,12 +100,15 @@ async def services(state: Any) -> AsyncIterator[None]:
         lease=settings.job_lease_seconds,
     )
     scheduler = task.Scheduler(state)
+    embedder = vectors.Embedder(state)
     if settings.job_concurrency > 0:
         await state.jobs.start()
         await scheduler.start()  # where jobs run, tasks' schedules fire
+        await embedder.start()  # and records are embedded
     try:
         yield
     finally:
+        await embedder.stop()
         await scheduler.stop()
         await state.jobs.stop()
         await state.events.stop()

@@ -61,7 +61,7 @@ async def _apply(conn: asyncpg.Connection) -> list[str]:
 
 async def pgvector(conn: asyncpg.Connection) -> str:
     """Embeddings on when pgvector can be had; says which way it is, in words."""
-    if await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL"):
+    if await conn.fetchval("SELECT to_regclass('record_vectors') IS NOT NULL"):
         return "on (dataset search can use embeddings)"
     if not await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
         return "not installed on this PostgreSQL: dataset search is full-text + trigram (install it and restart)"

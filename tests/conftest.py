@@ -31,6 +31,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "botkit"))
+# The servers the suite starts (in-process and subprocesses) embed no records unless a
+# test turns the built-in model on (tests/test_embeddings.py): embedding every record
+# the suite writes would cost minutes of CPU and test nothing more.
+os.environ.setdefault("BOTKIT_EMBEDDINGS_MODEL", "off")
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -16,7 +16,6 @@ import pytest
 
 from botkit.config import Settings
 from botkit.engine import models as engine_models
-from botkit.engine.provider import EmbeddingsInfo
 from botkit.testing import Reply, assert_error, events, registry_for, use_models
 
 
@@ -811,40 +810,6 @@ def test_sse_parsing_is_lenient_where_providers_differ():
         asyncio.run(run(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'))
     with pytest.raises(ModelError):
         asyncio.run(run(b"data: not json\n\n"))
-
-
-def test_search_with_embeddings(api, models, fake, database, server):
-
-    async def has_pgvector():
-        conn = await asyncpg.connect(database)
-        try:
-            return await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL")
-        finally:
-            await conn.close()
-
-    if not asyncio.run(has_pgvector()):
-        pytest.skip("this PostgreSQL has no pgvector: search runs without embeddings")
-    reg = registry_for(fake)
-    reg.embeddings = EmbeddingsInfo(model="fake-embed", base_url=fake.base_url)
-    use_models(server, reg)
-    dataset = api.post("dataset/create", json={}).json()["id"]
-    car = api.post(f"dataset/{dataset}/record/create", json={"text": "I drive a car to work."}).json()["id"]
-    api.post(f"dataset/{dataset}/record/create", json={"text": "Bananas are yellow."})
-    found = api.post(f"dataset/{dataset}/search", json={"search": "automobile"}).json()["records"]
-    assert [r["id"] for r in found][:1] == [car]  # no shared word: found by meaning
-    assert set(fake.embedded) == {"automobile", "I drive a car to work.", "Bananas are yellow."}
-    fake.embedded.clear()
-    api.post(f"dataset/{dataset}/search", json={"search": "automobile"})
-    assert fake.embedded == ["automobile"]  # the records' embeddings are stored
-    api.post(f"dataset/{dataset}/record/{car}/update", json={"text": "I ride a vehicle."})
-    fake.embedded.clear()
-    found = api.post(f"dataset/{dataset}/search", json={"search": "automobile"}).json()["records"]
-    assert fake.embedded == ["automobile", "I ride a vehicle."]  # a changed text is embedded again
-    assert found[0]["id"] == car
-    # the endpoint failing: search goes on without embeddings
-    fake.embeddings_status = 500
-    found = api.post(f"dataset/{dataset}/search", json={"search": "bananas"})
-    assert found.status_code == 200 and found.json()["records"][0]["text"] == "Bananas are yellow."
 
 
 # --- what the official SDKs send back: every message type reaches the model -------------

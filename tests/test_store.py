@@ -145,9 +145,9 @@ def test_pgvector_installed_later_turns_embeddings_on(fresh_database):
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
                 pytest.skip("this PostgreSQL has no pgvector")
-            await conn.execute("DROP TABLE record_embeddings; DROP EXTENSION vector")
+            await conn.execute("DROP TABLE record_vectors, record_vectors_due, vector_models; DROP EXTENSION vector")
             await migrate(dsn)  # the next start
-            return await conn.fetchval("SELECT to_regclass('record_embeddings') IS NOT NULL")
+            return await conn.fetchval("SELECT to_regclass('record_vectors') IS NOT NULL")
         finally:
             await conn.close()
 
