@@ -31,23 +31,27 @@ TARGETS = tuple(
     (text.format(TARGETS_ALL[key]["below"]), key, TARGETS_ALL[key]["below"])
     for text, key in (
         ("completion stream: added time-to-first-token p50 < {:g} ms", "ttft_added_ms_p50"),
+        ("completion stream: added time-to-first-token < {:g}× LiteLLM proxy's", "ttft_litellm_ratio"),
         ("completion stream: added per-token latency p50 < {:g} µs", "token_added_us_p50"),
+        ("completion streams: 10,000 at once on one process, all finish (unfinished < {:g})", "concurrent_unfinished"),
+        ("completion streams: 10,000 at once, server RSS growth < {:g} MB", "concurrent_rss_growth_mb"),
     )
 )
 
 FAST_TOKENS, FAST_PACE_MS = 100, 2.0  # the sequential streams
 SLOW_TOKENS, SLOW_PACE_MS = 20, 200.0  # 4 s each: the concurrent streams overlap
 SEQUENTIAL = 30  # streams each way
-CONCURRENT = 1000
-TIME_LIMIT_S = 90  # the whole benchmark, at most
+CONCURRENT = 10_000  # on one process (issue 14)
+OPEN_BATCH = 500  # connections opened together, every 50 ms
+TIME_LIMIT_S = 150  # the whole benchmark, at most
 
 
 class _Proc:
-    def __init__(self, cmd: list[str], env: dict | None = None, log: Path | None = None) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str | None] | None = None, log: Path | None = None) -> None:
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115  (the log lives as long as the process)
         self.proc = subprocess.Popen(
             cmd,
-            env={**os.environ, **(env or {})},
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -78,12 +82,15 @@ def _wait_port(port: int, proc: _Proc, path: str | None = None, timeout: float =
     raise RuntimeError(f"nothing answered on 127.0.0.1:{port} in {timeout:.0f} s")
 
 
-def _direct(client: httpx.Client, url: str) -> tuple[float, list[float]]:
-    """(time to the first token in ms, gaps between tokens in µs), read from the upstream."""
+def _direct(client: httpx.Client, url: str, headers: dict | None = None) -> tuple[float, list[float]]:
+    """(time to the first token in ms, gaps between tokens in µs), read from an
+    OpenAI-compatible stream: the upstream itself, or LiteLLM's proxy in front of it."""
     body = {"model": "bench-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     t0 = time.perf_counter()
     first, last, gaps = None, None, []
-    with client.stream("POST", url, json=body) as r:
+    with client.stream("POST", url, json=body, headers=headers) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"{url} answered {r.status_code}: {r.read()[:300]!r}")
         for line in r.iter_lines():
             if not line.startswith("data: {"):
                 continue
@@ -96,6 +103,52 @@ def _direct(client: httpx.Client, url: str) -> tuple[float, list[float]]:
                 gaps.append((now - last) * 1e6)
             last = now
     return (first - t0) * 1000, gaps
+
+
+# The LiteLLM proxy, side by side with botkit on the same upstream: pinned, installed
+# into an environment of its own (its dependencies are not botkit's) the first time.
+LITELLM = "litellm[proxy]==1.108.7"
+LITELLM_ENV = ROOT / ".data" / "bench" / "litellm"
+LITELLM_KEY = "sk-bench"
+
+
+def _litellm() -> Path | None:
+    """The proxy's `litellm` command, installed when missing; None when it cannot be."""
+    command = LITELLM_ENV / "bin" / "litellm"
+    stamp = LITELLM_ENV / ".installed"
+    if command.exists() and stamp.exists() and stamp.read_text() == LITELLM:
+        return command
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_ENV)], check=True, timeout=120)
+        subprocess.run(
+            [str(LITELLM_ENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", LITELLM],
+            check=True,
+            timeout=600,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return None
+    stamp.write_text(LITELLM)
+    return command
+
+
+def _litellm_proxy(command: Path, upstream_port: int, port: int, work: Path) -> _Proc:
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: bench-model\n"
+        "    litellm_params:\n"
+        "      model: openai/bench-model\n"
+        f"      api_base: http://127.0.0.1:{upstream_port}\n"
+        "      api_key: none\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+    )
+    # no database (None: left out of its environment), no download of the model cost map
+    env = {"DATABASE_URL": None, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    cmd = [str(command), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    return _Proc(cmd, env=env, log=work / "litellm.log")
 
 
 def _botkit(client: httpx.Client, url: str, token: str, model: str) -> tuple[float, list[float], int]:
@@ -119,45 +172,63 @@ def _botkit(client: httpx.Client, url: str, token: str, model: str) -> tuple[flo
     return (first - t0) * 1000, gaps, n
 
 
-async def _concurrent(url: str, token: str, streams: int, rss: callable, deadline: float) -> dict:
-    body = {"model": "bench-slow", "messages": [{"type": "user", "text": "hi"}]}
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/jsonl"}
-    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=0)
+async def _concurrent(port: int, token: str, streams: int, rss: callable, deadline: float) -> dict:
+    """`streams` completion streams opened together (OPEN_BATCH at a time, so the
+    listen backlog keeps up), each read to its end. A bare asyncio client: one socket
+    and one small task a stream, so that 10,000 fit in the client's share of the CPU."""
+    body = json.dumps({"model": "bench-slow", "messages": [{"type": "user", "text": "hi"}]}).encode()
+    request = (
+        b"POST /v1/conversation/complete HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Accept: application/jsonl\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
     opened = finished = 0
     peak_open = 0
     errors: list[str] = []
     base_rss = rss()
     peak_rss = base_rss
 
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60, connect=30)) as client:
+    async def one() -> None:
+        nonlocal opened, finished, peak_open
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status = await reader.readline()
+            if b" 200 " not in status:
+                errors.append(status.decode(errors="replace").strip()[:40])
+                return
+            opened += 1
+            peak_open = max(peak_open, opened - finished)
+            tail = b""
+            while chunk := await reader.read(65536):
+                tail = (tail + chunk)[-4096:]
+            if b'{"type":"result"' in tail:
+                finished += 1
+            else:
+                errors.append("no result line")
+        except Exception as exc:  # counted, reported
+            errors.append(type(exc).__name__)
+        finally:
+            if writer is not None:
+                writer.close()
 
-        async def one() -> None:
-            nonlocal opened, finished, peak_open
-            try:
-                async with client.stream("POST", url, json=body, headers=headers) as r:
-                    if r.status_code != 200:
-                        errors.append(str(r.status_code))
-                        return
-                    opened += 1
-                    peak_open = max(peak_open, opened - finished)
-                    async for line in r.aiter_lines():
-                        if line.startswith('{"type":"result"'):
-                            finished += 1
-            except Exception as exc:  # counted, reported
-                errors.append(type(exc).__name__)
+    async def sample() -> None:
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, rss())
+            await asyncio.sleep(0.05)
 
-        async def sample() -> None:
-            nonlocal peak_rss
-            while True:
-                peak_rss = max(peak_rss, rss())
-                await asyncio.sleep(0.05)
-
-        sampler = asyncio.create_task(sample())
-        tasks = [asyncio.create_task(one()) for _ in range(streams)]
-        await asyncio.wait(tasks, timeout=max(1.0, deadline - time.monotonic()))
-        for t in tasks:
-            t.cancel()
-        sampler.cancel()
+    sampler = asyncio.create_task(sample())
+    tasks = []
+    for k in range(0, streams, OPEN_BATCH):
+        tasks += [asyncio.create_task(one()) for _ in range(min(OPEN_BATCH, streams - k))]
+        await asyncio.sleep(0.05)
+    await asyncio.wait(tasks, timeout=max(1.0, deadline - time.monotonic()))
+    for t in tasks:
+        t.cancel()
+    sampler.cancel()
     return {
         "streams": streams,
         "opened": opened,
@@ -237,12 +308,24 @@ def measure(
         _wait_port(api_port, api, "/healthz")
         complete = f"http://127.0.0.1:{api_port}/v1/conversation/complete"
         upstream = f"http://127.0.0.1:{fast_port}/chat/completions"
+        litellm_url = None
+        command = _litellm()
+        if command is not None:
+            litellm_port = free_port()
+            proxy = _litellm_proxy(command, fast_port, litellm_port, work)
+            procs.append(proxy)
+            _wait_port(litellm_port, proxy, "/health/liveliness", timeout=120)
+            litellm_url = f"http://127.0.0.1:{litellm_port}/chat/completions"
+        via_litellm = {"Authorization": f"Bearer {LITELLM_KEY}"}
 
         direct_ttft, direct_gaps, botkit_ttft, botkit_gaps = [], [], [], []
+        litellm_ttft, litellm_gaps = [], []
         tokens_seen = []
         with httpx.Client(timeout=30) as client:
             _botkit(client, complete, token, "bench-model")  # warm-up
             _direct(client, upstream)
+            if litellm_url:
+                _direct(client, litellm_url, via_litellm)
             for _ in range(SEQUENTIAL):
                 if time.monotonic() - started > TIME_LIMIT_S / 2:
                     break
@@ -253,8 +336,12 @@ def measure(
                 botkit_ttft.append(t)
                 botkit_gaps.extend(g)
                 tokens_seen.append(n)
+                if litellm_url:
+                    t, g = _direct(client, litellm_url, via_litellm)
+                    litellm_ttft.append(t)
+                    litellm_gaps.extend(g)
         pid = api.proc.pid
-        concurrent = asyncio.run(_concurrent(complete, token, CONCURRENT, lambda: rss_kb(pid), started + TIME_LIMIT_S))
+        concurrent = asyncio.run(_concurrent(api_port, token, CONCURRENT, lambda: rss_kb(pid), started + TIME_LIMIT_S))
         p50 = statistics.median
         return {
             "upstream": f"{FAST_TOKENS} tokens, {FAST_PACE_MS:g} ms apart (bare asyncio SSE server, keep-alive)",
@@ -266,9 +353,24 @@ def measure(
             "botkit_gap_us_p50": p50(botkit_gaps),
             "ttft_added_ms_p50": p50(botkit_ttft) - p50(direct_ttft),
             "token_added_us_p50": p50(botkit_gaps) - p50(direct_gaps),
+            **(
+                {
+                    "litellm": LITELLM,
+                    "litellm_ttft_ms_p50": p50(litellm_ttft),
+                    "litellm_gap_us_p50": p50(litellm_gaps),
+                    "litellm_ttft_added_ms_p50": p50(litellm_ttft) - p50(direct_ttft),
+                    "litellm_token_added_us_p50": p50(litellm_gaps) - p50(direct_gaps),
+                    "ttft_litellm_ratio": (p50(botkit_ttft) - p50(direct_ttft))
+                    / max(1e-9, p50(litellm_ttft) - p50(direct_ttft)),
+                }
+                if litellm_ttft
+                else {}
+            ),
             "concurrent": concurrent,
             "concurrent_streams": concurrent["peak_open"],
             "concurrent_rss_mb": concurrent["rss_peak_mb"],
+            "concurrent_unfinished": concurrent["streams"] - concurrent["finished"],
+            "concurrent_rss_growth_mb": concurrent["rss_growth_mb"],
             "seconds": time.monotonic() - started,
         }
     finally:

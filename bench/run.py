@@ -542,6 +542,23 @@ def _stream_tables(res: dict) -> list[str]:
             f"| {rt['search_p50_ms']:.1f} ms | {rt['search_p99_ms']:.1f} ms | {rt['recall_at_1']:.2f} "
             f"| {rt['recall_at_5']:.2f} | {rt['complete_p50_ms']:.1f} ms | {rt['load_s']:.0f} s |",
         ]
+        if "hybrid_search_p50_ms" in rt:
+            lines += [
+                "",
+                "The same with the built-in embedding model (all-MiniLM-L6-v2, int8, ONNX): hybrid search, "
+                "lexical beside it:",
+                "",
+                "| | search p50 | search p99 | recall@1 | recall@5 | complete p50 |",
+                "|---|---:|---:|---:|---:|---:|",
+                f"| lexical | {rt['search_p50_ms']:.1f} ms | {rt['search_p99_ms']:.1f} ms | {rt['recall_at_1']:.2f} "
+                f"| {rt['recall_at_5']:.2f} | {rt['complete_p50_ms']:.1f} ms |",
+                f"| hybrid | {rt['hybrid_search_p50_ms']:.1f} ms | {rt['hybrid_search_p99_ms']:.1f} ms "
+                f"| {rt['hybrid_recall_at_1']:.2f} | {rt['hybrid_recall_at_5']:.2f} "
+                f"| {rt['hybrid_complete_p50_ms']:.1f} ms |",
+                "",
+                f"HNSW index over {rt['passages']:,} vectors built in {rt['hybrid_hnsw_build_s']:.0f} s; "
+                f"one `botkit worker` embeds {rt['embed_per_s']:.0f} records/s in the background.",
+            ]
     tk = res.get("tasks")
     if tk:
         lines += [
@@ -569,6 +586,16 @@ def _stream_tables(res: dict) -> list[str]:
             f"| {e['ttft_added_ms_p50']:.2f} ms |",
             f"| gap between tokens, p50 | {e['direct_gap_us_p50']:,.0f} µs | {e['botkit_gap_us_p50']:,.0f} µs "
             f"| {e['token_added_us_p50']:,.0f} µs |",
+        ]
+        if "litellm_ttft_ms_p50" in e:
+            lines += [
+                "",
+                f"The LiteLLM proxy ({e['litellm']}, 1 worker) on the same upstream in the same run: time to first token "
+                f"{e['litellm_ttft_ms_p50']:.2f} ms (+{e['litellm_ttft_added_ms_p50']:.2f} ms), gap between tokens "
+                f"{e['litellm_gap_us_p50']:,.0f} µs (+{e['litellm_token_added_us_p50']:,.0f} µs); botkit adds "
+                f"{e['ttft_litellm_ratio']:.2f}× what LiteLLM adds to the first token.",
+            ]
+        lines += [
             "",
             f"{c['streams']:,} streams at once through botkit (20 tokens 200 ms apart each): "
             f"{c['peak_open']:,} open together, {c['finished']:,} finished, {c['errors']} errors; "

@@ -186,6 +186,7 @@ def _literal(text: str) -> str:
 
 
 _vector_tables: bool | None = None  # pgvector's tables exist here (looked up once a process)
+_dimensions: dict[str, int] = {}  # a model's, once it has stored vectors (they never change)
 
 
 async def _query_vector(
@@ -200,9 +201,12 @@ async def _query_vector(
         _vector_tables = await vectors.has_vectors(conn)
     if not _vector_tables:
         return None
-    dims = await vectors.dimensions(conn, info.model)
+    dims = _dimensions.get(info.model)
     if dims is None:
-        return None  # nothing embedded with this model yet
+        dims = await vectors.dimensions(conn, info.model)
+        if dims is None:
+            return None  # nothing embedded with this model yet
+        _dimensions[info.model] = dims
     try:
         (vector,) = await embed(info, [query], bounds)
     except ApiError as exc:

@@ -248,3 +248,39 @@ def test_an_embeddings_endpoint_embeds_in_the_background_too(with_vectors, tmp_p
     finally:
         app.stop()
         fake.reset()
+
+
+@pytest.fixture(scope="module")
+def embedded_dataset(fresh_database, tmp_path_factory):
+    """An app with the built-in model and a dataset whose records all have vectors."""
+    dsn = fresh_database()
+    if not asyncio.run(_count(dsn, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'")):
+        pytest.skip("this PostgreSQL has no pgvector")
+    app = start_app(
+        dsn, data_dir=tmp_path_factory.mktemp("vec"), job_concurrency=1, embeddings_model=embeddings.LOCAL_MODEL
+    )
+    account, secret = asyncio.run(new_account(dsn, "hybrid junk", None))
+    api = Api(base_url=app.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    dataset = api.post("dataset/create", json={}).json()["id"]
+    for text in ["Refunds are possible within 30 days.", "Our office opens at nine.", "Ünïcödé 東京 données"]:
+        api.post(f"dataset/{dataset}/record/create", json={"text": text, "meta": {"n": len(text)}})
+    _wait_embedded(dsn)
+    yield api, dataset
+    api.close()
+    app.stop()
+
+
+@given(
+    search=st.text(max_size=300),
+    filter=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=2)),
+)
+def test_hybrid_search_answers_any_query(embedded_dataset, search, filter):
+    api, dataset = embedded_dataset
+    body = {"search": search} if filter is None else {"search": search, "filter": filter}
+    r = api.post(f"dataset/{dataset}/search", json=body)
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:
+        scores = [x["score"] for x in r.json()["records"]]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    else:
+        assert set(r.json()) >= {"message", "code"}
