@@ -41,6 +41,8 @@ from pathlib import Path
 
 import asyncpg
 
+from botkit.engine.embeddings import LOCAL_MODEL
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
@@ -522,7 +524,8 @@ def _embed_rate(dsn: str, passages: list[str]) -> float:
     model, the real path: trigger, claim, model, store), over EMBED_SAMPLE records."""
     _, due = asyncio.run(_queue_sample(dsn, passages))
     log = WORK / "worker.log"
-    worker = start_logged([str(BOTKIT), "worker"], botkit_env(dsn, WORK / "data", BOTKIT_JOB_CONCURRENCY="1"), log)
+    env = botkit_env(dsn, WORK / "data", BOTKIT_JOB_CONCURRENCY="1", BOTKIT_EMBEDDINGS_MODEL=LOCAL_MODEL)
+    worker = start_logged([str(BOTKIT), "worker"], env, log)
     try:
         t0, left, first = time.monotonic(), due, None
         while left and time.monotonic() - t0 < 120:
@@ -548,9 +551,10 @@ def measure(any_dsn: str, records: int = PASSAGES) -> dict:
     log = WORK / "api.log"
     # the built-in embedding model on (the default); no jobs here, so no record is embedded
     # until the corpus's vectors are loaded: search is lexical before, hybrid after
-    server = start_logged(
-        [str(BOTKIT), "serve"], botkit_env(dsn, WORK / "data", BOTKIT_JOB_CONCURRENCY="0", PORT=str(port)), log
+    env = botkit_env(
+        dsn, WORK / "data", BOTKIT_JOB_CONCURRENCY="0", PORT=str(port), BOTKIT_EMBEDDINGS_MODEL=LOCAL_MODEL
     )
+    server = start_logged([str(BOTKIT), "serve"], env, log)
     vectors = corpus_vectors(passages) if records <= PASSAGES else None
     hybrid = None
     try:
@@ -559,6 +563,7 @@ def measure(any_dsn: str, records: int = PASSAGES) -> dict:
         lexical = _searches(c, dataset_id, ids, asked, bot_id, started)
         if vectors is not None:
             hnsw_s = asyncio.run(_load_vectors(dsn, ids, vectors))
+            c = Client(port, token)  # the idle connection was closed meanwhile
             hybrid = {**_searches(c, dataset_id, ids, asked, bot_id, time.monotonic()), "hnsw_build_s": hnsw_s}
     finally:
         stop_group(server)

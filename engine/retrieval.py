@@ -26,6 +26,7 @@ same way, lexically."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -73,69 +74,106 @@ _LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text):
                      + 0.25 * word_similarity($3, r.text)::float8
            END"""
 
-# Candidates come in tiers, each only when the ones before found fewer than the limit
-# ($5): the records holding every query word, then those holding two of them, then any
-# one; pg_trgm's word similarity (typos, partial words) only when full text found too
-# few (for a query of three or more words: none), since its index answers a long query
+# Candidates come in tiers, each only when the ones before found fewer than the limit:
+# the records holding every query word, then those holding two of them, then any one;
+# pg_trgm's word similarity (typos, partial words) only when full text found too few
+# (for a query of three or more words: none), since its index answers a long query
 # with thousands of rows to recheck. Each tier takes its CANDIDATES best by ts_rank_cd
 # among its first RANKED matches (a word in every other record must not make a search
-# rank them all), and only the candidates are scored. $1 the dataset, $2 the account, $3 the query,
-# $4 the minimum score, $5 the limit, $6 the query's lexemes, $7 all of them, $8 any
-# two, $9 any one (tsqueries; NULL without lexemes).
-_SQL = """
-WITH q AS (SELECT $6::text[] AS lex),
-every_word AS (
+# rank them all), and only the candidates are scored. $1 the dataset, $2 the account,
+# $3 the query; the others are named where the tiers are used (the limit, the query's
+# lexemes, and the tsqueries of all of them, any two and any one: NULL without lexemes).
+_TIERS = """every_word AS (
     SELECT id FROM (
         SELECT r.id, r.search FROM records r
-         WHERE $7::tsquery IS NOT NULL AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $7::tsquery {filter}
+         WHERE {all}::tsquery IS NOT NULL AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ {all}::tsquery
+               {filter}
          LIMIT {ranked}) m
-     ORDER BY ts_rank_cd(m.search, $7::tsquery) DESC LIMIT {candidates}),
+     ORDER BY ts_rank_cd(m.search, {all}::tsquery) DESC LIMIT {candidates}),
 two_words AS (
     SELECT id FROM (
         SELECT r.id, r.search FROM records r
-         WHERE (SELECT count(*) FROM every_word) < $5 AND $8::tsquery IS NOT NULL
-           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $8::tsquery {filter}
+         WHERE (SELECT count(*) FROM every_word) < {limit} AND {two}::tsquery IS NOT NULL
+           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ {two}::tsquery {filter}
          LIMIT {ranked}) m
-     ORDER BY ts_rank_cd(m.search, $8::tsquery) DESC LIMIT {candidates}),
+     ORDER BY ts_rank_cd(m.search, {two}::tsquery) DESC LIMIT {candidates}),
 some_words AS (SELECT id FROM every_word UNION SELECT id FROM two_words),
 any_word AS (
     SELECT id FROM (
         SELECT r.id, r.search FROM records r
-         WHERE (SELECT count(*) FROM some_words) < $5 AND $9::tsquery IS NOT NULL
-           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ $9::tsquery {filter}
+         WHERE (SELECT count(*) FROM some_words) < {limit} AND {any}::tsquery IS NOT NULL
+           AND r.dataset_id = $1 AND r.account_id = $2 AND r.search @@ {any}::tsquery {filter}
          LIMIT {ranked}) m
-     ORDER BY ts_rank_cd(m.search, $9::tsquery) DESC LIMIT {candidates}),
+     ORDER BY ts_rank_cd(m.search, {any}::tsquery) DESC LIMIT {candidates}),
 lexical AS (SELECT id FROM some_words UNION SELECT id FROM any_word),
 near_text AS (
     SELECT r.id FROM records r
-     WHERE (SELECT count(*) FROM lexical) < CASE WHEN cardinality($6::text[]) <= 2 THEN $5 ELSE 1 END
+     WHERE (SELECT count(*) FROM lexical) < CASE WHEN cardinality({lex}::text[]) <= 2 THEN {limit} ELSE 1 END
        AND r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
-     ORDER BY word_similarity($3, r.text) DESC LIMIT {candidates}),
-cand AS (
-    SELECT id FROM lexical UNION SELECT id FROM near_text
-    {vector_candidates}
-)
-SELECT * FROM (
+     ORDER BY word_similarity($3, r.text) DESC LIMIT {candidates})"""
+
+# Each candidate's score is computed once (not again for the filter and for the order).
+_SCORED = """scored AS MATERIALIZED (
     SELECT r.id, r.text, r.source, r.meta, {score} AS score
-      FROM cand JOIN records r USING (id) {vector_join}, q
-) s
+      FROM cand JOIN records r USING (id) {vector_join}, q, LATERAL (SELECT {lexical} AS lex) l
+     WHERE r.dataset_id = $1 AND r.account_id = $2
+)
+SELECT * FROM scored
 WHERE score >= $4
 ORDER BY score DESC, id
-LIMIT $5
-"""
+LIMIT $5"""
 
-# With embeddings ($10 the query's vector; the model's name and dimensions written in,
-# so that the planner can use the model's partial HNSW index): the nearest records join
-# the candidates, and the score is half lexical, half cosine similarity (a record not
+# Lexical search, one statement: $4 the minimum score, $5 the limit, $6 the query's
+# lexemes, $7 all of them, $8 any two, $9 any one.
+_SQL = (
+    "WITH q AS (SELECT $6::text[] AS lex),\n"
+    + _TIERS.format(
+        limit="$5",
+        lex="$6",
+        all="$7",
+        two="$8",
+        any="$9",
+        filter="{filter}",
+        ranked="{ranked}",
+        candidates="{candidates}",
+    )
+    + ",\ncand AS (SELECT id FROM lexical UNION SELECT id FROM near_text),\n"
+    + _SCORED.format(score="l.lex", vector_join="", lexical=_LEXICAL)
+)
+
+# Hybrid search, two statements, so that the first runs while the query is embedded:
+# the lexical candidates ($4 the limit, $5 the lexemes, $6 all, $7 any two, $8 any one),
+# then those and the nearest records by the query's vector, scored ($4 the minimum
+# score, $5 the limit, $6 the lexemes, $7 the vector, $8 the lexical candidates). The
+# model's name and dimensions are written in, so that the planner can use the model's
+# partial HNSW index. The score is half lexical, half cosine similarity (a record not
 # embedded yet: its lexical score in both halves).
-_VECTOR_CANDIDATES = """UNION
+_CANDIDATES_SQL = (
+    "WITH "
+    + _TIERS.format(
+        limit="$4",
+        lex="$5",
+        all="$6",
+        two="$7",
+        any="$8",
+        filter="{filter}",
+        ranked="{ranked}",
+        candidates="{candidates}",
+    )
+    + "\nSELECT id FROM lexical UNION SELECT id FROM near_text"
+)
+_HYBRID_SQL = """WITH q AS (SELECT $6::text[] AS lex),
+cand AS (
+    SELECT unnest($8::text[]) AS id
+    UNION
     (SELECT e.record_id FROM record_vectors e JOIN records r ON r.id = e.record_id
       WHERE e.dataset_id = $1 AND e.account_id = $2 AND e.model = {model} {filter}
-      ORDER BY e.embedding::vector({dims}) <=> $10::vector({dims}) LIMIT {candidates})"""
-_VECTOR_JOIN = "LEFT JOIN record_vectors e ON e.record_id = r.id AND e.model = {model}"
-_VECTOR_SCORE = (
-    f"0.5 * ({_LEXICAL}) + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding::vector({{dims}}) <=> $10::vector({{dims}}))), "
-    f"({_LEXICAL}))"
+      ORDER BY e.embedding::vector({dims}) <=> $7::vector({dims}) LIMIT {candidates})
+),
+""" + _SCORED.format(
+    score="0.5 * l.lex + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding::vector({dims}) <=> $7::vector({dims}))), l.lex)",
+    vector_join="LEFT JOIN record_vectors e ON e.record_id = r.id AND e.model = {model}",
+    lexical=_LEXICAL.replace("{", "{{").replace("}", "}}"),
 )
 # the query's lexemes in the order the query says them
 _LEXEMES = "SELECT array_agg(lexeme ORDER BY positions[1]) FROM unnest(to_tsvector('english', $1))"
@@ -159,25 +197,14 @@ async def query_terms(conn, query: str) -> tuple[list[str], str | None, str | No
     return lexemes, " & ".join(words), pairs or None, " | ".join(words[:ANY_MAX])
 
 
-def _sql(filter_sql: str, vector: tuple[str, int] | None) -> str:
-    """The search statement; with `vector` (the model and its dimensions), hybrid."""
-    if vector is None:
-        return _SQL.format(
-            filter=filter_sql,
-            candidates=CANDIDATES,
-            ranked=RANKED,
-            vector_candidates="",
-            vector_join="",
-            score=_LEXICAL,
-        )
-    model, dims = _literal(vector[0]), int(vector[1])
-    return _SQL.format(
-        filter=filter_sql,
-        candidates=CANDIDATES,
-        ranked=RANKED,
-        vector_candidates=_VECTOR_CANDIDATES.format(model=model, dims=dims, filter=filter_sql, candidates=CANDIDATES),
-        vector_join=_VECTOR_JOIN.format(model=model),
-        score=_VECTOR_SCORE.format(dims=dims),
+def _sql(filter_sql: str) -> str:
+    return _SQL.format(filter=filter_sql, candidates=CANDIDATES, ranked=RANKED)
+
+
+def _hybrid_sql(filter_sql: str, model: str, dims: int) -> tuple[str, str]:
+    return (
+        _CANDIDATES_SQL.format(filter=filter_sql, candidates=CANDIDATES, ranked=RANKED),
+        _HYBRID_SQL.format(filter=filter_sql, candidates=CANDIDATES, model=_literal(model), dims=int(dims)),
     )
 
 
@@ -189,11 +216,9 @@ _vector_tables: bool | None = None  # pgvector's tables exist here (looked up on
 _dimensions: dict[str, int] = {}  # a model's, once it has stored vectors (they never change)
 
 
-async def _query_vector(
-    conn, query: str, info: EmbeddingsInfo | None, bounds: Timeouts
-) -> tuple[tuple[str, int], str] | None:
-    """((the model, its dimensions), the query's vector) when embeddings are on and the
-    model has stored vectors; None (lexical search) otherwise, or when the model fails."""
+async def _vector_model(conn, info: EmbeddingsInfo | None) -> tuple[str, int] | None:
+    """(the model, its dimensions) when embeddings are on and the model has stored
+    vectors here; None: lexical search."""
     global _vector_tables
     if info is None:
         return None
@@ -207,6 +232,11 @@ async def _query_vector(
         if dims is None:
             return None  # nothing embedded with this model yet
         _dimensions[info.model] = dims
+    return info.model, dims
+
+
+async def _query_vector(query: str, info: EmbeddingsInfo, dims: int, bounds: Timeouts) -> str | None:
+    """The query's vector (pgvector's text form); None when the model fails."""
     try:
         (vector,) = await embed(info, [query], bounds)
     except ApiError as exc:
@@ -217,7 +247,7 @@ async def _query_vector(
             "dataset search without embeddings: %s answered %d dimensions, not %d", info.model, len(vector), dims
         )
         return None
-    return (info.model, dims), vector_literal(vector)
+    return vector_literal(vector)
 
 
 # pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
@@ -317,18 +347,35 @@ async def search_records(
     budget = _bounded(bounds.max_tokens, DEFAULT_MAX_TOKENS, 10_000_000)
     min_score = bounds.min_score
     floor = float(min_score) if min_score is not None and not math.isnan(min_score) else DEFAULT_MIN_SCORE
-    vector = await _query_vector(conn, query, embeddings, timeouts)
-    terms = await query_terms(conn, query)
-    base: list[Any] = [dataset_id, account_id, query, floor, limit, *terms]
-    if vector is not None:
-        base.append(vector[1])
-    where, extra = _filter_sql(filter, len(base) + 1)
-    sql = _sql(where, vector[0] if vector else None)
-    async with conn.transaction():  # SET LOCAL: the settings end with the transaction
-        await conn.execute(_THRESHOLD)
-        if vector is not None:
-            await conn.execute(_HNSW)
-        rows = await conn.fetch(sql, *base, *extra)
+    model = await _vector_model(conn, embeddings)
+    # the query is embedded (in a thread) while its lexical candidates are found
+    embedding = (
+        asyncio.ensure_future(_query_vector(query, embeddings, model[1], timeouts))
+        if model is not None and embeddings is not None
+        else None
+    )
+    try:
+        terms = await query_terms(conn, query)
+        where, extra = _filter_sql(filter, 10)
+        async with conn.transaction():  # SET LOCAL: the settings end with the transaction
+            await conn.execute(_THRESHOLD)
+            if model is None or embedding is None:
+                rows = await conn.fetch(_sql(where), dataset_id, account_id, query, floor, limit, *terms, *extra)
+            else:
+                # both statements take the filter's values after their eight
+                first, second = _hybrid_sql(_filter_sql(filter, 9)[0], *model)
+                found = [r[0] for r in await conn.fetch(first, dataset_id, account_id, query, limit, *terms, *extra)]
+                vector = await embedding
+                if vector is None:  # the model failed: lexical
+                    rows = await conn.fetch(_sql(where), dataset_id, account_id, query, floor, limit, *terms, *extra)
+                else:
+                    await conn.execute(_HNSW)
+                    rows = await conn.fetch(
+                        second, dataset_id, account_id, query, floor, limit, terms[0], vector, found, *extra
+                    )
+    finally:
+        if embedding is not None and not embedding.done():
+            embedding.cancel()
     out: list[ScoredRecord] = []
     used = 0
     for r in rows:
