@@ -13,7 +13,6 @@ import jwt
 
 from ..errors import LimitsReached, NotAuthenticated, NotAuthorized
 from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
-from .ids import floor_id
 
 SESSION_AUDIENCE = "botkit-session"
 SESSION_ISSUER = "botkit"
@@ -296,19 +295,50 @@ def limit_for(limits: dict | None, noun: str) -> tuple[str, Any, bool] | None:
     return name, value, monthly
 
 
+def limited(principal: Principal | None, noun: str) -> bool:
+    """Whether creating a `noun` is held to a limit (the caller then creates it in a transaction)."""
+    return principal is not None and limit_for(principal.limits, noun) is not None
+
+
+# A monthly quota is taken by one conditional upsert: concurrent takers queue on the
+# counter's row and each sees the count the one before it left.
+_TAKE_SQL = (
+    "INSERT INTO account_quotas AS q (account_id, name, month, used) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (account_id, name, month) DO UPDATE SET used = q.used + EXCLUDED.used "
+    "WHERE q.used + EXCLUDED.used <= $5 RETURNING used"
+)
+# What exists is counted under the account's row lock, held until the insert commits, so
+# two creates in one account take turns (accounts without limits never take it).
+_LOCK_SQL = "SELECT limits FROM accounts WHERE id = $1 FOR NO KEY UPDATE"
+
+
+async def lock_account(conn, account_id: str) -> Any:
+    """Take the account's row lock for this transaction; its limits as they are now."""
+    return await conn.fetchval(_LOCK_SQL, account_id)
+
+
 async def enforce_limit(conn, principal: Principal | None, noun: str, table: str, adding: int = 1) -> None:
-    """429 LIMITS_REACHED when creating `adding` more rows would pass the account's limit."""
+    """429 LIMITS_REACHED when creating `adding` more rows would pass the account's limit.
+    Exact under any interleaving: a monthly limit takes its quota here (in the caller's
+    transaction, if any: a rollback gives it back); a limit on what exists must be
+    checked inside the transaction that inserts (`limited` says when)."""
     found = limit_for(principal.limits, noun) if principal is not None else None
     if principal is None or found is None:
         return
     name, value, monthly = found
-    if monthly:  # floor_id: the smallest id of a millisecond, so the range uses the id index
-        used = await conn.fetchval(
-            f"SELECT count(*) FROM {table} WHERE account_id = $1 AND id >= $2",
-            principal.account_id,
-            floor_id(month_start_ms()),
-        )
-    else:
-        used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", principal.account_id)
+    if monthly:
+        if adding > value or (
+            await conn.fetchval(_TAKE_SQL, principal.account_id, name, month_start_ms(), adding, value) is None
+        ):
+            raise LimitsReached(f"the account's {name} limit ({value:g}) is reached")
+        return
+    if not conn.is_in_transaction():
+        raise RuntimeError(f"the {name} limit must be checked in the transaction that inserts")
+    # the limits as they are now (the principal's may be a cached token's)
+    found = limit_for(await lock_account(conn, principal.account_id), noun)
+    if found is None:
+        return
+    value = found[1]
+    used = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", principal.account_id)
     if used + adding > value:
         raise LimitsReached(f"the account's {name} limit ({value:g}) is reached")

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from ..errors import NotFound
-from .auth import enforce_limit
+from .auth import enforce_limit, limited
 from .base import Action, Call, Context, Stream, now_ms
 from .fields import META_MAX_KEYS, IdResponse, UpdateBody, field_names
 from .ids import new_id
@@ -326,8 +326,12 @@ class CreateAction(Action):
         return values
 
     async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
-        """Insert the row and its event, in one statement."""
+        """Insert the row and its event, in one statement (in a transaction with the
+        limit's check when the account has a limit on these rows)."""
         t = self.table
+        if limited(ctx.principal, t.noun) and not conn.is_in_transaction():
+            async with conn.transaction():
+                return await self.insert(conn, ctx, call, values)
         await require_parent(conn, t.parent, ctx, call)
         await check_refs(conn, t, ctx, values)
         await enforce_limit(conn, ctx.principal, t.noun, t.name)
@@ -381,6 +385,11 @@ class UpdateAction(Action):
             self._sql[key] = sql
         return sql
 
+    async def update(self, conn, ctx: Context, sets: dict[str, Any], sql: str, args: list) -> str | None:
+        """Run the update (the row's id, or None: not found); resource subclasses add checks."""
+        await check_refs(conn, self.table, ctx, sets)
+        return await conn.fetchval(sql, *args)
+
     async def run(self, ctx: Context, call: Call) -> Any:
         t = self.table
         sets = self.changes(call.body)
@@ -395,8 +404,7 @@ class UpdateAction(Action):
         event = event_of(ctx, t, "update", row_id, {**sets, **parent_of(t, call)}, {"fields": fields})
         sql = ctx.services.events.statement(self.sql(columns, merge is not None), len(args) + 1, ctx.account_id)
         async with ctx.pool.connection() as conn:
-            await check_refs(conn, t, ctx, sets)
-            updated = await conn.fetchval(sql, *args, *event)
+            updated = await self.update(conn, ctx, sets, sql, [*args, *event])
         if updated is None:
             raise NotFound(f"{t.noun} not found")
         return IdResponse(id=updated)

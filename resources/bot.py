@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from ..actions.auth import enforce_limit
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, MetaDict, Name, Ref, Visibility
 from ..actions.ids import new_id
@@ -76,6 +77,7 @@ class CloneBot(Action):
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         async with ctx.pool.connection() as conn, conn.transaction():
+            await enforce_limit(conn, ctx.principal, "bot", "bots")
             cloned = await conn.fetchval(_CLONE_SQL, new_id(), call.params["botId"], now_ms(), ctx.account_id)
             if cloned is None:
                 raise NotFound("bot not found")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ..actions.auth import lock_account
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Amount, Body, Description, Item, MetaDict, Name, Timestamp
 from ..actions.standard import (
@@ -24,6 +25,7 @@ from ..actions.standard import (
     record,
     require_parent,
 )
+from ..errors import Conflict, NotAuthorized
 from .token import Scope, issue_token
 
 log = logging.getLogger("botkit")
@@ -39,8 +41,10 @@ class DatabaseLimits(msgspec.Struct, rename="camel", omit_defaults=True):
 
 
 class Limits(msgspec.Struct, rename="camel", omit_defaults=True):
-    """Creating past a limit answers 429 LIMITS_REACHED naming it. conversations and
-    messages count per calendar month (UTC); database.* and bots count what exists;
+    """Creating past a limit answers 429 LIMITS_REACHED naming it, exactly under any
+    concurrency. conversations and messages count what was created in the calendar
+    month (UTC); database.* and bots count what exists. An account with limits cannot
+    create sub-accounts, and one with sub-accounts cannot be given limits;
     tokens (model tokens a month) apply once usage is recorded."""
 
     tokens: Count | None = None
@@ -173,14 +177,44 @@ class DeletePartnerUser(DeleteAction):
         return answer
 
 
+# A child's limits bind what it creates, and so its subtree: an account with limits
+# cannot create sub-accounts of its own, and limits cannot be given to an account that
+# has some. Both sides take the account's row lock first, so neither can slip past the
+# other.
+
+
+class CreatePartnerUser(CreateAction):
+    async def insert(self, conn, ctx: Context, call: Call, values: dict[str, Any]) -> None:
+        async with conn.transaction():
+            if await lock_account(conn, ctx.account_id):
+                raise NotAuthorized("an account with limits cannot create sub-accounts")
+            await super().insert(conn, ctx, call, values)
+
+
+class UpdatePartnerUser(UpdateAction):
+    async def update(self, conn, ctx: Context, sets: dict[str, Any], sql: str, args: list) -> str | None:
+        if not sets.get("limits"):
+            return await super().update(conn, ctx, sets, sql, args)
+        async with conn.transaction():
+            child = args[0]
+            if await conn.fetchval(_OWN_CHILD_SQL, child, ctx.account_id) is None:
+                return None
+            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE parent_id = $1)", child):
+                raise Conflict("an account with sub-accounts of its own cannot be given limits")
+            return await super().update(conn, ctx, sets, sql, args)
+
+
+_OWN_CHILD_SQL = "SELECT id FROM accounts WHERE id = $1 AND parent_id = $2 FOR NO KEY UPDATE"
+
+
 def user_routes(prefix: str) -> list[Action]:
     """The child-account routes under one prefix: the reference's `/partner/user` and
     the hosted platform's newer `/user` (the Python SDK's user client) serve alike."""
     return [
         ListAction(TABLE, f"{prefix}/list"),
         FetchAction(TABLE, f"{prefix}/{{userId}}/fetch"),
-        CreateAction(TABLE, f"{prefix}/create", changes_credentials=True),
-        UpdateAction(TABLE, f"{prefix}/{{userId}}/update", changes_credentials=True),
+        CreatePartnerUser(TABLE, f"{prefix}/create", changes_credentials=True),
+        UpdatePartnerUser(TABLE, f"{prefix}/{{userId}}/update", changes_credentials=True),
         DeletePartnerUser(TABLE, f"{prefix}/{{userId}}/delete", changes_credentials=True),
         ListAction(
             TOKENS, f"{prefix}/{{userId}}/token/list", summary="List a child account's API tokens (never their secrets)"
