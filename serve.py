@@ -96,12 +96,11 @@ async def prepare(dsn: str, token_file: Path) -> None:
     await migrate(dsn)
     admin, secret = await ensure_admin(dsn, token_file)
     if secret:
-        log.info("created an admin token for the admin account %s", admin)
-        print(
-            f"\n  botkit admin token (account {admin}; also in {token_file}):\n\n    {secret}\n",
-            file=sys.stderr,
-            flush=True,
-        )
+        # The secret goes to a terminal only, once: where stderr is kept (a file, a
+        # journal, a log collector) the log says where the token is, never what it is.
+        log.info("created an admin token for the admin account %s: it is in %s", admin, token_file)
+        if sys.stderr.isatty():
+            print(f"\n  botkit admin token (account {admin}):\n\n    {secret}\n", file=sys.stderr, flush=True)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -102,7 +102,8 @@ def test_serve_on_the_embedded_default(data_dir):
         bot = api.post("bot/create", json={"name": "persisted"}).json()["id"]
     finally:
         out = _finish(proc)
-    assert token in out and "admin account" in out  # printed on first run
+    # the log says where the new token is, never the secret (stderr here is a pipe, not a terminal)
+    assert token not in out and f": it is in {data_dir / 'admin-token'}" in out
     for step in ("initialising a new cluster", "ready in", "database: applied", "pgvector:", "serving on"):
         assert step in out, (step, out)
     assert proc.returncode == 0, out
@@ -115,8 +116,54 @@ def test_serve_on_the_embedded_default(data_dir):
     finally:
         out = _finish(proc)
         api.close()
-    assert token not in out
+    assert token not in out and "created an admin token" not in out
     assert (data_dir / "admin-token").read_text().strip() == token
+
+    # a run on a terminal that has to make a new token shows it there, once
+    (data_dir / "admin-token").unlink()
+    out = _serve_on_a_terminal(data_dir, port)
+    token = (data_dir / "admin-token").read_text().strip()
+    assert "botkit admin token (account " in out and token in out, out
+
+
+def _serve_on_a_terminal(data_dir: Path, port: int) -> str:
+    """`botkit serve` with its stdout and stderr on a pseudo-terminal: what it shows there."""
+    import pty
+    import threading
+
+    master, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botkit.cli", "serve"], env=_env(data_dir, port), stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer has gone
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        os.close(master)
+    return shown.decode(errors="replace")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
