@@ -91,6 +91,7 @@ class Settings:
     rate_limit_account: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_ACCOUNT", 3000))
     rate_limit_messages: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_MESSAGES", 60))
     rate_limit_history: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_HISTORY", 100))
+    rate_limit_auth_failures: int = field(default_factory=lambda: _int("BOTKIT_RATE_LIMIT_AUTH_FAILURES", 30))
     processes: int = field(default_factory=lambda: _int("BOTKIT_PROCESSES", 0))  # 0: WORKERS
     auth_cache_seconds: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_AUTH_CACHE_SECONDS") or 10))
     session_secret: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SESSION_SECRET") or None)

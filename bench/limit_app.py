@@ -7,7 +7,7 @@ the ceiling of this stack on this machine, not an alternative server.
 It does the per-request work botkit does besides its framework (issue 14), so that
 botkit/limit measures the framework: a checked token is kept for
 BOTKIT_AUTH_CACHE_SECONDS (10 s, botkit's default; 0: query every time), and every
-request is counted in one-minute windows per token and per account, as botkit's
+request is counted in sliding one-minute windows per token and per account, as botkit's
 rate limiter counts it.
 
 The SQL below is copied from what botkit's standard actions build for the `bots`
@@ -147,16 +147,28 @@ CACHE_SECONDS = float(os.environ.get("BOTKIT_AUTH_CACHE_SECONDS") or 10)
 _checked: dict[bytes, tuple[str, str, float]] = {}  # digest -> (token id, account, until)
 _window = -1
 _counts: dict[tuple[str, str], int] = {}
+_previous: dict[tuple[str, str], int] = {}
+_failures: dict[tuple[str, str | None], int] = {}
+LIMIT = 10**9
 
 
-def _count(token_id: str, account: str) -> None:
-    """What botkit's rate limiter does for a request: count it for its token and account."""
-    global _window, _counts
-    window = int(time.time() // 60)
+def _count(token_id: str, account: str) -> bool:
+    """What botkit's rate limiter does for a request: a sliding-window estimate for its
+    token and its account, checked against the limit, then counted."""
+    global _window, _counts, _previous
+    now = time.time()
+    window = int(now // 60)
     if window != _window:
+        _previous = _counts if window == _window + 1 else {}
         _window, _counts = window, {}
-    for key in (("token", token_id), ("account", account)):
+    weight = 1.0 - (now / 60 - window)
+    keys = (("token", token_id), ("account", account))
+    for key in keys:
+        if _previous.get(key, 0) * weight + _counts.get(key, 0) + 1 > LIMIT:
+            return False
+    for key in keys:
         _counts[key] = _counts.get(key, 0) + 1
+    return True
 
 
 async def account_of(request) -> str | None:
@@ -164,7 +176,12 @@ async def account_of(request) -> str | None:
     scheme, _, secret = auth.partition(" ")
     if scheme.lower() not in ("bearer", "token") or not secret:
         return None
-    digest = hashlib.sha256(secret.strip().encode()).digest()
+    secret = secret.strip()
+    # botkit's throttle on failed authentication: the address's and the prefix's failures
+    client = request.client.host if request.client else None
+    if _failures.get(("c", client), 0) + _failures.get(("p", secret[:12]), 0) > LIMIT:
+        return None
+    digest = hashlib.sha256(secret.encode()).digest()
     hit = _checked.get(digest)
     if hit is not None and hit[2] > time.monotonic():
         _count(hit[0], hit[1])

@@ -285,7 +285,14 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def limited(database):
-    srv = start_app(database, rate_limit=5, rate_limit_account=8, rate_limit_messages=2, rate_limit_history=3)
+    srv = start_app(
+        database,
+        rate_limit=5,
+        rate_limit_account=8,
+        rate_limit_messages=2,
+        rate_limit_history=3,
+        rate_limit_auth_failures=4,
+    )
     clock = Clock()
     srv.app.state.botkit.limiter.clock = clock
     yield srv, clock
@@ -306,16 +313,84 @@ def test_rate_limit_headers_count_down_and_reset(limited, make_api):
     assert remaining == [4, 3, 2, 1, 0]
     refused = c.get("bot/list")
     assert_error(refused, 429, "TOO_MANY_REQUESTS")
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert 1 <= int(refused.headers["retry-after"]) <= 120  # until enough of this minute slides out
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert_error(c.get("bot/nothing/fetch"), 429, "TOO_MANY_REQUESTS")
+    # a sliding window: the last minute's five still count at the next minute's start,
+    # half of them half a minute later, none a minute after that
     clock.now += 60
-    assert c.get("bot/list").headers["x-ratelimit-remaining"] == "4"
+    assert_error(c.get("bot/list"), 429, "TOO_MANY_REQUESTS")
+    clock.now += 30
+    assert c.get("bot/list").headers["x-ratelimit-remaining"] == "1"  # 5 - (2.5 + 1) - 1
+    clock.now += 60
+    assert c.get("bot/list").headers["x-ratelimit-remaining"] == "3"  # the one just before counts half
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    start=st.floats(0, 59.9),
+    gaps=st.lists(st.floats(0, 20), min_size=1, max_size=40),
+)
+def test_no_minute_passes_the_limit(start, gaps):
+    """Any 60 s holds at most the limit's requests (plus the two-counter estimate's slack
+    at most the limit once), and a fixed window's trick — the limit at a minute's end,
+    again at the next one's start — gets through no more than the limit."""
+    from botkit.actions.base import Principal
+    from botkit.resources import ROUTES
+    from botkit.transport.ratelimit import Limits, RateLimiter
+
+    clock = Clock()
+    clock.now += start
+    action = next(a for a in ROUTES if a.path == "/bot/list")
+    limiter = RateLimiter(Limits(per_token=30, per_account=0, messages=0, history=0), clock=clock)
+    who = Principal(account_id="a", token_id="t")
+    allowed = []
+    for gap in gaps:
+        clock.now += gap
+        for _ in range(40):  # a burst at each moment
+            if limiter.hit(who, action)[0]:
+                allowed.append(clock.now)
+    for i, at in enumerate(allowed):
+        within = sum(1 for t in allowed[i:] if t < at + 60)
+        assert within <= 2 * 30, within
+    # the boundary: 30 in the last second of a minute, then the first seconds of the next
+    limiter = RateLimiter(Limits(per_token=30, per_account=0, messages=0, history=0), clock=clock)
+    clock.now = 1_800_000_000.0 + 59.5
+    first = sum(limiter.hit(who, action)[0] for _ in range(40))
+    clock.now += 2.1
+    second = sum(limiter.hit(who, action)[0] for _ in range(40))
+    assert first == 30 and second <= 1, (first, second)
+
+
+def test_failed_authentication_is_throttled(limited, make_api):
+    """Bad tokens from one address, or guesses at one token from anywhere: after a few
+    failures in a minute they get 429 with Retry-After, without a database query."""
+    srv, clock = limited
+    clock.now += 600
+    for _ in range(4):
+        assert_error(client(srv, "bk_wrong-token-number-1").get("bot/list"), 401, "NOT_AUTHENTICATED")
+    refused = assert_error(client(srv, "bk_wrong-token-number-2").get("bot/list"), 429, "TOO_MANY_REQUESTS")
+    assert "authentication" in refused["message"]
+    # a good token from the same address is throttled too (the address failed), until the minute slides by
+    api = make_api()
+    assert client(srv, api.token).get("bot/list").status_code == 429
+    clock.now += 120
+    assert client(srv, api.token).get("bot/list").status_code == 200
+    # session tokens of one account share one budget, besides the account's
+    conversation = client(srv, api.token).post("conversation/create", json={}).json()["id"]
+    clock.now += 120
+    tokens = [
+        client(srv, api.token).post(f"conversation/{conversation}/session/create", json={}).json()["token"]
+        for _ in range(2)
+    ]
+    clock.now += 120
+    codes = [client(srv, tokens[n % 2]).get(f"conversation/{conversation}/fetch").status_code for n in range(8)]
+    assert codes == [200] * 5 + [429] * 3, codes  # the per-token 5, not 2 x 5 capped by the account's 8
 
 
 def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
     srv, clock = limited
-    clock.now += 60
+    clock.now += 120
     api = make_api()
 
     async def second_token():
@@ -334,7 +409,7 @@ def test_rate_limits_per_account_and_for_messages(limited, make_api, database):
     first, second = client(srv, api.token), client(srv, asyncio.run(second_token()))
     assert [first.get("bot/list").status_code for _ in range(6)] == [200] * 5 + [429]  # the token's 5
     assert [second.get("bot/list").status_code for _ in range(4)] == [200] * 3 + [429]  # the account's 8
-    clock.now += 60
+    clock.now += 120
     conversation = client(srv, api.token).post("conversation/create", json={}).json()["id"]
     sends = [
         client(srv, api.token)

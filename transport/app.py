@@ -132,7 +132,8 @@ class Dispatcher:
                 return
             action, params = self._route(method, path)
             if not action.public:
-                principal = await self._principal(action, path, params, headers, extra)
+                client = scope.get("client")
+                principal = await self._principal(action, path, params, headers, extra, client and client[0])
             call = await self._call(action, params, scope, receive, headers)
             state = self.state
             assert state.pool is not None
@@ -200,13 +201,22 @@ class Dispatcher:
         params: dict[str, str],
         headers: dict[bytes, bytes],
         extra: list[tuple[bytes, bytes]],
+        address: str | None = None,
     ) -> Principal:
         """The caller (token, run-as), counted against its rate limits (their headers
-        go into `extra`), allowed this route."""
+        go into `extra`), allowed this route. Failed authentication is throttled by the
+        client's address and the token's first characters."""
         state = self.state
-        principal = await authenticate(
-            state.pool, _bearer(headers.get(b"authorization")), state.session_key, state.token_cache
-        )
+        secret = _bearer(headers.get(b"authorization"))
+        wait = state.limiter.throttled(address, secret)
+        if wait:
+            extra.append((b"retry-after", str(wait).encode()))
+            raise TooManyRequests(f"too many failed authentications; retry in {wait} s")
+        try:
+            principal = await authenticate(state.pool, secret, state.session_key, state.token_cache)
+        except NotAuthenticated:
+            state.limiter.failed(address, secret)
+            raise
         # Both spellings of the header (the SDKs send x-runas-user-id), or a child by email.
         child = headers.get(b"x-runas-user-id", headers.get(b"x-runas-userid"))
         email = headers.get(b"x-runas-child-user-email")
@@ -448,6 +458,7 @@ class AppState:
                 per_account=settings.rate_limit_account,
                 messages=settings.rate_limit_messages,
                 history=settings.rate_limit_history,
+                auth_failures=settings.rate_limit_auth_failures,
                 processes=settings.processes or settings.workers,
             )
         )
