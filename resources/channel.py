@@ -63,7 +63,7 @@ SELECT pg_notify($8, $2 || ' ' || $3 || ' ' || id) FROM unnest($1::text[]) AS id
 """
 
 _HISTORY = """
-SELECT data FROM (
+SELECT id, data FROM (
     SELECT id, data FROM channel_messages WHERE account_id = $1 AND channel_id = $2 ORDER BY id DESC LIMIT $3
 ) recent ORDER BY id
 """
@@ -97,8 +97,8 @@ async def publish(ctx: Context, channel: str, messages: list[dict[str, Any]]) ->
         max(settings.channel_history_max - len(messages), 0),
         NOTICE_CHANNEL,
     )
-    for data in messages:  # committed: here now, elsewhere by the notice
-        hub.published(ctx.account_id, channel, data)
+    for message_id, data in zip(ids, messages, strict=True):  # committed: here now, elsewhere by the notice
+        hub.published(ctx.account_id, channel, data, message_id)
 
 
 class PublishChannelMessage(Action):
@@ -138,15 +138,22 @@ async def follow(
     """A channel of the caller's account as JSONL lines (`encode` makes each): its last
     `history` messages, then each new one; an error line when the reader fell behind."""
     async with ctx.services.channels.listen(ctx.account_id, channel) as listening:
+        # listening starts before the history is read, so a message published between the
+        # two comes both ways: the history's ids say which live ones were replayed already
+        replayed: set[str] = set()
         if history:
             for row in await ctx.pool.fetch(_HISTORY, ctx.account_id, channel, history):
+                replayed.add(row["id"])
                 yield encode(row["data"]) + b"\n"
         while True:
             try:
-                data = await listening.next()
+                message_id, data = await listening.entry()
             except Dropped as exc:
                 yield error_line(str(exc), "TOO_MANY_REQUESTS")
                 return
+            if replayed and message_id in replayed:
+                replayed.discard(message_id)
+                continue
             yield encode(data) + b"\n"
 
 

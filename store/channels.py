@@ -46,13 +46,14 @@ class Listening:
         """Messages waiting to be taken (the drop marker included)."""
         return len(self._backlog) if self._backlog else 0
 
-    def put(self, data: Any) -> None:
+    def put(self, data: Any, message_id: str | None = None) -> None:
         if self.dropped:
             return
+        item = (message_id, data)
         waiter = self._waiter
         if waiter is not None and not waiter.done():  # waiting, so nothing is queued
             self._waiter = None
-            waiter.set_result(data)
+            waiter.set_result(item)
             return
         backlog = self._backlog
         if backlog is None:
@@ -61,9 +62,14 @@ class Listening:
             self.dropped = True
             backlog.append(_DROPPED)
             return
-        backlog.append(data)
+        backlog.append(item)
 
     async def next(self, timeout: float | None = None) -> Any:
+        """The next message's data."""
+        return (await self.entry(timeout))[1]
+
+    async def entry(self, timeout: float | None = None) -> tuple[str | None, Any]:
+        """The next message as (its id, when known; its data)."""
         if self._backlog:
             item = self._backlog.popleft()
         else:
@@ -133,11 +139,11 @@ class Hub:
         if len(self._delivered) > DELIVERED_MAX:
             self._delivered.popitem(last=False)
 
-    def published(self, account_id: str, channel: str, data: Any) -> None:
+    def published(self, account_id: str, channel: str, data: Any, message_id: str | None = None) -> None:
         """The message is stored: this process's listeners get it now, without the round
         trip through PostgreSQL; the other processes' get it from the notice."""
         for listening in list(self._listeners.get((account_id, channel), ())):
-            listening.put(data)
+            listening.put(data, message_id)
 
     def _notice(self, payload: str) -> None:
         parts = payload.split(" ")
@@ -167,7 +173,7 @@ class Hub:
         if data is None:
             return
         for listening in list(self._listeners.get((account_id, channel), ())):
-            listening.put(data)
+            listening.put(data, message_id)
 
     async def _read(self, account_id: str, message_id: str) -> Any:
         return await self.pool.fetchval(
