@@ -326,8 +326,9 @@ def measure(
             _direct(client, upstream)
             if litellm_url:
                 _direct(client, litellm_url, via_litellm)
+            measuring = time.monotonic()  # the bound is on the measurement (LiteLLM's first start is slow)
             for _ in range(SEQUENTIAL):
-                if time.monotonic() - started > TIME_LIMIT_S / 2:
+                if time.monotonic() - measuring > TIME_LIMIT_S / 2:
                     break
                 t, g = _direct(client, upstream)
                 direct_ttft.append(t)
@@ -341,7 +342,9 @@ def measure(
                     litellm_ttft.append(t)
                     litellm_gaps.extend(g)
         pid = api.proc.pid
-        concurrent = asyncio.run(_concurrent(api_port, token, CONCURRENT, lambda: rss_kb(pid), started + TIME_LIMIT_S))
+        concurrent = asyncio.run(
+            _concurrent(api_port, token, CONCURRENT, lambda: rss_kb(pid), measuring + TIME_LIMIT_S)
+        )
         p50 = statistics.median
         return {
             "upstream": f"{FAST_TOKENS} tokens, {FAST_PACE_MS:g} ms apart (bare asyncio SSE server, keep-alive)",
