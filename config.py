@@ -33,6 +33,21 @@ class Settings:
     port: int = field(default_factory=lambda: _int("PORT", 8000))
     workers: int = field(default_factory=lambda: _int("WORKERS", 1))
     pool_size: int = field(default_factory=lambda: _int("BOTKIT_POOL_SIZE", 10))
+    # what a client must keep to before any token is read (transport/server.py)
+    max_head_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_HEAD_BYTES", 65_536))
+    max_url_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_URL_BYTES", 8_192))
+    max_headers: int = field(default_factory=lambda: _int("BOTKIT_MAX_HEADERS", 100))
+    head_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_HEAD_TIMEOUT") or 10))
+    body_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_BODY_TIMEOUT") or 30))
+    keepalive_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_KEEPALIVE_TIMEOUT") or 5))
+    max_connections: int = field(default_factory=lambda: _int("BOTKIT_MAX_CONNECTIONS", 16_384))
+    # the longest a request waits for a pooled connection before a 503 with Retry-After
+    pool_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_POOL_TIMEOUT") or 5))
+    # the connections one account's heavy work (searches, completions, exports) may hold
+    # at once in a process (0: half the pool)
+    pool_account_share: int = field(default_factory=lambda: _int("BOTKIT_POOL_ACCOUNT_SHARE", 0))
+    # the longest any SQL statement may run (seconds; 0: unbounded); searches: 5 s at most
+    statement_timeout: float = field(default_factory=lambda: float(os.environ.get("BOTKIT_STATEMENT_TIMEOUT") or 30))
     max_body_bytes: int = field(default_factory=lambda: _int("BOTKIT_MAX_BODY_BYTES", 1024 * 1024))
     # origins allowed to call from a browser: `*` or a comma-separated list (transport/cors.py)
     cors_origins: str = field(default_factory=lambda: os.environ.get("BOTKIT_CORS_ORIGINS") or "*")

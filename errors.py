@@ -8,6 +8,7 @@ from __future__ import annotations
 class ApiError(Exception):
     status = 500
     code = "INTERNAL_SERVER_ERROR"
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -51,6 +52,21 @@ class ContentTooLarge(ApiError):
     code = "CONTENT_TOO_LARGE"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "REQUEST_TIMEOUT"
+
+
+class UriTooLong(ApiError):
+    status = 414
+    code = "URI_TOO_LONG"
+
+
+class HeadersTooLarge(ApiError):
+    status = 431
+    code = "REQUEST_HEADER_FIELDS_TOO_LARGE"
+
+
 class RangeNotSatisfiable(ApiError):
     """A download's Range lies past the file's end (answered with Content-Range: bytes */size)."""
 
@@ -66,6 +82,17 @@ class TooManyRequests(ApiError):
 class LimitsReached(ApiError):
     status = 429
     code = "LIMITS_REACHED"
+
+
+class ServiceUnavailable(ApiError):
+    """The database is busy, slow or unreachable: a clear answer now, and when to retry."""
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InternalError(ApiError):

@@ -180,7 +180,8 @@ def run_api(sock: socket.socket, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="botkit.transport.server:GuardedProtocol",  # httptools, with limits on heads and timeouts
+        timeout_keep_alive=Settings().keepalive_timeout,
         access_log=False,
         log_config=log_config(),
         lifespan="on",

@@ -36,6 +36,7 @@ from .resources import ROUTES, services
 from .resources.account import create_account
 from .resources.token import issue_token
 from .transport.app import create_app
+from .transport.server import GuardedProtocol
 
 # --- the app under test ---------------------------------------------------------------
 
@@ -49,8 +50,16 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.app = app
+        settings = app.state.botkit.settings
         self.server = uvicorn.Server(
-            uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, http="httptools")
+            uvicorn.Config(
+                app,
+                lifespan="on",
+                log_level="warning",
+                access_log=False,
+                http=GuardedProtocol.configured(settings),  # as `botkit serve` runs it
+                timeout_keep_alive=settings.keepalive_timeout,
+            )
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -262,7 +262,8 @@ class ListAction(Action):
             if len(rows) < STREAM_BATCH:
                 return
             sql, args = self.select(ctx, call, q, rows[-1]["id"], STREAM_BATCH)
-            rows = await ctx.pool.fetch(sql, *args)
+            async with ctx.pool.connection(share=ctx.account_id) as conn:  # an export: the account's share
+                rows = await conn.fetch(sql, *args)
 
 
 class ExportAction(ListAction):

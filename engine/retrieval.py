@@ -256,8 +256,15 @@ async def _query_vector(query: str, info: EmbeddingsInfo, dims: int, bounds: Tim
     return vector_literal(vector)
 
 
-# pg_trgm's `<%` candidates: 0.6 by default misses one-letter typos in short words.
-_THRESHOLD = "SET LOCAL pg_trgm.word_similarity_threshold = 0.3"
+# pg_trgm's `<%` candidates (0.6 by default misses one-letter typos in short words),
+# and a statement timeout tighter than the default: a search is ms of work when its
+# indexes serve it, seconds only when something is wrong.
+SEARCH_TIMEOUT_MS = 5000
+_THRESHOLD = (
+    "SET LOCAL pg_trgm.word_similarity_threshold = 0.3; "
+    f"SELECT set_config('statement_timeout', (CASE WHEN t = 0 OR t > {SEARCH_TIMEOUT_MS} THEN {SEARCH_TIMEOUT_MS} ELSE t END)::int::text, true) "
+    "FROM (SELECT extract(epoch FROM current_setting('statement_timeout')::interval) * 1000 AS t) AS now"
+)
 # HNSW: enough of the graph for the candidates, and scanning on while the dataset's
 # filter leaves too few (pgvector 0.8's iterative scans)
 _HNSW = "SET LOCAL hnsw.ef_search = 40; SET LOCAL hnsw.iterative_scan = relaxed_order"

@@ -97,6 +97,8 @@ async def dimensions(conn, model: str) -> int | None:
 async def queue_model(conn, model: str) -> bool:
     """A model seen for the first time: every record is due for it. Whether it was new."""
     async with conn.transaction():
+        # every record of every account, or an index over them: not bounded as requests are
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('botkit.vector_models'))")
         if await conn.fetchval("SELECT 1 FROM vector_models WHERE model = $1", model):
             return False
@@ -107,6 +109,8 @@ async def queue_model(conn, model: str) -> bool:
 
 async def _ensure_index(conn, model: str, dims: int) -> None:
     async with conn.transaction():
+        # every record of every account, or an index over them: not bounded as requests are
+        await conn.execute("SET LOCAL statement_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('botkit.vector_models'))")
         known = await conn.fetchval("SELECT dimensions FROM vector_models WHERE model = $1", model)
         if known == dims:

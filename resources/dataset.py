@@ -170,7 +170,7 @@ class SearchDataset(Action):
 
     async def run(self, ctx: Context, call: Call) -> SearchResult:
         dataset_id = call.params["datasetId"]
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # heavy: the account's share
             settings, records = await search(conn, ctx, dataset_id, call.body.search, call.body.filter)
         if settings is None:
             raise NotFound("dataset not found")

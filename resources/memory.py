@@ -95,7 +95,7 @@ class SearchMemories(Action):
         body = call.body
         bot_id = call.params.get("botId") if self.scope == "bot" else getattr(body, "bot_id", None)
         contact_id = call.params.get("contactId") if self.scope == "contact" else getattr(body, "contact_id", None)
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # heavy: the account's share
             if self.scope:  # the parent must be the caller's
                 table, given = ("bots", bot_id) if self.scope == "bot" else ("contacts", contact_id)
                 await require_owned(conn, table, given, ctx.account_id, f"{self.scope} not found")

@@ -140,22 +140,28 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             },
         }
     }
+    status = {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}
     paths["/healthz"] = {
         "servers": [{"url": "/"}],
         "get": {
             "operationId": "healthFetch",
-            "summary": "Health for load balancers (checks the database)",
+            "summary": "Liveness: the process answers (no database, so it never queues behind tenant work)",
+            "security": [],
+            "tags": ["Platform"],
+            "responses": {"200": {"description": "Alive", "content": status}},
+        },
+    }
+    paths["/readyz"] = {
+        "servers": [{"url": "/"}],
+        "get": {
+            "operationId": "readyFetch",
+            "summary": "Readiness: the database answers, on a connection of its own (not the request pool)",
             "security": [],
             "tags": ["Platform"],
             "responses": {
-                "200": {
-                    "description": "Healthy",
-                    "content": {
-                        "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}
-                    },
-                },
+                "200": {"description": "Ready", "content": status},
                 "503": {
-                    "description": "The database is unavailable",
+                    "description": "The database is unavailable (with Retry-After)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 },
             },

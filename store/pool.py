@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 import msgspec
 
-from ..errors import BadRequest, Conflict, InternalError, NotFound
+from ..errors import BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable
 
 log = logging.getLogger("botkit.store")
 
@@ -39,11 +40,37 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 def _expire(waiter: asyncio.Future) -> None:
     if not waiter.done():
-        waiter.set_exception(InternalError("the database did not answer in time"))
+        waiter.set_exception(ServiceUnavailable("the database is busy: no connection was free in time"))
+
+
+# The connection or the server went away (a restart, a crash, a network cut): the
+# request can be retried once the database is back.
+DISCONNECTED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _unavailable(exc: BaseException) -> ServiceUnavailable:
+    return Disconnected(f"the database is unavailable: {type(exc).__name__}")
+
+
+class Disconnected(ServiceUnavailable):
+    """The database connection was lost (the transport may retry a read once)."""
+
+    def __init__(self, message: str = "the database is unavailable") -> None:
+        super().__init__(message, retry_after=2)
 
 
 def translate(exc: asyncpg.PostgresError) -> Exception:
-    """Database errors that bad input can cause, as the API errors they are."""
+    """Database errors that bad input or a busy database can cause, as the API errors they are."""
+    if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout (or a cancel)
+        return ServiceUnavailable("the database took too long to answer (the statement timeout)")
+    if isinstance(exc, DISCONNECTED):
+        return Disconnected()
     if exc.sqlstate == "BK400":  # raised by our own SQL functions (botkit_meta_limit)
         return BadRequest(exc.args[0] if exc.args else "invalid value")
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -56,27 +83,45 @@ def translate(exc: asyncpg.PostgresError) -> Exception:
     return exc
 
 
+STALE_SECONDS = 10.0  # an idle connection older than this is pinged before it is handed out
+
+
 class Pool:
+    """`size` connections; a request waits at most `acquire_timeout` s for one (then 503).
+    Every statement is bounded by `statement_timeout` s (0: unbounded). Heavy work names
+    its account (`connection(share=account)`): one account holds at most `share` of the
+    connections for it at once, so the rest of the pool stays free for the others."""
+
     def __init__(
         self,
         dsn: str,
         size: int = 10,
         *,
         acquire_timeout: float = 10.0,
+        statement_timeout: float = 0,
+        share: int | None = None,
         init: Callable[[asyncpg.Connection], Awaitable[None]] = init_connection,
     ) -> None:
         self.dsn = dsn
         self.size = size
         self.acquire_timeout = acquire_timeout
+        self.statement_timeout = statement_timeout
+        self.share = share if share is not None else max(1, size // 2)
         self._init = init
         self._idle: list[asyncpg.Connection] = []
+        self._idle_since: dict[asyncpg.Connection, float] = {}
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self._all: set[asyncpg.Connection] = set()
         self._closing = False
         self._refills: set[asyncio.Task] = set()
+        self._shares: dict[str, list] = {}  # account -> [its semaphore, its users]
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self.dsn, timeout=self.acquire_timeout)
+        settings = {"statement_timeout": str(int(self.statement_timeout * 1000))} if self.statement_timeout else {}
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=self.acquire_timeout, server_settings=settings)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _unavailable(exc) from None
         await self._init(conn)
         self._all.add(conn)
         return conn
@@ -97,9 +142,29 @@ class Pool:
         self._all.clear()
         self._idle.clear()
 
+    async def _live(self, conn: asyncpg.Connection) -> bool:
+        """An idle connection is handed out only while it works: one that the server
+        closed (a restart) is replaced, and one idle for long is pinged first."""
+        since = self._idle_since.pop(conn, None)
+        if not conn.is_closed() and (since is None or time.monotonic() - since < STALE_SECONDS):
+            return True
+        if not conn.is_closed():
+            try:
+                await conn.execute("SELECT 1", timeout=min(2.0, self.acquire_timeout))
+                return True
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                pass
+            except BaseException:  # cancelled while pinging: the connection is not handed back
+                self._replace(conn)
+                raise
+        self._replace(conn)
+        return False
+
     async def acquire(self) -> asyncpg.Connection:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if await self._live(conn):
+                return conn
         if self._closing:
             raise InternalError("the database pool is closed")
         loop = asyncio.get_running_loop()
@@ -125,10 +190,12 @@ class Pool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        self._idle_since[conn] = time.monotonic()
         self._idle.append(conn)
 
     def _replace(self, conn: asyncpg.Connection) -> None:
         self._all.discard(conn)
+        self._idle_since.pop(conn, None)
         conn.terminate()
         if self._closing:
             return
@@ -141,8 +208,8 @@ class Pool:
         while not self._closing:
             try:
                 conn = await self._connect()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                log.warning("reconnecting to the database failed: %s", exc)
+            except ServiceUnavailable as exc:
+                log.warning("reconnecting to the database failed: %s", exc.__cause__ or exc.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
@@ -150,13 +217,47 @@ class Pool:
             return
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _held_share(self, account: str) -> AsyncIterator[None]:
+        """At most `share` connections at once for one account's heavy work; the
+        account's next heavy request waits its turn (within the pool's timeout)."""
+        entry = self._shares.get(account)
+        if entry is None:
+            entry = self._shares[account] = [asyncio.Semaphore(self.share), 0]
+        entry[1] += 1
+        try:
+            try:
+                await asyncio.wait_for(entry[0].acquire(), self.acquire_timeout)
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    f"the account has {self.share} heavy requests (searches, completions, exports) "
+                    "running on this server; retry when one ends"
+                ) from None
+            try:
+                yield
+            finally:
+                entry[0].release()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._shares[account]
+
+    @asynccontextmanager
+    async def connection(self, share: str | None = None) -> AsyncIterator[asyncpg.Connection]:
+        if share is not None:
+            async with self._held_share(share), self.connection() as conn:
+                yield conn
+            return
         conn = await self.acquire()
         healthy = True
         try:
             yield conn
         except asyncpg.PostgresError as exc:
             raise translate(exc) from None  # a server-side error leaves the connection usable
+        except (OSError, asyncpg.InterfaceError) as exc:
+            healthy = False
+            if conn.is_closed() or isinstance(exc, OSError):
+                raise Disconnected() from None  # the connection died under the request
+            raise
         except BaseException:
             healthy = False  # cancelled mid-query or protocol trouble: don't reuse
             raise

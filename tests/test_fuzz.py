@@ -78,7 +78,9 @@ WIRE_STATUS = {
     "METHOD_NOT_ALLOWED": 405,
     "CONFLICT": 409,
     "CONTENT_TOO_LARGE": 413,
+    "URI_TOO_LONG": 414,  # a request target over BOTKIT_MAX_URL_BYTES (transport/server.py)
     "RANGE_NOT_SATISFIABLE": 416,
+    "REQUEST_HEADER_FIELDS_TOO_LARGE": 431,
     "TOO_MANY_REQUESTS": 429,
     "LIMITS_REACHED": 429,
 }
@@ -1145,6 +1147,8 @@ def test_route_junk(action, accounts, raw, data):
     event(f"status {resp.status_code}")
     check(req, resp)
     where = f"{req.describe()}\n→ {resp.status_code} {resp.text[:300]}"
+    if resp.status_code in (414, 431):  # too long for the transport: refused before any route is read
+        return
     if method != action.method:
         assert resp.status_code in (404, 405), where
         return

@@ -37,9 +37,11 @@ from ..errors import (
 from ..spec.openapi import build_spec
 from ..store import keys
 from ..store.channels import Hub
+from ..store.connect import connect
 from ..store.listen import Listener
-from ..store.pool import Pool
+from ..store.pool import Disconnected, Pool
 from .cors import Cors
+from .idempotency import Keys, Replay, key_of, request_hash
 from .ratelimit import Limits, RateLimiter
 from .routes import RouteTable
 
@@ -72,7 +74,8 @@ _REQUEST_PREFIX = os.urandom(8).hex()
 _request_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
-def _request_id(value: bytes | None) -> str:
+def request_id_of(value: bytes | None) -> str:
+    """The request's X-Request-Id if it sent a usable one, else a new one."""
     if value:
         try:
             text = value.decode("ascii")
@@ -107,7 +110,7 @@ class Dispatcher:
         """Answer one HTTP request; `path` is below /v1 (or, with api=False, the whole path)."""
         started = time.perf_counter()
         headers = dict(scope["headers"])  # last value wins; the headers we read are single
-        request_id = _request_id(headers.get(b"x-request-id"))
+        request_id = request_id_of(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
         streaming = False
         principal: Principal | None = None
@@ -138,21 +141,22 @@ class Dispatcher:
             state = self.state
             assert state.pool is not None
             ctx = Context(principal=principal, pool=state.pool, request_id=request_id, services=state)
-            result = await action.run(ctx, call)
+            key = headers.get(b"idempotency-key") if action.method == "POST" and principal is not None else None
+            result = await (_run(action, ctx, call) if key is None else self._run_keyed(action, ctx, call, key, scope))
             if action.changes_credentials:
                 state.forget_credentials()
             if isinstance(result, (Raw, Stream)):
                 streaming = True
                 await self._send_streamed(scope, receive, send, action, result, request_id, started, extra)
+            elif isinstance(result, Replay):
+                extra.append((b"idempotent-replayed", b"true"))
+                await self._send(send, result.status, result.body, request_id, started, extra)
             else:
                 await self._send(send, 200, _ENCODE(result), request_id, started, extra)
         except ApiError as exc:
             if streaming:
                 raise
-            if exc.status >= 500:
-                log.error("%s: %s", exc.code, exc.message)
-            elif exc.code == "LIMITS_REACHED" and principal is not None and self.state.events is not None:
-                self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
+            self._failed(exc, principal, path, extra)
             await self._send(send, exc.status, _error_body(exc, request_id), request_id, started, extra)
         except Exception:
             if streaming:
@@ -163,6 +167,40 @@ class Dispatcher:
             )
         finally:
             request_id_var.reset(token)
+
+    async def _run_keyed(self, action: Action, ctx: Context, call: Call, raw_key: bytes, scope) -> Any:
+        """The action under an Idempotency-Key (transport/idempotency.py): run once, its
+        first answer replayed to retries."""
+        key = key_of(raw_key)
+        if action.streams_body:  # an upload's bytes are not read twice to compare them
+            raise BadRequest("Idempotency-Key: not taken on uploads (an upload of the same bytes is idempotent)")
+        digest = request_hash(
+            scope["path"], scope["query_string"], _ENCODE(call.body) if call.body is not None else b""
+        )
+        keys, pool = self.state.idempotency, ctx.pool
+        replay = await keys.claim(pool, ctx.account_id, key, digest)
+        if replay is not None:
+            return replay
+        try:
+            result = await _run(action, ctx, call)
+        except BaseException:
+            try:
+                await asyncio.shield(keys.forget(pool, ctx.account_id, key))
+            except Exception as exc:  # the database went away too: the key frees itself after a while
+                log.warning("Idempotency-Key: could not free the key: %s", exc)
+            raise
+        streamed = isinstance(result, (Raw, Stream))
+        await keys.done(pool, ctx.account_id, key, 200, None if streamed else _ENCODE(result))
+        return result
+
+    def _failed(self, exc: ApiError, principal: Principal | None, path: str, extra: list) -> None:
+        """What an error answer says besides itself: the log, the event log, Retry-After."""
+        if exc.status >= 500:  # a busy or absent database (Retry-After) is a warning, the rest errors
+            (log.warning if exc.retry_after is not None else log.error)("%s: %s", exc.code, exc.message)
+        elif exc.code == "LIMITS_REACHED" and principal is not None and self.state.events is not None:
+            self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
+        if exc.retry_after is not None:
+            extra.append((b"retry-after", str(exc.retry_after).encode()))
 
     def _route(self, method: str, path: str) -> tuple[Action, dict[str, str]]:
         matched = self.routes.match(path)
@@ -238,19 +276,19 @@ class Dispatcher:
         return principal
 
     async def _outside_api(self, send, method: str, path: str, request_id: str, started: float) -> None:
-        """/healthz for load balancers (checks the database); any other path is 404."""
-        if path != "/healthz":
+        """/healthz (alive: answered without the database, so a busy pool cannot make a
+        balancer drop the node) and /readyz (the database answers, on a connection of its
+        own); any other path is 404."""
+        if path not in ("/healthz", "/readyz"):
             raise NotFound(f"no route {path[:200]}")
         if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed("/healthz takes GET")
-        try:
-            with anyio.fail_after(2):
-                assert self.state.pool is not None
-                await self.state.pool.ping()
-        except Exception as exc:  # the database is down or slow: not healthy
-            body = {"message": f"database unavailable: {type(exc).__name__}", "code": "SERVICE_UNAVAILABLE"}
-            await self._send(send, 503, _ENCODE(body), request_id, started)
-            return
+            raise MethodNotAllowed(f"{path} takes GET")
+        if path == "/readyz":
+            problem = await self.state.database_problem()
+            if problem is not None:
+                body = {"message": f"database unavailable: {problem}", "code": "SERVICE_UNAVAILABLE"}
+                await self._send(send, 503, _ENCODE(body), request_id, started, [(b"retry-after", b"2")])
+                return
         await self._send(send, 200, b'{"status":"ok"}', request_id, started)
 
     async def _read_body(self, receive, headers, limit: int | None = None) -> bytes:
@@ -428,6 +466,15 @@ async def _body_chunks(receive):
             return
 
 
+async def _run(action: Action, ctx: Context, call: Call) -> Any:
+    try:
+        return await action.run(ctx, call)
+    except Disconnected:
+        if action.method != "GET":
+            raise
+        return await action.run(ctx, call)  # a read whose connection died: once more, on another
+
+
 def _bearer(value: bytes | None) -> str:
     if not value:
         raise NotAuthenticated("an Authorization header with a token is required")
@@ -463,6 +510,10 @@ class AppState:
             )
         )
         self.session_actions = [a for a in routes if a.session]
+        self._ready: tuple[float, str | None] = (0.0, "not checked")  # (checked at, the problem)
+        self._ready_lock = asyncio.Lock()
+        self.idempotency = Keys()
+        self._ready_conn: Any = None
         self.channels: Hub | None = None
         self.events: Any = None  # resources.event.EventLog, set by the services
         self.jobs: Any = None  # store.queue.Runner, set by the services
@@ -474,6 +525,32 @@ class AppState:
         return issue_session(
             self.session_key, account_id, session_routes(conversation_id, self.session_actions), seconds
         )
+
+    async def database_problem(self) -> str | None:
+        """Readiness: None when the database answers a query on the readiness check's own
+        connection within 2 s (checked at most once a second, whatever the probe rate)."""
+        async with self._ready_lock:
+            checked, problem = self._ready
+            if time.monotonic() - checked < 1.0:
+                return problem
+            try:
+                with anyio.fail_after(2):
+                    if self._ready_conn is None or self._ready_conn.is_closed():
+                        self._ready_conn = await connect(self.settings.database_url or "")
+                    await self._ready_conn.fetchval("SELECT 1")
+                problem = None
+            except Exception as exc:
+                if self._ready_conn is not None:
+                    self._ready_conn.terminate()
+                    self._ready_conn = None
+                problem = type(exc).__name__
+            self._ready = (time.monotonic(), problem)
+            return problem
+
+    async def close_readiness(self) -> None:
+        if self._ready_conn is not None:
+            self._ready_conn.terminate()
+            self._ready_conn = None
 
     def forget_credentials(self) -> None:
         # this process forgets its cached tokens now (others hear it from the database
@@ -495,7 +572,13 @@ def create_app(
     async def lifespan(app):
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set (use `botkit serve`, which starts the embedded PostgreSQL)")
-        state.pool = await Pool(settings.database_url, settings.pool_size).open()
+        state.pool = await Pool(
+            settings.database_url,
+            settings.pool_size,
+            acquire_timeout=settings.pool_timeout,
+            statement_timeout=settings.statement_timeout,
+            share=settings.pool_account_share or None,
+        ).open()
         state.session_key = await keys.session_key(state.pool, settings.session_secret)
         state.channels = Hub(settings.database_url, state.pool)
         await state.channels.start()
@@ -509,6 +592,7 @@ def create_app(
             if state.listener is not None:
                 await state.listener.stop()
             await state.channels.stop()
+            await state.close_readiness()
             await state.pool.close()
 
     # Starlette runs the lifespan; App sends every request to the dispatcher.

@@ -315,7 +315,7 @@ class CompleteConversation(Action):
         return CompleteResult(text=o.text, usage=TokenUsage(o.input_tokens + o.output_tokens), end=End(o.reason))
 
     async def run(self, ctx: Context, call: Call) -> Any:
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
             run, job = await self.prepare(ctx, conn, call.body)
         return await answer(ctx, call, run, job)
 
@@ -367,7 +367,7 @@ class CompleteInConversation(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: ConversationCompleteBody = call.body
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
             run = await conversation_run(conn, ctx, call.params["conversationId"], self.answer)
             # One transaction: a request refused while building (bad model, functions, a message
             # too long for the model) leaves no user message behind.
@@ -394,7 +394,7 @@ class SendMessage(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: SendBody = call.body
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
             run = await conversation_run(conn, ctx, call.params["conversationId"], self.answer)
             await check_limits(conn, ctx, 1)
             message_id = await user_message(conn, ctx, run, body.text, body.entities)
@@ -420,7 +420,7 @@ class ReceiveMessage(Action):
 
     async def run(self, ctx: Context, call: Call) -> Any:
         body: ReceiveBody = call.body
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
             run = await conversation_run(conn, ctx, call.params["conversationId"], self.answer)
             await check_limits(conn, ctx, 1)
             job = await build_on_history(ctx, conn, run, body)

@@ -94,7 +94,7 @@ class DispatchInConversation(Action):
         assert ctx.principal is not None
         if ctx.principal.session_routes is not None and not channel.startswith(conversation_id + ":"):
             raise BadRequest("channelId: a session token dispatches on channels named <conversationId>:...")
-        async with ctx.pool.connection() as conn:
+        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
             run = await conversation_run(conn, ctx, conversation_id, CompleteInConversation.answer)
             await check_limits(conn, ctx, 2 if body.text is not None else 1)
             # One transaction: a request refused while building leaves neither the user
