@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 from .config import Settings
 from .errors import StartupError
@@ -181,7 +182,8 @@ def run_api(sock: socket.socket, host: str, port: int, workers: int) -> None:
         workers=workers,
         loop="uvloop",
         http="botkit.transport.server:GuardedProtocol",  # httptools, with limits on heads and timeouts
-        timeout_keep_alive=Settings().keepalive_timeout,
+        # typed int, used as call_later's seconds: a fraction works
+        timeout_keep_alive=cast(int, Settings().keepalive_timeout),
         access_log=False,
         log_config=log_config(),
         lifespan="on",
