@@ -133,7 +133,8 @@ def migrate_cmd(args: argparse.Namespace) -> int:
 
 
 def parse_scope(text: str) -> dict:
-    """`resource[:action,action][@id,id]`, e.g. `bot:fetch,list@01abc...` or `dataset`."""
+    """`resource[:action,action][@id,id]`, e.g. `bot:fetch,list@01abc...`, `dataset` or
+    `conversation/message:list`."""
     ids = None
     if "@" in text:
         text, _, id_part = text.partition("@")
@@ -165,6 +166,9 @@ async def _admin_account(conn) -> str:
 
 
 def token_create(args: argparse.Namespace) -> int:
+    from .actions.auth import check_scopes, scope_catalogue
+    from .errors import BadRequest
+    from .resources import ROUTES
     from .resources.token import issue_token
 
     async def work(conn):
@@ -172,6 +176,10 @@ def token_create(args: argparse.Namespace) -> int:
         if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", account) is None:
             raise SystemExit(f"no account {account}")
         scopes = [parse_scope(s) for s in args.scope] or None
+        try:
+            check_scopes(scopes, scope_catalogue(ROUTES))
+        except BadRequest as e:
+            raise SystemExit(f"--scope: {e}") from None
         expires = parse_duration_ms(args.expires) if args.expires else None
         token_id, secret = await issue_token(conn, account, name=args.name, scopes=scopes, expires_at=expires)
         return f"{token_id}\t{secret}"

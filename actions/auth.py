@@ -4,6 +4,7 @@ token scopes and account limits. Checked here, once, for every action."""
 from __future__ import annotations
 
 import calendar
+import functools
 import hmac
 import secrets
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import jwt
 
-from ..errors import LimitsReached, NotAuthenticated, NotAuthorized
+from ..errors import BadRequest, LimitsReached, NotAuthenticated, NotAuthorized
 from .base import API_TOKEN_PREFIX, Action, Principal, hash_secret, now_ms
 
 SESSION_AUDIENCE = "botkit-session"
@@ -153,34 +154,72 @@ async def run_as(pool, principal: Principal, child_id: str | None, child_email: 
     return Principal(account_id=row["id"], token_id=principal.token_id, scopes=principal.scopes, limits=row["limits"])
 
 
+@functools.lru_cache(maxsize=1024)
+def scope_target(path: str) -> tuple[str, str]:
+    """What a scope names for a route: its resource path (the literal segments but the
+    last: `conversation/message` for /conversation/{conversationId}/message/create, the
+    /user/... routes read as partner/user/...) and its action (the last segment)."""
+    literal = [s for s in path.strip("/").split("/") if not s.startswith("{")]
+    if literal[0] == "user":
+        literal.insert(0, "partner")
+    return "/".join(literal[:-1]), literal[-1]
+
+
+def scope_catalogue(actions: list[Action]) -> dict[str, frozenset[str]]:
+    """Every resource path a scope may name, with its actions."""
+    catalogue: dict[str, set[str]] = {}
+    for a in actions:
+        if not a.public:
+            resource, operation = scope_target(a.path)
+            catalogue.setdefault(resource, set()).add(operation)
+    return {r: frozenset(ops) for r, ops in catalogue.items()}
+
+
+def check_scopes(scopes: list[dict] | None, catalogue: dict[str, frozenset[str]]) -> None:
+    """A scope that names no route would silently grant nothing: refused when a token
+    is made, as an empty list of scopes, actions or ids is (the structs refuse those)."""
+    for scope in scopes or ():
+        resource = scope["resource"]
+        if resource == "*":
+            known = frozenset().union(*catalogue.values())
+        elif resource in catalogue:
+            known = catalogue[resource]
+        else:
+            raise BadRequest(f"scope resource {resource!r} names no route (resources: {', '.join(sorted(catalogue))})")
+        unknown = sorted(set(scope.get("actions") or ()) - known)
+        if unknown:
+            raise BadRequest(f"scope {resource!r} has no action {unknown[0]!r} (actions: {', '.join(sorted(known))})")
+
+
 def authorize(principal: Principal, action: Action, route: str, params: dict[str, str]) -> None:
     """Session tokens: only their listed routes. API tokens with scopes: only what a
-    scope allows. A scope is {"resource": "bot", "actions": ["fetch", ...], "ids": [...]}:
-    resource is the route's first segment, actions its last, ids its first path parameter."""
+    scope names. A scope is {"resource": "conversation/message", "actions": ["list"],
+    "ids": [...]}: the route's resource path exactly (see scope_target; nested routes
+    need their own scope, `*` is every resource), one of its actions (all when absent)
+    and its first path parameter (any when absent; with ids, routes that name no id
+    are not allowed). No scopes: everything; an empty list: nothing."""
     if principal.session_routes is not None:
         if not _allowed_by_session(route, principal.session_routes):
             raise NotAuthorized("this session token does not allow this route")
         return
     scopes = principal.scopes
-    if not scopes:
+    if scopes is None:
         return
     template = action.path
-    resource, operation = template[1 : template.index("/", 1)], template[template.rindex("/") + 1 :]
+    resource, operation = scope_target(template)
     first = template.find("{")  # the route's first id: its first path parameter, if any
     first_id = params[template[first + 1 : template.index("}", first)]] if first >= 0 else None
     for scope in scopes:
-        if scope.get("resource") not in (resource, "*") and not (
-            resource == "user" and scope.get("resource") == "partner"
-        ):
+        if scope.get("resource") not in (resource, "*"):
             continue
         actions = scope.get("actions")
-        if actions and operation not in actions:
+        if actions is not None and operation not in actions:
             continue
         ids = scope.get("ids")
-        if ids and first_id not in ids:
+        if ids is not None and first_id not in ids:
             continue
         return
-    raise NotAuthorized(f"the token's scopes do not allow {resource}/{operation}")
+    raise NotAuthorized(f"the token's scopes do not allow {resource}:{operation}")
 
 
 # --- session tokens -----------------------------------------------------------

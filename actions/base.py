@@ -50,6 +50,7 @@ class Services(Protocol):
     fetch_policy: Any  # engine.fetch.FetchPolicy: which addresses botkit may fetch
     session_key: bytes | None  # signs session tokens and the local storage's URLs
     settings: Any  # config.Settings
+    scope_catalogue: dict[str, frozenset[str]]  # the resource paths a token's scopes may name
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         """(session id, token, expiresAt ms): a session token for one conversation."""

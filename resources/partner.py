@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..actions.auth import lock_account
+from ..actions.auth import check_scopes, lock_account
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Amount, Body, Description, Item, MetaDict, Name, Timestamp
 from ..actions.standard import (
@@ -100,7 +100,7 @@ class PartnerTokenCreate(Body):
     description: Description | None = None
     config: Annotated[dict[str, Any], msgspec.Meta(max_length=50)] | None = None
     meta: MetaDict | None = None
-    scopes: Annotated[list[Scope], msgspec.Meta(max_length=100)] | None = None
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=100)] | None = None
     expires_at: Timestamp | None = None
 
 
@@ -136,6 +136,7 @@ class CreatePartnerToken(Action):
 
     async def run(self, ctx: Context, call: Call) -> PartnerTokenCreated:
         body = call.body
+        check_scopes(msgspec.to_builtins(body.scopes), ctx.services.scope_catalogue)
         async with ctx.pool.connection() as conn, conn.transaction():
             await require_parent(conn, USER, ctx, call)
             created = now_ms()

@@ -12,17 +12,22 @@ from ..actions.base import API_TOKEN_PREFIX, hash_secret, now_ms
 from ..actions.ids import new_id
 
 _Word = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Resource = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class Scope(msgspec.Struct, omit_defaults=True):
-    """What a token may call: `resource` is a route's first segment ("bot", "dataset",
-    "conversation", "partner" or "*"), `actions` its last ("list", "fetch", "create",
-    ...; all when absent), `ids` the route's first id (any when absent; with ids,
-    routes that name no id, such as list and create, are not allowed)."""
+    """What a token may call. `resource` is a route's resource path: its segments
+    without the ids and the last one ("bot", "conversation/message", "contact/secret",
+    "partner/user/token", which also covers /user/...), or "*" for every resource;
+    nested routes need their own scope. `actions` are its last segments ("list",
+    "fetch", "create", ...; all when absent), `ids` the route's first id (any when
+    absent; with ids, routes that name no id, such as list and create, are not
+    allowed). A resource or action that names no route, and an empty list of scopes,
+    actions or ids, are refused when the token is made."""
 
-    resource: _Word
-    actions: Annotated[list[_Word], msgspec.Meta(max_length=50)] | None = None
-    ids: Annotated[list[_Word], msgspec.Meta(max_length=100)] | None = None
+    resource: _Resource
+    actions: Annotated[list[_Word], msgspec.Meta(min_length=1, max_length=50)] | None = None
+    ids: Annotated[list[_Word], msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 
 def new_secret() -> str:

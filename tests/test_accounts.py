@@ -182,6 +182,65 @@ def test_scoped_tokens(api, server):
     )
 
 
+@pytest.mark.parametrize(
+    "scope, route, body",
+    [  # the review's findings: a scope read by a route's first and last words reached these
+        ({"resource": "conversation", "actions": ["create"]}, "conversation/{conversation}/session/create", {}),
+        (
+            {"resource": "conversation", "actions": ["create"]},
+            "conversation/{conversation}/message/create",
+            {"type": "user", "text": "x"},
+        ),
+        ({"resource": "dataset", "actions": ["create"]}, "dataset/{dataset}/record/create", {"text": "x"}),
+        ({"resource": "contact", "actions": ["list"]}, "contact/{contact}/secret/list", None),
+        ({"resource": "contact", "actions": ["list"]}, "contact/{contact}/memory/list", None),
+        ({"resource": "contact", "actions": ["list"]}, "contact/{contact}/conversation/list", None),
+        ({"resource": "contact", "actions": ["list"]}, "contact/{contact}/task/list", None),
+        ({"resource": "conversation", "actions": ["list"]}, "conversation/{conversation}/message/list", None),
+        ({"resource": "skillset", "actions": ["list"]}, "skillset/{skillset}/ability/list", None),
+        ({"resource": "bot", "actions": ["fetch"]}, "bot/{bot}/usage/fetch", None),
+    ],
+)
+def test_nested_routes_need_their_own_scope(api, server, scope, route, body):
+    child = make_child(api)
+    as_child = client(server, api.token, run_as=child)
+    own = {
+        "conversation": as_child.post("conversation/create", json={}).json()["id"],
+        "dataset": as_child.post("dataset/create", json={}).json()["id"],
+        "contact": as_child.post("contact/create", json={}).json()["id"],
+        "skillset": as_child.post("skillset/create", json={}).json()["id"],
+        "bot": as_child.post("bot/create", json={}).json()["id"],
+    }
+    path = route.format(**own)
+    nested = scope["resource"] + "/" + route.split("/")[2]
+
+    def call(c):
+        return c.post(path, json=body) if body is not None or path.endswith("create") else c.get(path)
+
+    assert_error(call(client(server, child_token(api, child, scopes=[scope]))), 401, "NOT_AUTHORIZED")
+    allowed = client(server, child_token(api, child, scopes=[{**scope, "resource": nested}]))
+    assert call(allowed).status_code == 200, (nested, call(allowed).text)
+    # and the nested scope reaches nothing of its parent's
+    assert_error(allowed.get(f"{scope['resource']}/list"), 401, "NOT_AUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        [],
+        [{"resource": "bot", "actions": []}],
+        [{"resource": "bot", "ids": []}],
+        [{"resource": "bots"}],
+        [{"resource": "conversation", "actions": ["subscribe"]}],
+        [{"resource": "*", "actions": ["frobnicate"]}],
+    ],
+)
+def test_scopes_that_name_nothing_are_refused(api, scopes):
+    """An empty list used to mean "no restriction"; a typo granted nothing, silently."""
+    child = make_child(api)
+    assert_error(api.post(f"partner/user/{child}/token/create", json={"scopes": scopes}), 400, "BAD_REQUEST")
+
+
 # --- session tokens ---------------------------------------------------------------
 
 

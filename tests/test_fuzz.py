@@ -1256,8 +1256,20 @@ def test_list_queries(action, accounts, raw, data):
     assert ids == sorted(ids, reverse=order == "desc") and len(set(ids)) == len(ids), page.describe()
 
 
-RESOURCES = sorted({a.path.strip("/").split("/")[0] for a in SERVED})
-OPERATIONS = sorted({a.path.rstrip("/").rsplit("/", 1)[1] for a in SERVED})
+def scope_of(action) -> tuple[str, str]:
+    """The documented rule: a route's resource path is its segments without the ids and
+    the last one, which is its action; /user/... is partner/user/..."""
+    words = [s for s in action.path.strip("/").split("/") if not s.startswith("{")]
+    words = ["partner", *words] if words[0] == "user" else words
+    return "/".join(words[:-1]), words[-1]
+
+
+SCOPED_ROUTES = [a for a in ROUTES if not a.public]  # a public route (a signed URL) takes no token
+CATALOGUE: dict[str, set[str]] = {}
+for _a in SCOPED_ROUTES:
+    CATALOGUE.setdefault(scope_of(_a)[0], set()).add(scope_of(_a)[1])
+RESOURCES = sorted(CATALOGUE)
+OPERATIONS = sorted(set().union(*CATALOGUE.values()))
 
 
 def first_path_id(action, segments: list[str]) -> str | None:
@@ -1268,34 +1280,38 @@ def first_path_id(action, segments: list[str]) -> str | None:
 
 
 def scope_allows(scopes: list[dict], action, segments: list[str]) -> bool:
-    """The documented rule: `resource` is the route's first segment, `actions` its last,
-    `ids` its first id (and with ids, a route that names no id is not allowed); a
-    `partner` scope also covers the same routes under /user."""
-    resource, operation, first_id = segments[0], segments[-1], first_path_id(action, segments)
+    """`resource` is the route's resource path exactly (or `*`), `actions` holds its
+    action, `ids` its first id (and with ids, a route that names no id is not allowed)."""
+    (resource, operation), first_id = scope_of(action), first_path_id(action, segments)
     return any(
-        (scope["resource"] in (resource, "*") or (resource == "user" and scope["resource"] == "partner"))
-        and (not scope.get("actions") or operation in scope["actions"])
-        and (not scope.get("ids") or first_id in scope["ids"])
+        scope["resource"] in (resource, "*")
+        and ("actions" not in scope or operation in scope["actions"])
+        and ("ids" not in scope or first_id in scope["ids"])
         for scope in scopes
     )
 
 
-SCOPED_ROUTES = [a for a in ROUTES if not a.public]  # a public route (a signed URL) takes no token
+def scope_names_routes(scope: dict) -> bool:
+    known = set(OPERATIONS) if scope["resource"] == "*" else CATALOGUE.get(scope["resource"])
+    return known is not None and set(scope.get("actions", ())) <= known
 
 
 @pytest.mark.skipif(not {"user", "token"} <= set(NOUNS), reason="no partner tokens")
-@settings(max_examples=budget(80, 1), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(100, 1), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_scoped_tokens(accounts, raw, data):
-    """A token with scopes reaches an action exactly when one of its scopes allows the route."""
+    """A token with scopes reaches exactly the routes one of its scopes names; a scope
+    that names no route is refused when the token is made."""
     child = accounts.child()
     action = data.draw(st.sampled_from(SCOPED_ROUTES), label="route")
     segments, kinds = data.draw(route_path(action, accounts, force_own=True, own="child"), label="path")
-    resource, operation = segments[0], segments[-1]
+    resource, operation = scope_of(action)
     first = first_path_id(action, segments)
     world_ids = sorted(v for k, v in accounts.world("child").items() if k in NOUNS)
+    # near misses weigh most: the route's parent or child resource, its first or last word
+    near = sorted({resource.split("/")[0], resource.rsplit("/", 1)[-1]} | {r for r in RESOURCES if resource in r})
     scope = st.fixed_dictionaries(
-        {"resource": st.sampled_from([resource, resource, "*"] + RESOURCES)},
+        {"resource": st.sampled_from([resource, resource, "*", *near] + RESOURCES + ["nothing"])},
         optional={
             "actions": st.lists(st.sampled_from([operation, operation] + OPERATIONS), min_size=1, max_size=3),
             "ids": st.lists(
@@ -1305,6 +1321,9 @@ def test_scoped_tokens(accounts, raw, data):
     )
     scopes = data.draw(st.lists(scope, min_size=1, max_size=3), label="scopes")
     made = accounts.clients["mine"].post(f"partner/user/{child}/token/create", json={"scopes": scopes})
+    if not all(scope_names_routes(s) for s in scopes):
+        assert made.status_code == 400 and made.json()["code"] == "BAD_REQUEST", f"{scopes}: {made.text}"
+        return
     assert made.status_code == 200, made.text
     headers = [(b"authorization", b"Bearer " + made.json()["token"].encode())]
     req = Request(
@@ -1519,7 +1538,7 @@ def test_fixed_scope_ids_on_partner_routes(api, anon, case):
     ]
     ids = [grandchild] if case == "ids-name-the-user" else ["user"]
     scoped = api.post(
-        f"partner/user/{child}/token/create", json={"scopes": [{"resource": "partner", "ids": ids}]}
+        f"partner/user/{child}/token/create", json={"scopes": [{"resource": "partner/user", "ids": ids}]}
     ).json()["token"]
     auth = {"Authorization": f"Bearer {scoped}"}
     if case == "ids-name-the-user":  # the scope names this user: allowed

@@ -19,7 +19,7 @@ import anyio
 import msgspec
 from starlette.applications import Starlette
 
-from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, session_routes
+from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, scope_catalogue, session_routes
 from ..actions.base import Action, Call, Context, Principal, Raw, Stream, Upload, decode, decode_query
 from ..actions.stream import PING_LINE, error_line
 from ..config import Settings
@@ -510,6 +510,7 @@ class AppState:
             )
         )
         self.session_actions = [a for a in routes if a.session]
+        self.scope_catalogue = scope_catalogue(routes)
         self._ready: tuple[float, str | None] = (0.0, "not checked")  # (checked at, the problem)
         self._ready_lock = asyncio.Lock()
         self.idempotency = Keys()
