@@ -41,6 +41,10 @@ class MethodNotAllowed(ApiError):
     status = 405
     code = "METHOD_NOT_ALLOWED"
 
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow  # sent as Allow (RFC 9110: a 405 must say what is allowed)
+
 
 class Conflict(ApiError):
     status = 409

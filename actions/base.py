@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from ..errors import BadRequest
-from .fields import field_names
+from .fields import SAFE_INTEGER, field_names
 from .query import gather
 
 if TYPE_CHECKING:  # types only: actions never reach into the store or engine at import
@@ -201,11 +202,41 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# 16 digits in a row: the only way to write an integer beyond 2**53 (SAFE_INTEGER).
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+
+
+def _unsafe_integer(value: Any) -> int | None:
+    """The first integer in a decoded JSON value that a JavaScript client would round."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is int:
+            if abs(item) > SAFE_INTEGER:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def decode(data: bytes | str | Any, type_: type) -> Any:
-    """JSON bytes (or already-decoded values) into a struct; errors name the field."""
+    """JSON bytes (or already-decoded values) into a struct; errors name the field.
+
+    An integer beyond 2**53 is refused anywhere in a body, free-form values (meta,
+    config, schemas) too: stored, it would come back rounded to most clients. The
+    typed fields say so in their bounds; the rest is checked only when the body holds
+    16 digits in a row, which is rare."""
     try:
         if isinstance(data, (bytes, str)):
-            return msgspec.json.decode(data, type=type_)
+            raw = data.encode() if isinstance(data, str) else data
+            value: Any = msgspec.json.decode(raw, type=type_)
+            if _LONG_DIGITS.search(raw) and (big := _unsafe_integer(msgspec.json.decode(raw))) is not None:
+                raise BadRequest(
+                    f"invalid request: the integer {big} is beyond 2**53; send it as a string (JSON clients round it)"
+                )
+            return value
         return msgspec.convert(data, type=type_)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid request: {exc}") from None

@@ -23,10 +23,14 @@ Description = Annotated[str, msgspec.Meta(max_length=4096)]
 LongText = Annotated[str, msgspec.Meta(max_length=100_000)]
 Ref = Annotated[str, msgspec.Meta(max_length=64, description="The id of a resource in the same account")]
 Visibility = Literal["private", "protected", "public"]
-Timestamp = Annotated[int, msgspec.Meta(ge=0, description="Epoch milliseconds")]
-# A non-negative number stored as a double: at most 2**53, so an integer reads back as sent.
-# A non-negative number; an integer stays an integer on the way back (5, never 5.0).
-Amount = Annotated[int, msgspec.Meta(ge=0, le=2**53)] | Annotated[float, msgspec.Meta(ge=0, le=2**53)]
+# The largest integer every JSON client reads exactly (a JavaScript number's): larger
+# ones are refused, never rounded (actions.base.decode checks the free-form values).
+SAFE_INTEGER = 2**53
+Timestamp = Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER, description="Epoch milliseconds")]
+# A non-negative number; an integer stays an integer on the way back (5, never 5.0). The
+# float's bound is strict: 2**53 + 1 sent as an integer fails the int and would round to
+# 2**53 as a float.
+Amount = Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER)] | Annotated[float, msgspec.Meta(ge=0, lt=SAFE_INTEGER)]
 
 MetaDict = Annotated[
     dict[str, Any],

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..errors import BadRequest
-from .fields import check_meta
+from .fields import SAFE_INTEGER, check_meta
 from .ids import ID_PATTERN
 
 TAKE_DEFAULT = 25
@@ -47,7 +47,9 @@ Order = Annotated[Literal["asc", "desc"], msgspec.Meta(description="Order by cre
 Take = Annotated[
     int,
     msgspec.Meta(
-        ge=1, description=f"Items per page (default {TAKE_DEFAULT}; more than {TAKE_MAX} is taken as {TAKE_MAX})"
+        ge=1,
+        le=SAFE_INTEGER,
+        description=f"Items per page (default {TAKE_DEFAULT}; more than {TAKE_MAX} is taken as {TAKE_MAX})",
     ),
 ]
 MetaFilter = Annotated[

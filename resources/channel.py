@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, now_ms
-from ..actions.fields import JSON_MAX_BYTES, Body, IdResponse, check_json_size
+from ..actions.fields import JSON_MAX_BYTES, SAFE_INTEGER, Body, IdResponse, check_json_size
 from ..actions.ids import floor_id, new_id
 from ..actions.stream import ErrorEvent, PingEvent, error_line
 from ..errors import BadRequest
@@ -38,7 +38,9 @@ class PublishBody(Body):
 
 
 class SubscribeBody(Body):
-    history_length: Annotated[int, msgspec.Meta(ge=0, description=f"at most {HISTORY_MAX} are replayed")] = 0
+    history_length: Annotated[
+        int, msgspec.Meta(ge=0, le=SAFE_INTEGER, description=f"at most {HISTORY_MAX} are replayed")
+    ] = 0
 
 
 class ChannelMessageEvent(msgspec.Struct, tag_field="type", tag="message"):

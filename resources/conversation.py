@@ -12,7 +12,7 @@ import msgspec
 
 from ..actions.auth import SESSION_DEFAULT_SECONDS, SESSION_MAX_SECONDS, enforce_limit
 from ..actions.base import Action, Call, Context, now_ms
-from ..actions.fields import Body, Description, Item, LongText, MetaDict, Name, Ref
+from ..actions.fields import SAFE_INTEGER, Body, Description, Item, LongText, MetaDict, Name, Ref
 from ..actions.ids import new_id
 from ..actions.query import PageQuery
 from ..actions.standard import CreateAction, FetchAction, ListAction, Parent, Table, crud, record, require_owned
@@ -78,8 +78,8 @@ PARENT = Parent(table="conversations", param="conversationId", column="conversat
 
 class Entity(msgspec.Struct):
     type: str
-    begin: int
-    end: int
+    begin: Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER)]
+    end: Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER)]
     text: str
     replacement: dict[str, Any] | None = None
 
@@ -279,6 +279,7 @@ Duration = Annotated[
     float,
     msgspec.Meta(
         gt=0,
+        lt=SAFE_INTEGER,
         description=(
             f"Seconds the token stays valid (default {SESSION_DEFAULT_SECONDS}; "
             f"more than {SESSION_MAX_SECONDS} is taken as {SESSION_MAX_SECONDS})"

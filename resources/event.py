@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..actions.base import Action, Call, Context, Stream, now_ms
-from ..actions.fields import Body, Item
+from ..actions.fields import SAFE_INTEGER, Body, Item
 from ..actions.ids import floor_id, new_id
 from ..actions.standard import Table, crud
 from ..actions.stream import ErrorEvent, PingEvent, error_line
@@ -292,7 +292,9 @@ class EventLog:
 
 
 class SubscribeBody(Body):
-    history_length: Annotated[int, msgspec.Meta(ge=0, description=f"at most {HISTORY_MAX} are replayed")] = 0
+    history_length: Annotated[
+        int, msgspec.Meta(ge=0, le=SAFE_INTEGER, description=f"at most {HISTORY_MAX} are replayed")
+    ] = 0
 
 
 class EventItemEvent(msgspec.Struct, tag_field="type", tag="item"):

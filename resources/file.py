@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..actions.base import Action, Call, Context, Principal, Raw, now_ms
-from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
+from ..actions.fields import SAFE_INTEGER, Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import DeleteAction, FetchAction, Table, crud, record
 from ..errors import BadRequest, ContentTooLarge, NotAuthorized, NotFound, RangeNotSatisfiable
 
@@ -75,7 +75,7 @@ FileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 class UploadSpec(Body):
     """The file the client is about to PUT itself."""
 
-    size: Annotated[int, msgspec.Meta(ge=0)]
+    size: Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER)]
     type: ContentType
     name: FileName | None = None
 

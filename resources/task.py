@@ -28,7 +28,7 @@ import msgspec
 from cronsim import CronSim, CronSimError
 
 from ..actions.base import Action, Call, Context, Principal, Stream, now_ms
-from ..actions.fields import Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
+from ..actions.fields import SAFE_INTEGER, Amount, Body, Description, IdResponse, Item, MetaDict, Name, Ref
 from ..actions.ids import new_id
 from ..actions.standard import CreateAction, Parent, Table, UpdateAction, crud, record
 from ..actions.stream import ErrorEvent, PingEvent
@@ -428,7 +428,9 @@ async def publish_event(ctx: Context, task_id: str, event: OperationBeginEvent |
 
 
 class SubscribeBody(Body):
-    history_length: Annotated[int, msgspec.Meta(ge=0, description=f"at most {channel.HISTORY_MAX} are replayed")] = 0
+    history_length: Annotated[
+        int, msgspec.Meta(ge=0, le=SAFE_INTEGER, description=f"at most {channel.HISTORY_MAX} are replayed")
+    ] = 0
 
 
 class SubscribeTask(Action):

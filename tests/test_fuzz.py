@@ -983,6 +983,9 @@ def check(req: Request, resp: httpx.Response) -> None:
         assert isinstance(body.get("code"), str), where
         assert body["code"] in WIRE_STATUS, where
         assert WIRE_STATUS[body["code"]] == status, where
+        if status == 405:  # RFC 9110: a 405 says which methods the route takes
+            allow = resp.headers.get("allow", "")
+            assert allow and req.method not in allow.replace(",", " ").split(), where
     elif ctype.startswith("application/jsonl"):
         check_jsonl(resp.content, where)
     else:

@@ -9,6 +9,8 @@ import time
 
 import asyncpg
 import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from botkit.actions.base import Stream
 from botkit.resources import ROUTES
@@ -30,6 +32,9 @@ def test_unknown_route_and_wrong_method(api, anon):
     assert_error(api.delete("bot/list"), 405, "METHOD_NOT_ALLOWED")
     assert_error(httpx.get(str(anon.base_url.copy_with(path="/elsewhere"))), 404, "NOT_FOUND")
     assert_error(httpx.post(str(anon.base_url.copy_with(path="/healthz"))), 405, "METHOD_NOT_ALLOWED")
+    assert api.get("bot/create").headers["allow"] == "POST"
+    assert api.post("bot/list").headers["allow"] == "GET, HEAD"
+    assert api.post("spec.json").headers["allow"] == "GET, HEAD"
 
 
 def test_authentication(anon, api, database):
@@ -356,3 +361,39 @@ def test_integers_stay_integers(api):
     child = api.post("partner/user/create", json={"limits": {"conversations": 5, "database": {"datasets": 3}}})
     fetched = api.get(f"partner/user/{child.json()['id']}/fetch")
     assert b'"conversations":5' in fetched.content and b"5.0" not in fetched.content
+
+
+SAFE = 2**53
+BEYOND = st.one_of(st.integers(min_value=SAFE + 1), st.integers(max_value=-SAFE - 1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    big=BEYOND,
+    where=st.sampled_from(
+        [
+            ("partner/user/create", lambda n: {"limits": {"conversations": n}}),
+            ("partner/user/create", lambda n: {"limits": {"database": {"datasets": n}}}),
+            ("bot/create", lambda n: {"meta": {"n": n}}),
+            ("bot/create", lambda n: {"meta": {"deep": {"list": [1, n]}}}),
+            ("contact/create", lambda n: {"verifiedAt": n}),
+            ("conversation/create", lambda n: {"messages": [{"type": "user", "text": "x", "meta": {"n": n}}]}),
+            ("task/create", lambda n: {"maxCalls": n}),
+        ]
+    ),
+)
+def test_integers_beyond_2_53_are_refused(api, big, where):
+    """Was: 9007199254740993 read back as 9007199254740992.0, an Amount's float branch
+    rounding what its int branch refused, and meta keeping what JavaScript rounds."""
+    route, body = where
+    assert_error(api.post(route, json=body(big)), 400, "BAD_REQUEST")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=-SAFE, max_value=SAFE), text=st.text(alphabet="0123456789", min_size=16, max_size=40))
+def test_integers_up_to_2_53_read_back_exactly(api, n, text):
+    """And the check does not refuse long digit runs in strings, nor safe integers."""
+    made = api.post("bot/create", json={"name": text, "meta": {"n": n, "s": text}})
+    assert made.status_code == 200, made.text
+    fetched = api.get(f"bot/{made.json()['id']}/fetch").json()
+    assert fetched["meta"] == {"n": n, "s": text} and type(fetched["meta"]["n"]) is int and fetched["name"] == text

@@ -130,7 +130,7 @@ class Dispatcher:
                 return
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
-                    raise MethodNotAllowed("use GET")
+                    raise MethodNotAllowed("use GET", allow="GET, HEAD")
                 await self._send(send, 200, self.spec, request_id, started)
                 return
             action, params = self._route(method, path)
@@ -201,6 +201,8 @@ class Dispatcher:
             self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
         if exc.retry_after is not None:
             extra.append((b"retry-after", str(exc.retry_after).encode()))
+        if isinstance(exc, MethodNotAllowed):
+            extra.append((b"allow", exc.allow.encode()))
 
     def _route(self, method: str, path: str) -> tuple[Action, dict[str, str]]:
         matched = self.routes.match(path)
@@ -208,7 +210,8 @@ class Dispatcher:
             raise NotFound(f"no route {path[:200]}")
         action, params = matched
         if method != action.method and not (method == "HEAD" and action.method == "GET"):
-            raise MethodNotAllowed(f"{action.path} takes {action.method}")
+            allow = "GET, HEAD" if action.method == "GET" else action.method
+            raise MethodNotAllowed(f"{action.path} takes {action.method}", allow=allow)
         return action, params
 
     async def _call(self, action: Action, params: dict[str, str], scope, receive, headers) -> Call:
@@ -282,7 +285,7 @@ class Dispatcher:
         if path not in ("/healthz", "/readyz"):
             raise NotFound(f"no route {path[:200]}")
         if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{path} takes GET")
+            raise MethodNotAllowed(f"{path} takes GET", allow="GET, HEAD")
         if path == "/readyz":
             problem = await self.state.database_problem()
             if problem is not None:
