@@ -100,6 +100,8 @@ class Body(msgspec.Struct, rename="camel", kw_only=True):
     The update body derived from a create body keeps its checks."""
 
     checks: ClassVar[dict[str, Callable[[str], None]]] = {}
+    # What the spec adds to the struct's schema: a rule across fields the types cannot say.
+    schema_extra: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         meta = getattr(self, "meta", None)
@@ -120,6 +122,7 @@ class UpdateBody(Body):
     `{"meta": {"$update": {...}}}` or a top-level `$update` merges (RFC 7386)."""
 
     merge: MetaDict | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="$update")
+    schema_extra: ClassVar[dict[str, Any]] = {"not": {"required": ["meta", "$update"]}}
 
     def __post_init__(self) -> None:
         meta = getattr(self, "meta", msgspec.UNSET)

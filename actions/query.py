@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..errors import BadRequest
-from .fields import SAFE_INTEGER, check_meta
+from .fields import check_meta
 from .ids import ID_PATTERN
 
 TAKE_DEFAULT = 25
@@ -26,6 +26,8 @@ def gather(pairs: list[tuple[str, str]], meta: bool) -> dict[str, Any]:
     values: dict[str, Any] = {}
     filters: dict[str, str] = {}
     for key, value in pairs:
+        if key == "meta" and value == "":  # empty is absent, here too
+            continue
         if key.startswith("meta"):
             m = _META_KEY.match(key)
             if m is None:
@@ -42,13 +44,19 @@ def gather(pairs: list[tuple[str, str]], meta: bool) -> dict[str, Any]:
     return values
 
 
-Cursor = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="The id of the last item of the previous page")]
+# Empty is the first page: the last page answers `"cursor": ""`, and clients send it back.
+Cursor = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=f"^(?:{ID_PATTERN[1:-1]})?$",
+        description="The id of the last item of the previous page (empty: the first page)",
+    ),
+]
 Order = Annotated[Literal["asc", "desc"], msgspec.Meta(description="Order by creation time")]
 Take = Annotated[
     int,
     msgspec.Meta(
         ge=1,
-        le=SAFE_INTEGER,
         description=f"Items per page (default {TAKE_DEFAULT}; more than {TAKE_MAX} is taken as {TAKE_MAX})",
     ),
 ]

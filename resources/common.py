@@ -18,8 +18,12 @@ ModelName = Annotated[
     str,
     msgspec.Meta(
         max_length=256,
-        # a name (providers use `/`, `@`, `:`, `.`, spaces) and then `/param=value` pairs
-        pattern=r"^[^\s=/\x00-\x1f][^=/\x00-\x1f]*(?:/[^=/\x00-\x1f]+)*(?:/\w+=[^/\x00-\x1f]*)*(?![\s\S])",
+        # a name (providers use `/`, `@`, `:`, `.`, spaces) and then `/param=value` pairs,
+        # as engine/models.py parses them (the known parameters' values are checked there)
+        pattern=(
+            r"^[^\s=/\x00-\x1f][^=/\x00-\x1f]{0,199}(?:/[^\s=/\x00-\x1f][^=/\x00-\x1f]{0,199})*"
+            r"(?:/\w+=[^/\x00-\x1f]{0,200})*(?![\s\S])"
+        ),
         examples=["gpt-4o", "gpt-4o/temperature=0.2", "meta-llama/Llama-3.1-8B@fast/temperature=0.7"],
     ),
 ]

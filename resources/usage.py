@@ -138,7 +138,7 @@ class UsageSeries(msgspec.Struct):
 
 
 _MAX_MS = 2**53
-When = Annotated[str, msgspec.Meta(max_length=64)]
+When = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"format": "date-time"})]
 
 
 def _ms(name: str, value: str | None, default: int) -> int:

@@ -23,7 +23,7 @@ def operation_id(path: str) -> str:
 def _error_responses(action: Action) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for cls in errors.ALL:
-        if action.public and cls in (errors.NotAuthenticated, errors.NotAuthorized):
+        if action.public and cls is errors.NotAuthenticated:  # a bad signature is NOT_AUTHORIZED
             continue
         key = str(cls.status)
         out.setdefault(
@@ -53,11 +53,27 @@ def _query_parameters(query: type | None) -> list[dict[str, Any]]:
             if len(options) == 1:
                 prop = {**options[0], **({"default": prop["default"]} if prop.get("default") is not None else {})}
             description = description or prop.pop("description", "")
-        param = {"in": "query", "name": name, "required": False, "schema": prop, "description": description}
+        # An empty value is the parameter's absence (actions.query.gather), as the SDKs send it.
+        param = {
+            "in": "query",
+            "name": name,
+            "required": False,
+            "allowEmptyValue": True,
+            "schema": prop,
+            "description": description,
+        }
         if prop.get("type") == "object":
             param["style"], param["explode"] = "deepObject", True
         params.append(param)
     return params
+
+
+def _add_schema_extras(schema_of: dict[Any, dict], components: dict[str, Any]) -> None:
+    """A body's `schema_extra` (actions.fields.Body): rules across its fields."""
+    for t, schema in schema_of.items():
+        extra = getattr(t, "schema_extra", None)
+        if extra and "$ref" in schema:
+            components[schema["$ref"].rsplit("/", 1)[1]].update(extra)
 
 
 def build_spec(actions: list[Action]) -> dict[str, Any]:
@@ -68,6 +84,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(types, schemas, strict=True))
+    _add_schema_extras(schema_of, components)
     components["Error"] = {
         "type": "object",
         "properties": {

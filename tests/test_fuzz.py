@@ -971,7 +971,7 @@ def check(req: Request, resp: httpx.Response) -> None:
     if req.method == "HEAD":
         return
     if req.method == "OPTIONS" and req.path.startswith(("/v1/", "/api/v1/")):
-        assert status == 204 and not resp.content and "GET" in resp.headers["allow"], where  # CORS preflight
+        assert status == 204 and not resp.content and "OPTIONS" in resp.headers["allow"], where  # CORS preflight
         return
     if not 200 <= status < 300:
         assert ctype.startswith("application/json"), where
@@ -1439,7 +1439,10 @@ def test_ids_of_another_account_are_not_found(api, other):
 
 def test_numbers_at_postgres_limits(api):
     assert_error(api.post("contact/create", json={"verifiedAt": 2**63}), 400, "BAD_REQUEST")
-    assert api.post("contact/create", json={"verifiedAt": 2**63 - 1}).status_code == 200
+    assert_error(
+        api.post("contact/create", json={"verifiedAt": 2**53 + 1}), 400, "BAD_REQUEST"
+    )  # JSON clients round it
+    assert api.post("contact/create", json={"verifiedAt": 2**53}).status_code == 200
     assert_error(api.post("dataset/create", content=b'{"searchMinScore": 1e400}'), 400, "BAD_REQUEST")
     # numbers stored as doubles are bounded at 2**53, so that integers read back exactly
     assert_error(api.post("dataset/create", json={"searchMinScore": 1.7976931348623157e308}), 400, "BAD_REQUEST")

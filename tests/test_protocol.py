@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -32,9 +33,12 @@ def test_unknown_route_and_wrong_method(api, anon):
     assert_error(api.delete("bot/list"), 405, "METHOD_NOT_ALLOWED")
     assert_error(httpx.get(str(anon.base_url.copy_with(path="/elsewhere"))), 404, "NOT_FOUND")
     assert_error(httpx.post(str(anon.base_url.copy_with(path="/healthz"))), 405, "METHOD_NOT_ALLOWED")
-    assert api.get("bot/create").headers["allow"] == "POST"
-    assert api.post("bot/list").headers["allow"] == "GET, HEAD"
-    assert api.post("spec.json").headers["allow"] == "GET, HEAD"
+    assert api.get("bot/create").headers["allow"] == "POST, OPTIONS"
+    assert api.post("bot/list").headers["allow"] == "GET, HEAD, OPTIONS"
+    assert api.post("spec.json").headers["allow"] == "GET, HEAD, OPTIONS"
+    assert httpx.post(str(anon.base_url.copy_with(path="/healthz"))).headers["allow"] == "GET, HEAD"
+    assert api.options("bot/create").headers["allow"] == "POST, OPTIONS"
+    assert api.options("bot/list").headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_authentication(anon, api, database):
@@ -189,7 +193,8 @@ def test_spec_is_valid_and_covers_every_route(anon):
     listing = spec["paths"]["/bot/list"]["get"]
     take = next(p for p in listing["parameters"] if p["name"] == "take")
     assert "100" in (take.get("description", "") + take["schema"].get("description", ""))
-    assert take["schema"]["default"] == 25 and "maximum" not in take["schema"]  # larger is clamped, not refused
+    # larger is clamped, not refused (a query's digits are never a JSON number: no bound)
+    assert take["schema"]["default"] == 25 and "maximum" not in take["schema"]
     assert "application/jsonl" in listing["responses"]["200"]["content"]
     assert "requestBody" in spec["paths"]["/bot/create"]["post"]
     create = spec["components"]["schemas"]["BotCreate"]["properties"]
@@ -397,3 +402,21 @@ def test_integers_up_to_2_53_read_back_exactly(api, n, text):
     assert made.status_code == 200, made.text
     fetched = api.get(f"bot/{made.json()['id']}/fetch").json()
     assert fetched["meta"] == {"n": n, "s": text} and type(fetched["meta"]["n"]) is int and fetched["name"] == text
+
+
+def test_spec_and_server_agree_on_the_edges(api, anon):
+    """Schemathesis found these: an empty query value is the parameter's absence (the last
+    page answers `"cursor": ""` and clients send it back); `meta` and `$update` together
+    are refused, and the spec says so; a stateless completion needs a message to answer."""
+    assert api.get("bot/list", params={"cursor": "", "meta": "", "take": ""}).status_code == 200
+    spec = anon.get("spec.json").json()
+    cursor = next(p for p in spec["paths"]["/bot/list"]["get"]["parameters"] if p["name"] == "cursor")
+    assert cursor["allowEmptyValue"] and re.fullmatch(cursor["schema"]["pattern"].strip("^$"), "")
+    update = spec["paths"]["/bot/{botId}/update"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][update["$ref"].rsplit("/", 1)[1]]["not"] == {"required": ["meta", "$update"]}
+    bot = api.post("bot/create", json={}).json()["id"]
+    assert_error(api.post(f"bot/{bot}/update", json={"meta": {}, "$update": {}}), 400, "BAD_REQUEST")
+    complete = spec["paths"]["/conversation/complete"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body = spec["components"]["schemas"][complete["$ref"].rsplit("/", 1)[1]]
+    assert body["properties"]["messages"]["contains"]["properties"]["type"]["enum"] == ["user", "bot"]
+    assert_error(api.post("conversation/complete", json={"messages": []}), 400, "BAD_REQUEST")

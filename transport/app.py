@@ -40,7 +40,7 @@ from ..store.channels import Hub
 from ..store.connect import connect
 from ..store.listen import Listener
 from ..store.pool import Disconnected, Pool
-from .cors import Cors
+from .cors import METHODS, Cors
 from .idempotency import Keys, Replay, key_of, request_hash
 from .ratelimit import Limits, RateLimiter
 from .routes import RouteTable
@@ -49,6 +49,8 @@ log = logging.getLogger("botkit")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _ENCODE = msgspec.json.Encoder().encode
+# A route's methods, as Allow names them (an OPTIONS answer, a 405).
+_ALLOW = {"GET": b"GET, HEAD, OPTIONS", "POST": b"POST, OPTIONS", "PUT": b"PUT, OPTIONS"}
 JSON = b"application/json"
 JSONL = b"application/jsonl"
 
@@ -122,7 +124,9 @@ class Dispatcher:
             send = _without_body(send)
         try:
             if method == "OPTIONS" and api:
-                allowed = self.cors.preflight(origin, extra, headers.get(b"access-control-request-headers"))
+                matched = self.routes.match(path)
+                allow = _ALLOW.get(matched[0].method, b"OPTIONS") if matched else METHODS
+                allowed = self.cors.preflight(origin, extra, headers.get(b"access-control-request-headers"), allow)
                 await self._send(send, 204, b"", request_id, started, allowed, content=False)
                 return
             if not api:
@@ -130,7 +134,7 @@ class Dispatcher:
                 return
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
-                    raise MethodNotAllowed("use GET", allow="GET, HEAD")
+                    raise MethodNotAllowed("use GET", allow="GET, HEAD, OPTIONS")
                 await self._send(send, 200, self.spec, request_id, started)
                 return
             action, params = self._route(method, path)
@@ -210,8 +214,7 @@ class Dispatcher:
             raise NotFound(f"no route {path[:200]}")
         action, params = matched
         if method != action.method and not (method == "HEAD" and action.method == "GET"):
-            allow = "GET, HEAD" if action.method == "GET" else action.method
-            raise MethodNotAllowed(f"{action.path} takes {action.method}", allow=allow)
+            raise MethodNotAllowed(f"{action.path} takes {action.method}", allow=_ALLOW[action.method].decode())
         return action, params
 
     async def _call(self, action: Action, params: dict[str, str], scope, receive, headers) -> Call:

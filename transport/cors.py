@@ -4,7 +4,7 @@ credentials are never allowed; BOTKIT_CORS_ORIGINS narrows it to a list of origi
 
 from __future__ import annotations
 
-METHODS = b"GET, POST, HEAD, OPTIONS"
+METHODS = b"GET, POST, PUT, HEAD, OPTIONS"
 # What the official SDKs and a browser widget send.
 REQUEST_HEADERS = (
     b"authorization, content-type, accept, x-runas-user-id, x-runas-userid, x-runas-child-user-email, "
@@ -35,11 +35,11 @@ class Cors:
         return []
 
     def preflight(
-        self, origin: bytes | None, allowed: list[tuple[bytes, bytes]], requested: bytes | None
+        self, origin: bytes | None, allowed: list[tuple[bytes, bytes]], requested: bytes | None, allow: bytes = METHODS
     ) -> list[tuple[bytes, bytes]]:
         """An OPTIONS answer, given `allowed` = `headers(origin)`: the methods, and the
         headers asked for (any header may be sent: none of them is a credential the
-        browser adds by itself). Nothing for a stranger."""
+        browser adds by itself); `allow`, the route's own methods. Nothing for a stranger."""
         if origin is not None and not allowed:
             return []
         return [
@@ -47,5 +47,5 @@ class Cors:
             (b"access-control-allow-methods", METHODS),
             (b"access-control-allow-headers", requested or REQUEST_HEADERS),
             (b"access-control-max-age", MAX_AGE),
-            (b"allow", METHODS),
+            (b"allow", allow),
         ]

@@ -210,7 +210,16 @@ class Attachment(Body):
 
 
 class CompleteBody(ConfigBody, kw_only=True):
-    messages: Annotated[list[InputMessage], msgspec.Meta(max_length=1000)]
+    messages: Annotated[
+        list[InputMessage],
+        msgspec.Meta(
+            max_length=1000,
+            description="The conversation so far: at least one user or bot message (the one to answer)",
+            extra_json_schema={
+                "contains": {"type": "object", "properties": {"type": {"enum": ["user", "bot"]}}, "required": ["type"]}
+            },
+        ),
+    ]
     bot_id: Ref | None = None
     attachments: Annotated[list[Attachment], msgspec.Meta(max_length=100)] | None = None
     contact_id: Ref | contact.ContactEnsure | None = None  # a contact's id, or one found or made by fingerprint
