@@ -295,7 +295,8 @@ def signed_url(ctx: Context, call: Call, op: str, file_id: str, content_type: st
 
 def check_signed(ctx: Context, op: str, file_id: str, s: Signed) -> None:
     expected = _signature(_key(ctx), op, file_id, s)
-    if not s.signature or not hmac.compare_digest(expected, s.signature):
+    # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if not s.signature or not hmac.compare_digest(expected.encode(), s.signature.encode()):
         raise NotAuthorized("the signed URL is not valid")
     if int(s.expires) < now_ms() / 1000:  # signed: the number botkit wrote
         raise NotAuthorized("the signed URL has expired")

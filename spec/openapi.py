@@ -135,7 +135,12 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         if action.public:
             op["security"] = []
         if action.body is not None:
-            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema_of[action.body]}}}
+            # an absent body reads as `{}`: required exactly when `{}` is not a valid body
+            required = any(f.required for f in msgspec.structs.fields(action.body)) and not action.body_types
+            op["requestBody"] = {
+                "required": required,
+                "content": {"application/json": {"schema": schema_of[action.body]}},
+            }
         for content_type in action.body_types:  # streamed bodies
             op.setdefault("requestBody", {"required": False, "content": {}})
             schema: dict[str, Any] = {"type": "string", "format": "binary"}
