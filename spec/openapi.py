@@ -68,6 +68,21 @@ def _query_parameters(query: type | None) -> list[dict[str, Any]]:
     return params
 
 
+def _raw_responses(action: Action) -> dict[str, Any]:
+    """A file's content answers besides 200 (resources/file.py: a range, no content yet,
+    not modified since)."""
+    if action.raw_response is None or action.method != "GET":
+        return {}
+    return {
+        "204": {"description": "The file has no content yet"},
+        "206": {
+            "description": "The range asked for",
+            "content": {action.raw_response: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "304": {"description": "Not modified since the ETag or date the request gave"},
+    }
+
+
 def _add_schema_extras(schema_of: dict[Any, dict], components: dict[str, Any]) -> None:
     """A body's `schema_extra` (actions.fields.Body): rules across its fields."""
     for t, schema in schema_of.items():
@@ -130,7 +145,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             "summary": action.summary or op_id,
             "tags": [action.tag] if action.tag else [],
             "parameters": params,
-            "responses": {"200": ok, **_error_responses(action)},
+            "responses": {"200": ok, **_raw_responses(action), **_error_responses(action)},
         }
         if action.public:
             op["security"] = []
