@@ -10,11 +10,17 @@ class ApiError(Exception):
     code = "INTERNAL_SERVER_ERROR"
     retry_after: int | None = None  # seconds, sent as Retry-After
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:  # scoped codes such as MODEL_TOO_MANY_REQUESTS
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers the answer carries besides the body (transport/app.py sends them)."""
+        return [("retry-after", str(self.retry_after))] if self.retry_after is not None else []
 
 
 class BadRequest(ApiError):
@@ -43,7 +49,10 @@ class MethodNotAllowed(ApiError):
 
     def __init__(self, message: str, *, allow: str) -> None:
         super().__init__(message)
-        self.allow = allow  # sent as Allow (RFC 9110: a 405 must say what is allowed)
+        self.allow = allow
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [("allow", self.allow)]  # RFC 9110: a 405 says what the route takes
 
 
 class Conflict(ApiError):
@@ -95,8 +104,7 @@ class ServiceUnavailable(ApiError):
     code = "SERVICE_UNAVAILABLE"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 class InternalError(ApiError):

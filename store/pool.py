@@ -54,10 +54,6 @@ DISCONNECTED = (
 )
 
 
-def _unavailable(exc: BaseException) -> ServiceUnavailable:
-    return Disconnected(f"the database is unavailable: {type(exc).__name__}")
-
-
 class Disconnected(ServiceUnavailable):
     """The database connection was lost (the transport may retry a read once)."""
 
@@ -121,7 +117,7 @@ class Pool:
         try:
             conn = await asyncpg.connect(self.dsn, timeout=self.acquire_timeout, server_settings=settings)
         except (OSError, asyncpg.PostgresError) as exc:
-            raise _unavailable(exc) from None
+            raise Disconnected(f"the database is unavailable: {type(exc).__name__}") from None
         await self._init(conn)
         self._all.add(conn)
         return conn
@@ -209,7 +205,7 @@ class Pool:
             try:
                 conn = await self._connect()
             except ServiceUnavailable as exc:
-                log.warning("reconnecting to the database failed: %s", exc.__cause__ or exc.message)
+                log.warning("reconnecting to the database failed: %s", exc.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue

@@ -125,7 +125,7 @@ class Dispatcher:
         try:
             if method == "OPTIONS" and api:
                 matched = self.routes.match(path)
-                allow = _ALLOW.get(matched[0].method, b"OPTIONS") if matched else METHODS
+                allow = _ALLOW[matched[0].method] if matched else METHODS
                 allowed = self.cors.preflight(origin, extra, headers.get(b"access-control-request-headers"), allow)
                 await self._send(send, 204, b"", request_id, started, allowed, content=False)
                 return
@@ -134,7 +134,7 @@ class Dispatcher:
                 return
             if path == "/spec.json":
                 if scope["method"] not in ("GET", "HEAD"):
-                    raise MethodNotAllowed("use GET", allow="GET, HEAD, OPTIONS")
+                    raise MethodNotAllowed("use GET", allow=_ALLOW["GET"].decode())
                 await self._send(send, 200, self.spec, request_id, started)
                 return
             action, params = self._route(method, path)
@@ -198,15 +198,12 @@ class Dispatcher:
         return result
 
     def _failed(self, exc: ApiError, principal: Principal | None, path: str, extra: list) -> None:
-        """What an error answer says besides itself: the log, the event log, Retry-After."""
+        """What an error answer says besides itself: the log, the event log, its headers."""
         if exc.status >= 500:  # a busy or absent database (Retry-After) is a warning, the rest errors
             (log.warning if exc.retry_after is not None else log.error)("%s: %s", exc.code, exc.message)
         elif exc.code == "LIMITS_REACHED" and principal is not None and self.state.events is not None:
             self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
-        if exc.retry_after is not None:
-            extra.append((b"retry-after", str(exc.retry_after).encode()))
-        if isinstance(exc, MethodNotAllowed):
-            extra.append((b"allow", exc.allow.encode()))
+        extra.extend((name.encode(), value.encode()) for name, value in exc.headers())
 
     def _route(self, method: str, path: str) -> tuple[Action, dict[str, str]]:
         matched = self.routes.match(path)
@@ -254,8 +251,7 @@ class Dispatcher:
         secret = _bearer(headers.get(b"authorization"))
         wait = state.limiter.throttled(address, secret)
         if wait:
-            extra.append((b"retry-after", str(wait).encode()))
-            raise TooManyRequests(f"too many failed authentications; retry in {wait} s")
+            raise TooManyRequests(f"too many failed authentications; retry in {wait} s", retry_after=wait)
         try:
             principal = await authenticate(state.pool, secret, state.session_key, state.token_cache)
         except NotAuthenticated:
@@ -274,10 +270,9 @@ class Dispatcher:
         allowed, limit_headers, reset_in = state.limiter.hit(principal, action)
         extra.extend(limit_headers)
         if not allowed:
-            extra.append((b"retry-after", str(reset_in).encode()))
             if state.events is not None:
                 state.events.refused(principal.account_id, "TOO_MANY_REQUESTS", path)  # the event log says so
-            raise TooManyRequests(f"rate limit reached; retry in {reset_in} s")
+            raise TooManyRequests(f"rate limit reached; retry in {reset_in} s", retry_after=reset_in)
         authorize(principal, action, path, params)
         return principal
 
