@@ -52,6 +52,7 @@ class Services(Protocol):
     session_key: bytes | None  # signs session tokens and the local storage's URLs
     settings: Any  # config.Settings
     scope_catalogue: dict[str, frozenset[str]]  # the resource paths a token's scopes may name
+    finishing: set  # asyncio tasks of completions whose client left (actions.stream.finished_anyway)
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         """(session id, token, expiresAt ms): a session token for one conversation."""
@@ -86,6 +87,7 @@ class Call:
     query: Any = None  # an instance of the action's `query` struct (None when it has none)
     body: Any = None  # an instance of the action's `body` struct
     jsonl: bool = False  # the client asked for application/jsonl
+    end: bool = False  # ... with `end=true`: a list stream closes with an `end` line
     upload: Upload | None = None  # a streamed body that is not JSON (actions with streams_body)
     headers: dict[bytes, bytes] | None = None  # the request's headers (actions with streams_body or raw answers)
 

@@ -1,5 +1,6 @@
 """JSONL streams, written in one place: the `item` lines of lists and the events of
-completions (`token`, `reasoningToken`, `message`, `usage`, `error`, `result`).
+completions (`token`, `reasoningToken`, `message`, `usage`, `error`, `result`), and
+the `end` line a list stream closes with when the client asks for it.
 
 The structs document the lines in the spec (an action's `item` and `events`); the
 hot lines (items, tokens) are written by hand and are byte for byte what the
@@ -8,6 +9,8 @@ its first line, so a failure before it is an HTTP error, not an error line."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -16,6 +19,7 @@ import msgspec
 from .base import Stream
 
 _ENCODE = msgspec.json.encode
+log = logging.getLogger("botkit")
 
 
 class TokenData(msgspec.Struct):
@@ -128,6 +132,21 @@ class PingEvent(msgspec.Struct, tag_field="type", tag="ping"):
 PING_LINE = msgspec.json.encode(PingEvent()) + b"\n"
 
 
+class EndData(msgspec.Struct):
+    count: int
+
+
+class EndEvent(msgspec.Struct, tag_field="type", tag="end"):
+    """The list's last line, with `Accept: application/jsonl; end=true`: the stream is
+    complete, `count` items long (a stream cut short has no such line)."""
+
+    data: EndData
+
+
+def end_line(count: int) -> bytes:
+    return b'{"type":"end","data":{"count":%d}}\n' % count
+
+
 def result_event(result: type) -> type:
     """The final `result` line of a stream whose answer is `result`."""
     return msgspec.defstruct(f"{result.__name__}Event", [("data", result)], tag_field="type", tag="result")
@@ -190,3 +209,46 @@ async def primed(lines: AsyncIterator[bytes]) -> Stream:
             await lines.aclose()  # type: ignore[attr-defined]
 
     return Stream(chain())
+
+
+_DONE = object()
+
+
+def finished_anyway(lines: AsyncIterator[bytes], running: set[asyncio.Task]) -> AsyncIterator[bytes]:
+    """`lines`, made by a task of their own that goes on to the end when the reader
+    leaves: a stored completion is finished and stored even when its client lost the
+    stream, so that the client finds the answer afterwards. The task is in `running`
+    until it ends (the app waits for those at shutdown)."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=16)
+    reading = True
+
+    async def make() -> None:
+        end: Any = _DONE
+        try:
+            async for line in lines:
+                if reading:
+                    await queue.put(line)
+        except Exception as exc:
+            end = exc
+            if not reading:  # nobody reads the error line: the log says it
+                log.warning("a completion whose client left failed: %s", exc)
+        if reading:
+            await queue.put(end)
+
+    task = asyncio.get_running_loop().create_task(make())
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+    async def read() -> AsyncIterator[bytes]:
+        nonlocal reading
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reading = False
+            while not queue.empty():  # a maker waiting to put goes on
+                queue.get_nowait()
+
+    return read()

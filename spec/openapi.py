@@ -11,6 +11,7 @@ import msgspec
 
 from .. import errors
 from ..actions.base import Action
+from ..actions.stream import EndEvent
 
 REF = "#/components/schemas/{name}"
 
@@ -92,7 +93,7 @@ def _add_schema_extras(schema_of: dict[Any, dict], components: dict[str, Any]) -
 
 
 def build_spec(actions: list[Action]) -> dict[str, Any]:
-    types: list[Any] = []
+    types: list[Any] = [EndEvent]
     for action in actions:
         for t in (action.body, action.response, action.item, action.events):
             if t is not None and t not in types:
@@ -127,12 +128,16 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
         if action.raw_response is not None:
             ok["content"][action.raw_response] = {"schema": {"type": "string", "format": "binary"}}
         if action.item is not None:
+            item = {
+                "type": "object",
+                "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
+                "required": ["type", "data"],
+            }
             ok["content"]["application/jsonl"] = {
                 "schema": {
-                    "description": "With `Accept: application/jsonl`: the whole collection, one line per item",
-                    "type": "object",
-                    "properties": {"type": {"type": "string", "enum": ["item"]}, "data": schema_of[action.item]},
-                    "required": ["type", "data"],
+                    "description": "With `Accept: application/jsonl`: the whole collection, one line per item; "
+                    "with `Accept: application/jsonl; end=true`, then an `end` line (a stream without it was cut)",
+                    "oneOf": [item, schema_of[EndEvent]],
                 }
             }
         events = action.events  # a struct or union of tagged structs: a JSONL stream

@@ -167,6 +167,26 @@ def test_jsonl_streams_the_whole_collection_in_batches(api):
     assert [r["id"] for r in jsonl(api, f"dataset/{dataset}/record/list")] == records
 
 
+def test_a_list_stream_closes_with_an_end_line_when_asked(api):
+    """`Accept: application/jsonl; end=true`: the last line says the stream is whole and
+    how many items it had (a cut stream has no such line); without the parameter, item
+    lines only (the official Python SDK refuses other line types)."""
+    conversation = api.post(
+        "conversation/create", json={"messages": [{"type": "user", "text": f"m{i}"} for i in range(620)]}
+    ).json()["id"]
+    path = f"conversation/{conversation}/message/list"
+    for accept in ("application/jsonl; end=true", "application/json, application/jsonl;end=1"):
+        lines = api.get(path, headers={"Accept": accept}).text.split("\n")[:-1]
+        assert [json.loads(line)["type"] for line in lines] == ["item"] * 620 + ["end"]
+        assert json.loads(lines[-1]) == {"type": "end", "data": {"count": 620}}
+    assert len(jsonl(api, path)) == 620  # not asked: no end line (jsonl() checks every line is an item)
+    empty = api.post("dataset/create", json={}).json()["id"]
+    answer = api.get(f"dataset/{empty}/record/list", headers={"Accept": "application/jsonl; end=true"})
+    assert answer.text == '{"type":"end","data":{"count":0}}\n'
+    # a JSON page is not a stream: the parameter changes nothing
+    assert "items" in api.get(path, headers={"Accept": "application/json; end=true"}).json()
+
+
 @pytest.mark.parametrize(
     "query,field",
     [

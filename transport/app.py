@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from ..actions.auth import TokenCache, authenticate, authorize, issue_session, run_as, scope_catalogue, session_routes
 from ..actions.base import Action, Call, Context, Principal, Raw, Stream, Upload, decode, decode_query
-from ..actions.stream import PING_LINE, error_line
+from ..actions.stream import PING_LINE, end_line, error_line
 from ..config import Settings
 from ..engine.models import Registry, from_settings
 from ..errors import (
@@ -53,6 +53,7 @@ _ENCODE = msgspec.json.Encoder().encode
 _ALLOW = {"GET": b"GET, HEAD, OPTIONS", "POST": b"POST, OPTIONS", "PUT": b"PUT, OPTIONS"}
 JSON = b"application/json"
 JSONL = b"application/jsonl"
+FINISH_GRACE_SECONDS = 10  # at shutdown, for completions whose client left (as uvicorn's grace)
 
 
 class RequestIdFilter(logging.Filter):
@@ -151,7 +152,7 @@ class Dispatcher:
                 state.forget_credentials()
             if isinstance(result, (Raw, Stream)):
                 streaming = True
-                await self._send_streamed(scope, receive, send, action, result, request_id, started, extra)
+                await self._send_streamed(scope, receive, send, action, call, result, request_id, started, extra)
             elif isinstance(result, Replay):
                 extra.append((b"idempotent-replayed", b"true"))
                 await self._send(send, result.status, result.body, request_id, started, extra)
@@ -216,8 +217,9 @@ class Dispatcher:
 
     async def _call(self, action: Action, params: dict[str, str], scope, receive, headers) -> Call:
         """The request as the action's structs: its query and body, decoded and validated."""
-        jsonl = JSONL in headers.get(b"accept", b"") and scope["method"] != "HEAD"
-        call = Call(params=params, jsonl=jsonl)
+        accept = headers.get(b"accept", b"")
+        jsonl = JSONL in accept and scope["method"] != "HEAD"
+        call = Call(params=params, jsonl=jsonl, end=jsonl and _asks_end(accept))
         if action.query is not None:
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             call.query = decode_query(pairs, action.query)
@@ -337,13 +339,16 @@ class Dispatcher:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _send_streamed(self, scope, receive, send, action: Action, result, request_id, started, extra) -> None:
+    async def _send_streamed(
+        self, scope, receive, send, action: Action, call: Call, result, request_id, started, extra
+    ) -> None:
         if isinstance(result, Raw):
             await self._send_raw(send, result, request_id, started, extra)
             return
         # event streams (completions) keep proxies from cutting a long silence
         keepalive = self.state.settings.stream_keepalive_seconds if action.events is not None else 0
-        await self._stream(scope, receive, send, result, request_id, started, extra, keepalive)
+        end = action.item is not None and call.end  # lists and exports close with `end` if asked
+        await self._stream(scope, receive, send, result, request_id, started, extra, keepalive, end)
 
     async def _send_raw(self, send, result: Raw, request_id: str, started: float, extra) -> None:
         """A Raw answer: its status, its headers, its bytes as they come."""
@@ -372,11 +377,13 @@ class Dispatcher:
         started: float,
         extra: Sequence[tuple[bytes, bytes]] = (),
         keepalive: float = 0,
+        end: bool = False,
     ) -> None:
         """JSONL: lines as the action yields them; stops when the client goes away;
         an error after the first byte becomes an `error` line; with `keepalive`, a
         `{"type":"ping"}` line after that many idle seconds (as the hosted platform
-        sends; clients ignore types they do not know)."""
+        sends; clients ignore types they do not know); with `end`, a closing
+        `{"type":"end","data":{"count":N}}` line when every line was written."""
         elapsed = (time.perf_counter() - started) * 1000
         await send(
             {
@@ -435,8 +442,12 @@ class Dispatcher:
                 watcher = asyncio.get_running_loop().create_task(watch(left))
                 try:
                     try:
+                        lines = 0
                         async for chunk in chunks:
                             await emit(chunk)
+                            lines += chunk.count(b"\n") if end else 0
+                        if end:
+                            await emit(end_line(lines))
                     except ApiError as exc:
                         await emit(error_line(exc.message, exc.code))
                     except Exception:
@@ -452,6 +463,16 @@ class Dispatcher:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()  # its `finally`s run now (it may be waiting at a `yield`)
+
+
+def _asks_end(accept: bytes) -> bool:
+    """`Accept: application/jsonl; end=true`: the client wants the closing `end` line
+    (opt-in: the official Python SDK refuses line types other than `item`)."""
+    for media in accept.lower().split(b","):
+        kind, *params = media.split(b";")
+        if kind.strip() == JSONL:
+            return any(p.replace(b" ", b"") in (b"end=true", b"end=1") for p in params)
+    return False
 
 
 async def _body_chunks(receive):
@@ -521,6 +542,7 @@ class AppState:
         self.jobs: Any = None  # store.queue.Runner, set by the services
         self.storage: Any = None  # store.files.Storage, set by the services
         self.fetch_policy: Any = None  # engine.fetch.FetchPolicy, set by the services
+        self.finishing: set[asyncio.Task] = set()  # completions whose client left, being stored
 
     def issue_session(self, account_id: str, conversation_id: str, seconds: float) -> tuple[str, str, int]:
         assert self.session_key is not None
@@ -553,6 +575,14 @@ class AppState:
         if self._ready_conn is not None:
             self._ready_conn.terminate()
             self._ready_conn = None
+
+    async def let_finish(self, seconds: float) -> None:
+        """Completions whose client left get `seconds` to be stored, then are cancelled."""
+        if self.finishing:
+            log.info("waiting up to %g s for %d completion(s) to be stored", seconds, len(self.finishing))
+            _, late = await asyncio.wait(set(self.finishing), timeout=seconds)
+            for task in late:
+                task.cancel()
 
     def forget_credentials(self) -> None:
         # this process forgets its cached tokens now (others hear it from the database
@@ -590,6 +620,7 @@ def create_app(
         try:
             async with services(state) if services is not None else nullcontext():
                 yield
+                await state.let_finish(FINISH_GRACE_SECONDS)
         finally:
             if state.listener is not None:
                 await state.listener.stop()
