@@ -191,23 +191,29 @@ def test_read_timeouts(api, models):
     assert kinds(evs) == ["token", "error"] and evs[-1]["data"]["code"] == "MODEL_TIMEOUT"
 
 
-def test_client_disconnect_cancels_the_upstream_request(api, models, server):
-    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
-    models.push(Reply(tokens=[f"t{i} " for i in range(400)], delay=0.02))
-    body = json.dumps({"text": "long answer please"}).encode()
+def _leave_after_three_tokens(server, api, path: str, body: dict, request_id: str = "r") -> None:
+    """POST a streamed completion on a raw socket and close it after three tokens."""
+    raw = json.dumps(body).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
             (
-                f"POST /v1/conversation/{conversation}/complete HTTP/1.1\r\nHost: x\r\n"
+                f"POST /v1/{path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n"
                 f"Authorization: Bearer {api.token}\r\nAccept: application/jsonl\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n"
             ).encode()
-            + body
+            + raw
         )
         received = b""
         while received.count(b'"token"') < 3:
             received += sock.recv(65536)
         assert b"200 OK" in received
+
+
+def test_client_disconnect_cancels_the_upstream_request(api, models, server):
+    """A stateless completion has nowhere to keep its answer: it stops with its client."""
+    models.push(Reply(tokens=[f"t{i} " for i in range(400)], delay=0.02))
+    body = {"model": "fake-model", "messages": [{"type": "user", "text": "long answer please"}]}
+    _leave_after_three_tokens(server, api, "conversation/complete", body)
     closed_at = time.monotonic()
     deadline = closed_at + 5
     while models.seen[-1].ended is None:
@@ -217,8 +223,39 @@ def test_client_disconnect_cancels_the_upstream_request(api, models, server):
     assert seen.abandoned and not seen.finished
     assert seen.ended - closed_at < 2.0  # within a second (a generous bound for loaded machines)
     time.sleep(0.2)
-    assert [m["type"] for m in messages_of(api, conversation)] == ["user"]  # nothing half-written
     assert usage_rows(api) == []
+
+
+@pytest.mark.parametrize("route", ["complete", "receive"])
+def test_a_lost_completion_stream_is_finished_and_found_by_its_request_id(api, models, server, route):
+    """The client of a stored conversation goes away mid-stream: the completion goes on,
+    its messages are stored, each with the request's id in meta, and the client gets the
+    finished answer back by that id (DESIGN.md: a dropped stream can be resumed)."""
+    conversation = api.post("conversation/create", json={"model": "fake-model"}).json()["id"]
+    tokens = [f"t{i} " for i in range(60)]
+    models.push(Reply(tokens=tokens, delay=0.01))
+    request_id = f"lost-{route}-{time.monotonic_ns()}"
+    if route == "receive":
+        api.post(f"conversation/{conversation}/send", json={"text": "long answer please"})
+    body = {"text": "long answer please"} if route == "complete" else {}
+    _leave_after_three_tokens(server, api, f"conversation/{conversation}/{route}", body, request_id)
+    deadline = time.monotonic() + 30
+    found: list[dict] = []
+    while not any(m["type"] == "bot" for m in found):
+        assert time.monotonic() < deadline, "the answer was never stored"
+        time.sleep(0.05)
+        page = api.get(
+            f"conversation/{conversation}/message/list", params={"meta[requestId]": request_id, "order": "asc"}
+        )
+        found = page.json()["items"]
+    seen = models.seen[-1]
+    assert seen.finished and not seen.abandoned  # the model was read to the end
+    bot = found[-1]
+    assert bot["text"] == "".join(tokens)
+    assert bot["meta"]["requestId"] == request_id and bot["meta"]["end"] == {"reason": "stop"}
+    # complete: its user message is found by the same id; receive's was sent by another request
+    assert [m["type"] for m in found] == (["user", "bot"] if route == "complete" else ["bot"])
+    assert [r["messageId"] for r in usage_rows(api)] == [bot["id"]]
 
 
 def test_continuations_stream_seamlessly(api, models):

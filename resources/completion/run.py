@@ -2,7 +2,8 @@
 history of a conversation, the partner limits, the context's records (the dataset's
 best matches, the contact's memories, inline records), the engine job built from
 them (engine/job.py), and, when it finished, its messages and usage, stored in one
-transaction. A completion that fails or is abandoned stores none of them."""
+transaction. A completion that fails stores none of them; one whose client left goes
+on and stores them (each message names its request: `meta.requestId`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import msgspec
 from ...actions.auth import enforce_limit, month_start_ms
 from ...actions.base import Call, Context
 from ...actions.stream import (
+    finished_anyway,
     message_line,
     primed,
     reasoning_line,
@@ -279,11 +281,13 @@ async def _store(ctx: Context, run: Run, outcome: Outcome) -> str | None:
             await run.finishing(conn)
         message_id = None
         if run.conversation_id is not None:
-            rows = [NewMessage("activity", m.text, _storable(m.meta or {})) for m in outcome.messages]
+            # each message says which request made it: a client that lost the stream
+            # finds them by its X-Request-Id (message/list?meta[requestId]=...)
+            request = {"requestId": ctx.request_id}
+            rows = [NewMessage("activity", m.text, _storable(m.meta or {}) | request) for m in outcome.messages]
             if outcome.text or not rows:
-                rows.append(
-                    NewMessage("bot", outcome.text, {"model": outcome.model, "end": {"reason": outcome.reason}})
-                )
+                ended = {"model": outcome.model, "end": {"reason": outcome.reason}}
+                rows.append(NewMessage("bot", outcome.text, ended | request))
             message_id = (await conversation.insert_messages(conn, ctx.account_id, run.conversation_id, rows))[-1]
         c = run.config
         await usage.record_usage(
@@ -371,13 +375,16 @@ async def event_lines(ctx: Context, run: Run, job: Job) -> AsyncIterator[bytes]:
 
 async def answer(ctx: Context, call: Call, run: Run, job: Job) -> Any:
     if call.jsonl:
-        return await primed(event_lines(ctx, run, job))
+        lines = event_lines(ctx, run, job)
+        if run.conversation_id is not None:  # stored: finished even if the client leaves
+            lines = finished_anyway(lines, ctx.services.finishing)
+        return await primed(lines)
     return await collect(ctx, run, job)
 
 
 async def user_message(conn, ctx: Context, run: Run, text: str, entities: list[Entity] | None) -> str:
     assert run.conversation_id is not None
     ids = await conversation.insert_messages(
-        conn, ctx.account_id, run.conversation_id, [NewMessage("user", text, entities=entities)]
+        conn, ctx.account_id, run.conversation_id, [NewMessage("user", text, {"requestId": ctx.request_id}, entities)]
     )
     return ids[0]
