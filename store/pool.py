@@ -111,13 +111,23 @@ class Pool:
         self._closing = False
         self._refills: set[asyncio.Task] = set()
         self._shares: dict[str, list] = {}  # account -> [its semaphore, its users]
+        # the last connect failed (an outage): a request that finds no idle connection is
+        # answered 503 at once rather than after acquire_timeout
+        self._unreachable = False
+        self._connected_at = 0.0  # when the last connect that worked began
+        self._probing: asyncio.Future | None = None
 
     async def _connect(self) -> asyncpg.Connection:
         settings = {"statement_timeout": str(int(self.statement_timeout * 1000))} if self.statement_timeout else {}
+        began = time.monotonic()
         try:
             conn = await asyncpg.connect(self.dsn, timeout=self.acquire_timeout, server_settings=settings)
         except (OSError, asyncpg.PostgresError) as exc:
+            # unreachable, unless a connect begun later has worked (the database is back)
+            self._unreachable = self._unreachable or began > self._connected_at
             raise Disconnected(f"the database is unavailable: {type(exc).__name__}") from None
+        self._connected_at = began
+        self._unreachable = False
         await self._init(conn)
         self._all.add(conn)
         return conn
@@ -148,7 +158,7 @@ class Pool:
             try:
                 await conn.execute("SELECT 1", timeout=min(2.0, self.acquire_timeout))
                 return True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError):
                 pass
             except BaseException:  # cancelled while pinging: the connection is not handed back
                 self._replace(conn)
@@ -163,6 +173,9 @@ class Pool:
                 return conn
         if self._closing:
             raise InternalError("the database pool is closed")
+        if self._unreachable:
+            await self._probe()  # 503 at once while the database is down
+            return await self.acquire()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._waiters.append(waiter)  # release() pops it; done (cancelled, expired) ones it skips
@@ -199,6 +212,24 @@ class Pool:
         self._refills.add(task)
         task.add_done_callback(self._refills.discard)
 
+    async def _probe(self) -> None:
+        """While the database is unreachable, a request tries one connect (one at a time
+        for all of them) rather than wait for the refills' back-off: the first request
+        after an outage gets the database back; the others meanwhile get a 503 at once."""
+        if self._probing is None:
+            self._probing = asyncio.ensure_future(self._connect())
+            self._probing.add_done_callback(self._probed)
+        try:
+            await asyncio.shield(self._probing)
+        except ServiceUnavailable:
+            raise Disconnected() from None
+
+    def _probed(self, probe: asyncio.Future) -> None:
+        self._probing = None
+        if probe.cancelled() or probe.exception() is not None:
+            return
+        self.release(probe.result())  # it takes a refill's place (_refill drops one too many)
+
     async def _refill(self) -> None:
         delay = 0.05
         while not self._closing:
@@ -206,9 +237,17 @@ class Pool:
                 conn = await self._connect()
             except ServiceUnavailable as exc:
                 log.warning("reconnecting to the database failed: %s", exc.message)
+                while self._unreachable and self._waiters:  # they would wait for nothing: 503 now
+                    waiter = self._waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_exception(Disconnected())
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            if len(self._all) > self.size:  # a probe made this one's place already
+                self._all.discard(conn)
+                conn.terminate()
+                return
             self.release(conn)
             return
 
@@ -248,7 +287,15 @@ class Pool:
         try:
             yield conn
         except asyncpg.PostgresError as exc:
-            raise translate(exc) from None  # a server-side error leaves the connection usable
+            # a server-side error leaves the connection usable, unless the server is going
+            # away (a shutdown ends the session: the connection is replaced)
+            healthy = not isinstance(exc, DISCONNECTED)
+            raise translate(exc) from None
+        except asyncpg.InternalClientError:
+            # the protocol's state is broken (an error arrived mid-operation, as when the
+            # server shuts down): this connection is done; the request may be retried
+            healthy = False
+            raise Disconnected() from None
         except (OSError, asyncpg.InterfaceError) as exc:
             healthy = False
             if conn.is_closed() or isinstance(exc, OSError):
@@ -259,6 +306,15 @@ class Pool:
             raise
         finally:
             self.release(conn, healthy=healthy)
+            if not healthy and conn.is_closed():
+                self._doubt_idle()
+
+    def _doubt_idle(self) -> None:
+        """A connection died under a request (the server restarted?): the idle ones may
+        be dead too without knowing it yet, so each is pinged before it is handed out
+        (else the request's one retry could meet another dead one)."""
+        for idle in self._idle:
+            self._idle_since[idle] = float("-inf")
 
     async def ping(self) -> None:
         """One round trip: the database answers (for health checks)."""
