@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 export HOST PORT
 
-.PHONY: install run test check bench bench-scale clean chromium
+.PHONY: install run test check bench bench-scale soak clean chromium
 
 PIP    = PYTHONWARNINGS=ignore $(BIN)/pip install -qq --disable-pip-version-check
 
@@ -69,6 +69,11 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/retrieval.py --embed-corpus
 	$(BIN)/python bench/retrieval.py --records 1000000
+
+# Reliability under a noisy tenant, 2,000 slow clients, 50-way bursts against limits and a
+# PostgreSQL restart (issue 15; about three minutes; bench/soak.py).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # A cluster the embedded PostgreSQL keeps outside an unreachable checkout is linked
 # from .data (store/embedded.py): removed with it.

@@ -1159,6 +1159,7 @@ def main(argv: list[str] | None = None) -> int:
         res["profiles"] = run_profiles(args, servers, setup, res["notes"])
         finish_results(res, args, setup, checks, rounds_done)
         write_report(res)
+        log("reliability (a noisy tenant, slow clients, bursts against limits, a PostgreSQL restart): make soak")
         return 0
     finally:
         stop_all(servers, pg)
