@@ -223,6 +223,18 @@ def _unsafe_integer(value: Any) -> int | None:
     return None
 
 
+def _integral(value: Any) -> Any:
+    """The value with each integral float (`1.0`, `2e3`) as the integer it is: JSON has
+    one number type, and JSON Schema calls 1.0 an integer, so an integer field takes it."""
+    if type(value) is float:
+        return int(value) if value.is_integer() and abs(value) <= SAFE_INTEGER else value
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def decode(data: bytes | str | Any, type_: type) -> Any:
     """JSON bytes (or already-decoded values) into a struct; errors name the field.
 
@@ -233,7 +245,13 @@ def decode(data: bytes | str | Any, type_: type) -> Any:
     try:
         if isinstance(data, (bytes, str)):
             raw = data.encode() if isinstance(data, str) else data
-            value: Any = msgspec.json.decode(raw, type=type_)
+            try:
+                value: Any = msgspec.json.decode(raw, type=type_)
+            except msgspec.ValidationError as exc:
+                if "got `float`" not in str(exc):
+                    raise
+                # rare: an integer written as 1.0; the slow path converts it
+                value = msgspec.convert(_integral(msgspec.json.decode(raw)), type=type_)
             if _LONG_DIGITS.search(raw) and (big := _unsafe_integer(msgspec.json.decode(raw))) is not None:
                 raise BadRequest(
                     f"invalid request: the integer {big} is beyond 2**53; send it as a string (JSON clients round it)"

@@ -404,6 +404,22 @@ def test_integers_up_to_2_53_read_back_exactly(api, n, text):
     assert fetched["meta"] == {"n": n, "s": text} and type(fetched["meta"]["n"]) is int and fetched["name"] == text
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=0, max_value=SAFE), fraction=st.sampled_from([0.5, 0.25, 0.1]))
+def test_an_integral_float_is_an_integer(api, n, fraction):
+    """JSON has one number type and JSON Schema calls 1.0 an integer (schemathesis sent
+    `verifiedAt: 1.0`): an integer field takes it as the integer; 1.5 stays refused."""
+    written = b'{"verifiedAt": %s, "meta": {"n": %s}}' % (repr(float(n)).encode(), repr(float(n)).encode())
+    made = api.post("contact/create", content=written, headers={"Content-Type": "application/json"})
+    assert made.status_code == 200, made.text
+    fetched = api.get(f"contact/{made.json()['id']}/fetch").json()
+    assert fetched["verifiedAt"] == n and type(fetched["verifiedAt"]) is int
+    assert fetched["meta"] == {"n": n}
+    if n < 2**40:  # (beyond, n + 0.1 rounds to an integer)
+        refused = b'{"verifiedAt": %s}' % repr(n + fraction).encode()
+        assert_error(api.post("contact/create", content=refused), 400, "BAD_REQUEST")
+
+
 def test_spec_and_server_agree_on_the_edges(api, anon):
     """Schemathesis found these: an empty query value is the parameter's absence (the last
     page answers `"cursor": ""` and clients send it back); `meta` and `$update` together
