@@ -242,6 +242,12 @@ def _refused(answer: bytes, status: int, code: str) -> None:
     assert b"connection: close" in head.lower()
 
 
+@pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"\x00\xff\r\n\r\n"])
+def test_what_is_not_http_is_a_json_400(strict, garbage):
+    """Was uvicorn's plain-text "Invalid HTTP request received.": every error is {message, code}."""
+    _refused(_answer(_raw(strict, garbage)), 400, "BAD_REQUEST")
+
+
 def test_huge_heads_are_refused_before_they_are_read(strict):
     _refused(
         _answer(_raw(strict, b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20_000_000)),

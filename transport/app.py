@@ -32,6 +32,7 @@ from ..errors import (
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
+    ServiceUnavailable,
     TooManyRequests,
 )
 from ..spec.openapi import build_spec
@@ -64,7 +65,8 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def _error_body(exc: ApiError, request_id: str) -> bytes:
+def error_body(exc: ApiError, request_id: str) -> bytes:
+    """The one shape of an error answer: {message, code}, and the request id on a 5xx."""
     body = {"message": exc.message, "code": exc.code}
     if exc.status >= 500:
         body["requestId"] = request_id
@@ -162,13 +164,13 @@ class Dispatcher:
             if streaming:
                 raise
             self._failed(exc, principal, path, extra)
-            await self._send(send, exc.status, _error_body(exc, request_id), request_id, started, extra)
+            await self._send(send, exc.status, error_body(exc, request_id), request_id, started, extra)
         except Exception:
             if streaming:
                 raise
             log.exception("unhandled error")
             await self._send(
-                send, 500, _error_body(InternalError("internal server error"), request_id), request_id, started, extra
+                send, 500, error_body(InternalError("internal server error"), request_id), request_id, started, extra
             )
         finally:
             request_id_var.reset(token)
@@ -289,8 +291,9 @@ class Dispatcher:
         if path == "/readyz":
             problem = await self.state.database_problem()
             if problem is not None:
-                body = {"message": f"database unavailable: {problem}", "code": "SERVICE_UNAVAILABLE"}
-                await self._send(send, 503, _ENCODE(body), request_id, started, [(b"retry-after", b"2")])
+                unready = ServiceUnavailable(f"database unavailable: {problem}", retry_after=2)
+                headers = [(name.encode(), value.encode()) for name, value in unready.headers()]
+                await self._send(send, 503, error_body(unready, request_id), request_id, started, headers)
                 return
         await self._send(send, 200, b'{"status":"ok"}', request_id, started)
 

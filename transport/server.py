@@ -19,12 +19,11 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
-import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
-from ..errors import ApiError, HeadersTooLarge, RequestTimeout, UriTooLong
-from .app import request_id_of
+from ..errors import ApiError, BadRequest, HeadersTooLarge, RequestTimeout, UriTooLong
+from .app import error_body, request_id_of
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -105,9 +104,9 @@ class GuardedProtocol(HttpToolsProtocol):
             if isinstance(exc.__context__, ApiError):  # raised by a callback below
                 self._refuse(exc.__context__)
             else:
-                self.send_400_response("Invalid HTTP request received.")
+                self._refuse(BadRequest("the request is not valid HTTP/1.1"))
         except httptools.HttpParserError:
-            self.send_400_response("Invalid HTTP request received.")
+            self._refuse(BadRequest("the request is not valid HTTP/1.1"))
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
@@ -164,7 +163,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         request_id = request_id_of(None)
-        body = msgspec.json.encode({"message": error.message, "code": error.code, "requestId": request_id})
+        body = error_body(error, request_id)
         head = b"HTTP/1.1 %d %s\r\n" % (error.status, HTTPStatus(error.status).phrase.encode())
         fields = b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n" % (
             len(body),
