@@ -205,15 +205,18 @@ def now_ms() -> int:
 
 
 # 16 digits in a row: the only way to write an integer beyond 2**53 (SAFE_INTEGER).
-_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+# ... or an exponent of two digits (1e16, 9.1E+15), the only ways to write a number
+# beyond 2**53 at all.
+_LONG_DIGITS = re.compile(rb"[0-9]{16}|[0-9][eE]\+?[0-9]{2}")
 
 
-def _unsafe_integer(value: Any) -> int | None:
-    """The first integer in a decoded JSON value that a JavaScript client would round."""
+def _unsafe_integer(value: Any) -> int | float | None:
+    """The first integer in a decoded JSON value that a JavaScript client would round,
+    or number beyond 2**53 (JSON Schema calls 1e20 an integer: it is refused too)."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if type(item) is int:
+        if type(item) is int or type(item) is float:
             if abs(item) > SAFE_INTEGER:
                 return item
         elif isinstance(item, dict):
@@ -223,15 +226,18 @@ def _unsafe_integer(value: Any) -> int | None:
     return None
 
 
-def _integral(value: Any) -> Any:
-    """The value with each integral float (`1.0`, `2e3`) as the integer it is: JSON has
-    one number type, and JSON Schema calls 1.0 an integer, so an integer field takes it."""
+def _normal(value: Any) -> Any:
+    """The value with each integral float (`1.0`, `2e3`) as the integer it is (JSON has
+    one number type, and JSON Schema calls 1.0 an integer, so an integer field takes it)
+    and without NUL characters (PostgreSQL stores none, in text or in jsonb)."""
     if type(value) is float:
         return int(value) if value.is_integer() and abs(value) <= SAFE_INTEGER else value
+    if type(value) is str:
+        return value.replace("\x00", "")
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        return {_normal(k): _normal(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [_normal(v) for v in value]
     return value
 
 
@@ -241,20 +247,24 @@ def decode(data: bytes | str | Any, type_: type) -> Any:
     An integer beyond 2**53 is refused anywhere in a body, free-form values (meta,
     config, schemas) too: stored, it would come back rounded to most clients. The
     typed fields say so in their bounds; the rest is checked only when the body holds
-    16 digits in a row, which is rare."""
+    16 digits in a row, which is rare. An integral float is taken as an integer, and
+    NUL characters are dropped (see _normal)."""
     try:
         if isinstance(data, (bytes, str)):
             raw = data.encode() if isinstance(data, str) else data
-            try:
-                value: Any = msgspec.json.decode(raw, type=type_)
-            except msgspec.ValidationError as exc:
-                if "got `float`" not in str(exc):
-                    raise
-                # rare: an integer written as 1.0; the slow path converts it
-                value = msgspec.convert(_integral(msgspec.json.decode(raw)), type=type_)
+            if b"\\u0000" in raw:  # rare: the slow path drops NULs
+                value: Any = msgspec.convert(_normal(msgspec.json.decode(raw)), type=type_)
+            else:
+                try:
+                    value = msgspec.json.decode(raw, type=type_)
+                except msgspec.ValidationError as exc:
+                    if "got `float`" not in str(exc):
+                        raise
+                    # rare: an integer written as 1.0; the slow path converts it
+                    value = msgspec.convert(_normal(msgspec.json.decode(raw)), type=type_)
             if _LONG_DIGITS.search(raw) and (big := _unsafe_integer(msgspec.json.decode(raw))) is not None:
                 raise BadRequest(
-                    f"invalid request: the integer {big} is beyond 2**53; send it as a string (JSON clients round it)"
+                    f"invalid request: the number {big} is beyond 2**53; send it as a string (JSON clients round it)"
                 )
             return value
         return msgspec.convert(data, type=type_)
@@ -272,8 +282,8 @@ def decode_query(pairs: list[tuple[str, str]], type_: type) -> Any:
     """Query pairs into the action's query struct (strings converted: strict=False).
 
     `meta.<key>=value` and `meta[key]=value` are taken out first into one `meta`
-    object (the dot form is what the official SDKs send). The last of repeated keys
-    wins; keys the struct does not name are ignored."""
+    object (the dot form is what the official SDKs send). A key given twice is
+    refused; keys the struct does not name are ignored."""
     values = gather(pairs, "meta" in field_names(type_))
     try:
         return msgspec.convert(values, type=type_, strict=False)

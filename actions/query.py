@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..errors import BadRequest
-from .fields import check_meta
+from .fields import META_MAX_KEY_LENGTH, META_MAX_KEYS, META_MAX_VALUE_LENGTH, check_meta
 from .ids import ID_PATTERN
 
 TAKE_DEFAULT = 25
@@ -21,18 +21,28 @@ _META_KEY = re.compile(r"^meta(?:\.([^\[\].]+)|\[([^\[\]]+)\])$")
 
 
 def gather(pairs: list[tuple[str, str]], meta: bool) -> dict[str, Any]:
-    """Query pairs as a struct's input: the last of repeated keys wins, an empty value
-    is absent, and `meta.<key>` / `meta[key]` pairs are gathered into `meta`."""
+    """Query pairs as a struct's input: a key given twice is refused (which one would
+    count?), an empty value is absent, and `meta.<key>` / `meta[key]` pairs are gathered
+    into `meta`."""
     values: dict[str, Any] = {}
     filters: dict[str, str] = {}
+    seen: set[str] = set()
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:  # PostgreSQL stores no NUL: drop them, as bodies do
+            key, value = key.replace("\x00", ""), value.replace("\x00", "")
+        if key in seen:
+            raise BadRequest(f"{key[:60]}: given more than once")
+        seen.add(key)
         if key == "meta" and value == "":  # empty is absent, here too
             continue
         if key.startswith("meta"):
             m = _META_KEY.match(key)
             if m is None:
                 raise BadRequest(f"{key[:60]}: meta filters are meta.<key>=<value> or meta[key]=value")
-            filters[m.group(1) or m.group(2)] = value
+            name = m.group(1) or m.group(2)
+            if name in filters:  # meta.a and meta[a]
+                raise BadRequest(f"meta filter {name[:60]!r}: given more than once")
+            filters[name] = value
         elif value == "":
             values.pop(key, None)
         else:
@@ -62,7 +72,19 @@ Take = Annotated[
 ]
 MetaFilter = Annotated[
     dict[str, str],
-    msgspec.Meta(description=("Meta filters, `meta.<key>=<value>` (or `meta[key]=value`); all must match")),
+    msgspec.Meta(
+        description=("Meta filters, `meta.<key>=<value>` (or `meta[key]=value`); all must match"),
+        # what gather() and check_meta() take: a key without brackets, as a meta key is
+        extra_json_schema={
+            "maxProperties": META_MAX_KEYS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": META_MAX_KEY_LENGTH,
+                "pattern": r"^[^\[\]]*[^\[\]\u0000][^\[\]]*$",
+            },
+            "additionalProperties": {"type": "string", "maxLength": META_MAX_VALUE_LENGTH},
+        },
+    ),
 ]
 Filter = Annotated[str, msgspec.Meta(max_length=FILTER_MAX_LENGTH)]
 

@@ -360,7 +360,8 @@ class UpdateAction(Action):
         self._sql: dict[tuple, str] = {}
 
     def changes(self, body: Any) -> dict[str, Any]:
-        """The columns the body sets (UNSET fields are left alone; null meta is {})."""
+        """The columns the body sets (UNSET fields are left alone; null meta is {}, and
+        null in a column with a default is that default, e.g. a message's entities [])."""
         sets = {
             name: value
             for name in field_names(self.table.update)
@@ -368,6 +369,9 @@ class UpdateAction(Action):
         }
         if "meta" in sets and sets["meta"] is None:
             sets["meta"] = {}
+        for column, make in self.table.defaults.items():
+            if column in sets and sets[column] is None:
+                sets[column] = make()
         return sets
 
     def sql(self, columns: tuple[str, ...], merge: bool) -> str:
