@@ -32,6 +32,26 @@ Timestamp = Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER, description="Epoc
 # 2**53 as a float.
 Amount = Annotated[int, msgspec.Meta(ge=0, le=SAFE_INTEGER)] | Annotated[float, msgspec.Meta(ge=0, lt=SAFE_INTEGER)]
 
+
+JSON_VALUE_REF = "#/components/schemas/JsonValue"  # json_value(), in the spec's components
+
+
+def json_value() -> dict[str, Any]:
+    """The schema of a free-form JSON value as the server takes it: any JSON whose
+    integers are within ±2**53 (actions.base.decode refuses larger ones anywhere in a
+    body), at any depth (the component refers to itself)."""
+    inner = {"$ref": JSON_VALUE_REF}
+    return {
+        "anyOf": [
+            {"type": ["null", "boolean", "string"]},
+            {"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER},
+            {"type": "number", "not": {"type": "integer"}},
+            {"type": "array", "items": inner},
+            {"type": "object", "additionalProperties": inner},
+        ]
+    }
+
+
 MetaDict = Annotated[
     dict[str, Any],
     msgspec.Meta(
@@ -44,6 +64,7 @@ MetaDict = Annotated[
         extra_json_schema={
             "maxProperties": META_MAX_KEYS,
             "propertyNames": {"minLength": 1, "maxLength": META_MAX_KEY_LENGTH},
+            "additionalProperties": {"$ref": JSON_VALUE_REF},
         },
     ),
 ]

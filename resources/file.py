@@ -80,8 +80,25 @@ class UploadSpec(Body):
     name: FileName | None = None
 
 
+# A data: URL the server takes (a part of them: any media type and parameters are taken,
+# and http(s): URLs, which the server fetches; the pattern leaves those out, as a fuzzer
+# would send the server fetching from made-up hosts).
+_DATA_URL = (
+    r"^data:(?:[a-z]+/[a-z0-9.+-]+)?(?:;base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+    r"|,[A-Za-z0-9%._~-]*)$"
+)
+ContentUrl = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=16 * 1024 * 1024,
+        description="A data: URL of the content, or an http(s): URL the server fetches it from",
+        extra_json_schema={"pattern": _DATA_URL},
+    ),
+]
+
+
 class UploadBody(Body):
-    file: UploadSpec | Annotated[str, msgspec.Meta(max_length=16 * 1024 * 1024)]
+    file: UploadSpec | ContentUrl
 
 
 class UploadRequest(msgspec.Struct):

@@ -88,6 +88,38 @@ def _check_timezone(timezone: str) -> None:
     _zone(timezone)
 
 
+def _cron_pattern() -> str:
+    """A pattern of schedules the server takes, for the spec (a subset: any five-field
+    expression cronsim reads is taken, ranges, names and L included)."""
+
+    def field(value: str) -> str:
+        return rf"(?:\*(?:/[1-9])?|{value}(?:,{value}){{0,3}})"
+
+    values = ("[0-5]?[0-9]", "(?:[01]?[0-9]|2[0-3])", "(?:0?[1-9]|1[0-9]|2[0-8])", "(?:0?[1-9]|1[0-2])", "[0-7]")
+    names = "|".join([*SCHEDULE_NAMES, *UNSCHEDULED[1:]])
+    return rf"^(?:@?(?:{names})|{' '.join(field(v) for v in values)})?$"
+
+
+Schedule = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=256,
+        description="A cron expression of five fields (minute hour day month weekday, in `timezone`), or "
+        f"{', '.join(SCHEDULE_NAMES)}; never, none or empty: no schedule. The pattern is a part of what "
+        "is taken: any five-field expression (ranges, month and day names, L) is",
+        extra_json_schema={"pattern": _cron_pattern()},
+    ),
+]
+Timezone = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        description="An IANA time zone (empty: UTC)",
+        extra_json_schema={"enum": ["", *sorted(_zones())]},
+    ),
+]
+
+
 class Task(Item):
     meta: dict
     status: str
@@ -112,8 +144,8 @@ class TaskCreate(Body):
     meta: MetaDict | None = None
     contact_id: Ref | None = None
     bot_id: Ref | None = None
-    schedule: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    schedule: Schedule | None = None
+    timezone: Timezone | None = None
     session_duration: Positive | None = None
     max_iterations: Positive | None = None
     max_time: Positive | None = None

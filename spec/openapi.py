@@ -10,7 +10,9 @@ from typing import Any
 import msgspec
 
 from .. import errors
+from ..actions.auth import scope_catalogue
 from ..actions.base import Action
+from ..actions.fields import JSON_VALUE_REF, json_value
 from ..actions.stream import EndEvent
 
 REF = "#/components/schemas/{name}"
@@ -92,7 +94,41 @@ def _add_schema_extras(schema_of: dict[Any, dict], components: dict[str, Any]) -
             components[schema["$ref"].rsplit("/", 1)[1]].update(extra)
 
 
-def build_spec(actions: list[Action]) -> dict[str, Any]:
+def _free_form_is_safe_json(node: Any) -> None:
+    """Every value the structs leave free (an `Any`, a `dict[str, Any]`, the fields of a
+    body it does not name: ignored) is JSON whose integers are within ±2**53, as
+    actions.base.decode holds every body to."""
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "object" and "additionalProperties" not in node:
+        node["additionalProperties"] = {"$ref": JSON_VALUE_REF}
+    for key in ("properties", "$defs"):
+        for sub in node.get(key, {}).values():
+            if isinstance(sub, dict) and not set(sub) - {"description", "title"}:
+                sub["$ref"] = JSON_VALUE_REF  # an Any
+            _free_form_is_safe_json(sub)
+    for key in ("items", "additionalProperties"):
+        _free_form_is_safe_json(node.get(key))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in node.get(key, ()):
+            _free_form_is_safe_json(sub)
+
+
+def _scope_choices(catalogue: dict[str, frozenset[str]]) -> list[dict[str, Any]]:
+    """One choice per resource path: it, with actions among its own ("*": any route's)."""
+
+    def choice(resource: str, actions: frozenset[str]) -> dict[str, Any]:
+        return {
+            "properties": {"resource": {"const": resource}, "actions": {"items": {"enum": sorted(actions)}}},
+        }
+
+    every = frozenset().union(*catalogue.values())
+    return [choice("*", every), *(choice(r, catalogue[r]) for r in sorted(catalogue))]
+
+
+def _components(actions: list[Action]) -> tuple[dict[Any, dict], dict[str, Any]]:
+    """(each struct's schema, the components): the structs' schemas with what the
+    server holds them to besides their types."""
     types: list[Any] = [EndEvent]
     for action in actions:
         for t in (action.body, action.response, action.item, action.events):
@@ -101,6 +137,18 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(types, schemas, strict=True))
     _add_schema_extras(schema_of, components)
+    # A body's fields it does not name are ignored, but held to the same rule as every
+    # free-form value: JSON whose integers are within ±2**53 (actions.base.decode).
+    for schema in components.values():
+        _free_form_is_safe_json(schema)
+    if "Scope" in components:  # a token's scope names a route (actions.auth.check_scopes)
+        components["Scope"]["anyOf"] = _scope_choices(scope_catalogue(actions))
+    components["JsonValue"] = {"description": "Any JSON value whose integers are within ±2**53", **json_value()}
+    return schema_of, components
+
+
+def build_spec(actions: list[Action]) -> dict[str, Any]:
+    schema_of, components = _components(actions)
     components["Error"] = {
         "type": "object",
         "properties": {
@@ -156,7 +204,8 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             op["security"] = []
         if action.body is not None:
             # an absent body reads as `{}`: required exactly when `{}` is not a valid body
-            required = any(f.required for f in msgspec.structs.fields(action.body)) and not action.body_types
+            # (an upload's too: bytes, a form or JSON, it needs one)
+            required = any(f.required for f in msgspec.structs.fields(action.body))
             op["requestBody"] = {
                 "required": required,
                 "content": {"application/json": {"schema": schema_of[action.body]}},
@@ -165,7 +214,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             op.setdefault("requestBody", {"required": False, "content": {}})
             schema: dict[str, Any] = {"type": "string", "format": "binary"}
             if content_type == "multipart/form-data":
-                schema = {"type": "object", "properties": {"file": schema}}
+                schema = {"type": "object", "properties": {"file": schema}, "required": ["file"]}
             op["requestBody"]["content"][content_type] = {"schema": schema}
         paths.setdefault(action.path, {})[action.method.lower()] = op
     paths["/spec.json"] = {

@@ -61,7 +61,14 @@ from .run import Run, answer, build, build_on_history, check_limits, conversatio
 # (the Python SDK's agent copies pydantic's schemas, nested models included).
 FunctionParameters = Annotated[
     dict[str, Any],
-    msgspec.Meta(max_length=64, description='A JSON Schema of type "object": the function\'s arguments'),
+    msgspec.Meta(
+        max_length=64,
+        description='A JSON Schema of type "object": the function\'s arguments',
+        extra_json_schema={
+            "required": ["type"],
+            "properties": {"type": {"const": "object"}, "properties": {"type": "object"}},
+        },
+    ),
 ]
 
 
@@ -86,7 +93,14 @@ class FunctionDefinition(Body):
             msgspec.Meta(
                 description='`{"data": ...}`: the engine answers the call with this data and goes on; '
                 '`{"channel": "..."}` or no result: the call is the client\'s to run '
-                '(the completion ends with reason "activity")'
+                '(the completion ends with reason "activity")',
+                extra_json_schema={
+                    "anyOf": [
+                        {"maxProperties": 0},
+                        {"required": ["data"]},
+                        {"required": ["channel"], "properties": {"channel": {"type": "string"}}},
+                    ]
+                },
             ),
         ]
         | None
