@@ -236,7 +236,7 @@ class Dispatcher:
                 return call
         if action.body is not None:
             raw = await self._read_body(receive, headers, action.json_max_bytes)
-            call.body = decode(raw.strip() or b"{}", action.body)
+            call.body = decode(raw.strip(b" \t\r\n") or b"{}", action.body)  # JSON's whitespace only
         return call
 
     async def _principal(
