@@ -105,6 +105,7 @@ async def publish(ctx: Context, channel: str, messages: list[dict[str, Any]]) ->
 
 class PublishChannelMessage(Action):
     tag = "Channel"
+    path_types = {"channelId": ChannelId}
     summary = "Publish a message to a channel (its subscribers and any completion waiting on it get it)"
     body = PublishBody
     response = IdResponse
@@ -122,6 +123,7 @@ class SubscribeChannelMessages(Action):
     as it is published; a ping line during silences; it ends when the client leaves."""
 
     tag = "Channel"
+    path_types = {"channelId": ChannelId}
     summary = "Subscribe to a channel's messages (JSONL)"
     body = SubscribeBody
     events = SubscribeEvents

@@ -66,9 +66,8 @@ class FileCreate(Body):
 
 TABLE = Table(name="files", noun="file", item=File, create=FileCreate, tag="File")
 
-ContentType = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9!#$&^_.+-]{1,127}(?![\s\S])")
-]
+# what store/files.py stores (its _CONTENT_TYPE, without parameters)
+ContentType = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.+-]{1,127}/[A-Za-z0-9_.+-]{1,127}(?![\s\S])")]
 FileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 
 

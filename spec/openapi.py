@@ -71,6 +71,12 @@ def _query_parameters(query: type | None) -> list[dict[str, Any]]:
     return params
 
 
+def _path_schema(action: Action, name: str) -> dict[str, Any]:
+    """A path parameter's schema: its type's, when the action holds it to one."""
+    given = action.path_types.get(name)
+    return msgspec.json.schema(given) if given is not None else {"type": "string"}
+
+
 def _raw_responses(action: Action) -> dict[str, Any]:
     """A file's content answers besides 200 (resources/file.py: a range, no content yet,
     not modified since)."""
@@ -166,7 +172,7 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
             op_id = operation_id(re.sub(r"{(\w+)}", r"\1", action.path))
         op_ids.add(op_id)
         params = [
-            {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+            {"in": "path", "name": name, "required": True, "schema": _path_schema(action, name)}
             for name in re.findall(r"{(\w+)}", action.path)
         ]
         params += _query_parameters(action.query)

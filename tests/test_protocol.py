@@ -492,3 +492,15 @@ def test_a_scope_the_spec_describes_names_a_route(api, anon):
         f"partner/user/{child}/token/create", json={"scopes": [{"resource": "bot", "actions": ["publish"]}]}
     )
     assert_error(refused, 400, "BAD_REQUEST")
+
+
+def test_a_path_parameter_the_server_checks_has_its_shape_in_the_spec(api, anon):
+    """channelId is held to a shape (a 400 otherwise), so the spec states it; ids that
+    name nothing are a 404 and stay plain strings."""
+    spec = anon.get("spec.json").json()["paths"]
+    (channel,) = spec["/channel/{channelId}/publish"]["post"]["parameters"]
+    assert channel["schema"]["pattern"] and channel["schema"]["type"] == "string"
+    (bot,) = spec["/bot/{botId}/fetch"]["get"]["parameters"]
+    assert bot["schema"] == {"type": "string"}
+    assert api.post("channel/" + "c" * 16 + "/publish", json={"message": {"a": 1}}).status_code == 200
+    assert_error(api.post("channel/short/publish", json={"message": {}}), 400, "BAD_REQUEST")
