@@ -330,26 +330,8 @@ async def _load(admin_dsn: str, passages: list[str]) -> tuple[str, str, str, lis
     account_id, token = await seeding.fresh_account(dsn, "bench retrieval")
     conn = await asyncpg.connect(dsn)
     try:
-        dataset_id, bot_id, now = new_id(), new_id(), int(time.time() * 1000)
-        await conn.execute(
-            "INSERT INTO datasets (id, account_id, name, store, meta, created_at, updated_at) "
-            "VALUES ($1, $2, 'docstrings', 'default', '{}', $3, $3)",
-            dataset_id,
-            account_id,
-            now,
-        )
-        ids = [new_id() for _ in passages]
-        step = 10_000
-        for k in range(0, len(passages), step):
-            await conn.execute(
-                "INSERT INTO records (id, account_id, dataset_id, text, meta, created_at, updated_at) "
-                "SELECT t.id, $2, $3, t.text, '{}', $4, $4 FROM unnest($1::text[], $5::text[]) AS t(id, text)",
-                ids[k : k + step],
-                account_id,
-                dataset_id,
-                now,
-                passages[k : k + step],
-            )
+        dataset_id, ids = await seeding.insert_dataset(conn, account_id, "docstrings", passages)
+        bot_id, now = new_id(), int(time.time() * 1000)
         await conn.execute(
             "INSERT INTO bots (id, account_id, name, meta, dataset_id, created_at, updated_at) "
             "VALUES ($1, $2, 'docs bot', '{}', $3, $4, $4)",
@@ -483,29 +465,11 @@ EMBED_SAMPLE = 300  # records embedded through the background path, for its rate
 
 async def _queue_sample(dsn: str, passages: list[str]) -> tuple[str, int]:
     """A second dataset of EMBED_SAMPLE passages, queued for embedding by the trigger."""
-    from botkit.actions.ids import new_id
 
     conn = await asyncpg.connect(dsn)
     try:
         account_id = await conn.fetchval("SELECT account_id FROM datasets LIMIT 1")
-        dataset_id, now = new_id(), int(time.time() * 1000)
-        await conn.execute(
-            "INSERT INTO datasets (id, account_id, name, store, meta, created_at, updated_at) "
-            "VALUES ($1, $2, 'sample', 'default', '{}', $3, $3)",
-            dataset_id,
-            account_id,
-            now,
-        )
-        sample = passages[-EMBED_SAMPLE:]
-        await conn.execute(
-            "INSERT INTO records (id, account_id, dataset_id, text, meta, created_at, updated_at) "
-            "SELECT t.id, $2, $3, t.text, '{}', $4, $4 FROM unnest($1::text[], $5::text[]) AS t(id, text)",
-            [new_id() for _ in sample],
-            account_id,
-            dataset_id,
-            now,
-            sample,
-        )
+        dataset_id, _ = await seeding.insert_dataset(conn, account_id, "sample", passages[-EMBED_SAMPLE:])
         return dataset_id, await conn.fetchval("SELECT count(*) FROM record_vectors_due")
     finally:
         await conn.close()

@@ -89,6 +89,34 @@ async def fresh_account(dsn: str, name: str) -> tuple[str, str]:
     return account_id, token
 
 
+async def insert_dataset(
+    conn, account_id: str, name: str, texts: list[str], batch: int = 10_000
+) -> tuple[str, list[str]]:
+    """(the id of a new dataset of the account holding one record per text, the records'
+    ids in the texts' order), inserted `batch` records per statement."""
+    dataset_id, now = new_id(), int(time.time() * 1000)
+    await conn.execute(
+        "INSERT INTO datasets (id, account_id, name, store, meta, created_at, updated_at) "
+        "VALUES ($1, $2, $3, 'default', '{}', $4, $4)",
+        dataset_id,
+        account_id,
+        name,
+        now,
+    )
+    ids = [new_id() for _ in texts]
+    for k in range(0, len(texts), batch):
+        await conn.execute(
+            "INSERT INTO records (id, account_id, dataset_id, text, meta, created_at, updated_at) "
+            "SELECT t.id, $2, $3, t.text, '{}', $4, $4 FROM unnest($1::text[], $5::text[]) AS t(id, text)",
+            ids[k : k + batch],
+            account_id,
+            dataset_id,
+            now,
+            texts[k : k + batch],
+        )
+    return dataset_id, ids
+
+
 async def seed(admin_dsn: str) -> Seeded:
     started = time.perf_counter()
     dsn = await fresh_database(admin_dsn, DB_NAME)

@@ -48,7 +48,6 @@ import retrieval  # noqa: E402
 import seed as seeding  # noqa: E402
 from procs import botkit_env, exit_on_signals, free_port, rss_kb, start_logged, stop_group, wait_healthy  # noqa: E402
 
-from botkit.actions.ids import new_id  # noqa: E402
 from botkit.store.embedded import EmbeddedPostgres  # noqa: E402
 
 WORK = ROOT / ".data" / "soak"
@@ -227,25 +226,7 @@ def b_fetches(base: str, token: str, bot: str, seconds: float, health: bool = Fa
 async def load_dataset(dsn: str, account_id: str, passages: list[str]) -> str:
     conn = await asyncpg.connect(dsn)
     try:
-        dataset_id, now = new_id(), int(time.time() * 1000)
-        await conn.execute(
-            "INSERT INTO datasets (id, account_id, name, store, meta, created_at, updated_at) "
-            "VALUES ($1, $2, 'noisy', 'default', '{}', $3, $3)",
-            dataset_id,
-            account_id,
-            now,
-        )
-        for k in range(0, len(passages), 10_000):
-            chunk = passages[k : k + 10_000]
-            await conn.execute(
-                "INSERT INTO records (id, account_id, dataset_id, text, meta, created_at, updated_at) "
-                "SELECT t.id, $2, $3, t.text, '{}', $4, $4 FROM unnest($1::text[], $5::text[]) AS t(id, text)",
-                [new_id() for _ in chunk],
-                account_id,
-                dataset_id,
-                now,
-                chunk,
-            )
+        dataset_id, _ = await seeding.insert_dataset(conn, account_id, "noisy", passages)
         await conn.execute("VACUUM ANALYZE records")
         return dataset_id
     finally:
