@@ -284,21 +284,24 @@ class Pool:
             return
         conn = await self.acquire()
         healthy = True
+        died = False  # the connection died under the request (not: the request was cancelled)
         try:
             yield conn
         except asyncpg.PostgresError as exc:
             # a server-side error leaves the connection usable, unless the server is going
             # away (a shutdown ends the session: the connection is replaced)
-            healthy = not isinstance(exc, DISCONNECTED)
+            died = isinstance(exc, DISCONNECTED)
+            healthy = not died
             raise translate(exc) from None
         except asyncpg.InternalClientError:
             # the protocol's state is broken (an error arrived mid-operation, as when the
             # server shuts down): this connection is done; the request may be retried
-            healthy = False
+            healthy, died = False, True
             raise Disconnected() from None
         except (OSError, asyncpg.InterfaceError) as exc:
             healthy = False
             if conn.is_closed() or isinstance(exc, OSError):
+                died = True
                 raise Disconnected() from None  # the connection died under the request
             raise
         except BaseException:
@@ -306,7 +309,7 @@ class Pool:
             raise
         finally:
             self.release(conn, healthy=healthy)
-            if not healthy and conn.is_closed():
+            if died:
                 self._doubt_idle()
 
     def _doubt_idle(self) -> None:
