@@ -18,9 +18,9 @@ class ApiError(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
 
-    def headers(self) -> list[tuple[str, str]]:
-        """The headers the answer carries besides the body (transport/app.py sends them)."""
-        return [("retry-after", str(self.retry_after))] if self.retry_after is not None else []
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers the answer carries besides the body, as ASGI sends them."""
+        return [(b"retry-after", str(self.retry_after).encode())] if self.retry_after is not None else []
 
 
 class BadRequest(ApiError):
@@ -51,8 +51,8 @@ class MethodNotAllowed(ApiError):
         super().__init__(message)
         self.allow = allow
 
-    def headers(self) -> list[tuple[str, str]]:
-        return [("allow", self.allow)]  # RFC 9110: a 405 says what the route takes
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", self.allow.encode())]  # RFC 9110: a 405 says what the route takes
 
 
 class Conflict(ApiError):

@@ -255,17 +255,19 @@ def decode(data: bytes | str | Any, type_: type) -> Any:
     try:
         if isinstance(data, (bytes, str)):
             raw = data.encode() if isinstance(data, str) else data
-            if b"\\u0000" in raw:  # rare: the slow path drops NULs
-                value: Any = msgspec.convert(_normal(msgspec.json.decode(raw)), type=type_)
-            else:
+            slow = b"\\u0000" in raw  # rare: the slow path drops NULs
+            if not slow:
                 try:
-                    value = msgspec.json.decode(raw, type=type_)
+                    value: Any = msgspec.json.decode(raw, type=type_)
                 except msgspec.ValidationError as exc:
                     if "got `float`" not in str(exc):
                         raise
-                    # rare: an integer written as 1.0; the slow path converts it
-                    value = msgspec.convert(_normal(msgspec.json.decode(raw)), type=type_)
-            if _LONG_DIGITS.search(raw) and (big := _unsafe_integer(msgspec.json.decode(raw))) is not None:
+                    slow = True  # rare: an integer written as 1.0; the slow path converts it
+            long = _LONG_DIGITS.search(raw) is not None
+            loose = msgspec.json.decode(raw) if slow or long else None  # the body as plain values, once
+            if slow:
+                value = msgspec.convert(_normal(loose), type=type_)
+            if long and (big := _unsafe_integer(loose)) is not None:
                 raise BadRequest(
                     f"invalid request: the number {big} is beyond 2**53; send it as a string (JSON clients round it)"
                 )

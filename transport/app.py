@@ -206,7 +206,7 @@ class Dispatcher:
             (log.warning if exc.retry_after is not None else log.error)("%s: %s", exc.code, exc.message)
         elif exc.code == "LIMITS_REACHED" and principal is not None and self.state.events is not None:
             self.state.events.refused(principal.account_id, exc.code, path)  # the event log says so
-        extra.extend((name.encode(), value.encode()) for name, value in exc.headers())
+        extra.extend(exc.headers())
 
     def _route(self, method: str, path: str) -> tuple[Action, dict[str, str]]:
         matched = self.routes.match(path)
@@ -292,8 +292,7 @@ class Dispatcher:
             problem = await self.state.database_problem()
             if problem is not None:
                 unready = ServiceUnavailable(f"database unavailable: {problem}", retry_after=2)
-                headers = [(name.encode(), value.encode()) for name, value in unready.headers()]
-                await self._send(send, 503, error_body(unready, request_id), request_id, started, headers)
+                await self._send(send, 503, error_body(unready, request_id), request_id, started, unready.headers())
                 return
         await self._send(send, 200, b'{"status":"ok"}', request_id, started)
 
