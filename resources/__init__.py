@@ -15,6 +15,7 @@ from ..engine import fetch, vectors
 from ..errors import StartupError
 from ..store import files, queue
 from . import (
+    blueprint,
     bot,
     channel,
     completion,
@@ -26,15 +27,20 @@ from . import (
     memory,
     partner,
     platform,
+    policy,
+    portal,
     secret,
     skillset,
+    space,
     task,
+    team,
     usage,
 )
 from .completion import abilities, dispatch, execution
 
 _MODULES = (
     abilities,
+    blueprint,
     bot,
     channel,
     completion,
@@ -47,9 +53,13 @@ _MODULES = (
     memory,
     partner,
     platform,
+    policy,
+    portal,
     secret,
     skillset,
+    space,
     task,
+    team,
     usage,
 )
 
