@@ -165,6 +165,7 @@ MINIMAL = {
     "message": {"type": "user", "text": "hello"},
     "record": {"text": "hello"},
     "memory": {"text": "remember this"},
+    "policy": {"type": "retention"},
 }
 
 # A field each resource lets us change and read back.

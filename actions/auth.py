@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import functools
 import hmac
+import re
 import secrets
 import time
 from typing import Any
@@ -246,21 +247,32 @@ def session_routes(conversation_id: str, actions: list[Action]) -> list[str]:
 def _allowed_by_session(route: str, allowed: frozenset) -> bool:
     if route in allowed:
         return True
-    for entry in allowed:
-        head, star, tail = entry.partition("*")
-        middle = route[len(head) : len(route) - len(tail)]
-        if star and route.startswith(head) and route.endswith(tail) and middle and "/" not in middle:
-            return True
-    return False
+    return any("*" in entry and _route_glob(entry).fullmatch(route) is not None for entry in allowed)
 
 
-def issue_session(key: bytes, account_id: str, routes: list[str], seconds: float) -> tuple[str, str, int]:
-    """(session id, JWT, expiresAt ms). The token carries its routes and lifetime, nothing more."""
+@functools.lru_cache(maxsize=4096)
+def _route_glob(entry: str) -> re.Pattern:
+    """A route pattern of a session's allow-list: `*` is the rest of one path segment
+    (at least a character), `**` any number of whole segments."""
+    parts = []
+    for i, piece in enumerate(entry.split("**")):
+        if i:
+            parts.append(".*")
+        parts.append("[^/]+".join(re.escape(p) for p in piece.split("*")))
+    return re.compile("".join(parts))
+
+
+def issue_session(
+    key: bytes, account_id: str, routes: list[str], seconds: float, claims: dict[str, Any] | None = None
+) -> tuple[str, str, int]:
+    """(session id, JWT, expiresAt ms). The token carries its routes and lifetime (and,
+    acting as a child account, that account's limits and the contact it names)."""
     session_id = secrets.token_hex(12)
     now = int(time.time())
     expires = now + int(min(seconds, SESSION_MAX_SECONDS))  # clamped, as `take` is: the SDKs state no maximum
     token = jwt.encode(
         {
+            **(claims or {}),
             "iss": SESSION_ISSUER,
             "aud": SESSION_AUDIENCE,
             "sub": account_id,
@@ -292,7 +304,14 @@ def verify_session(token: str, key: bytes) -> Principal:
     routes = claims.get("routes")
     if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
         raise NotAuthenticated("the token is not valid")
-    return Principal(account_id=claims["sub"], token_id=claims["jti"], session_routes=frozenset(routes))
+    limits = claims.get("limits")
+    return Principal(
+        account_id=claims["sub"],
+        token_id=claims["jti"],
+        session_routes=frozenset(routes),
+        limits=limits if isinstance(limits, dict) else None,
+        child_token=claims.get("child") is True,
+    )
 
 
 # --- account limits -------------------------------------------------------------

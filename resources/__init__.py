@@ -81,7 +81,7 @@ async def services(state: Any) -> AsyncIterator[None]:
     """What runs beside the requests of an API process: the event log (its taps and
     pruning), the job runner (BOTKIT_JOB_CONCURRENCY jobs at once; 0: none here,
     `botkit worker` processes run them) and, beside it, the tasks' scheduler and the
-    records' embedder."""
+    records' embedder and the retention policies' sweep."""
     settings = state.settings
     credentials = {
         "BOTKIT_STORAGE_ACCESS_KEY_ID": settings.storage_access_key_id,
@@ -111,13 +111,16 @@ async def services(state: Any) -> AsyncIterator[None]:
     )
     scheduler = task.Scheduler(state)
     embedder = vectors.Embedder(state)
+    retention = policy.RetentionSweep(state.pool)
     if settings.job_concurrency > 0:
         await state.jobs.start()
         await scheduler.start()  # where jobs run, tasks' schedules fire
-        await embedder.start()  # and records are embedded
+        await embedder.start()  # records are embedded
+        await retention.start()  # and retention policies applied
     try:
         yield
     finally:
+        await retention.stop()
         await embedder.stop()
         await scheduler.stop()
         await state.jobs.stop()

@@ -42,7 +42,11 @@ TABLE = Table(
     item=Bot,
     create=BotCreate,
     tag="Bot",
-    refs={"dataset_id": ("datasets", "dataset"), "skillset_id": ("skillsets", "skillset")},
+    refs={
+        "dataset_id": ("datasets", "dataset"),
+        "skillset_id": ("skillsets", "skillset"),
+        "blueprint_id": ("blueprints", "blueprint"),
+    },
 )
 
 _CONFIG_SQL = f"SELECT {', '.join(BOT_CONFIG)} FROM bots WHERE id = $1 AND account_id = $2"

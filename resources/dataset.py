@@ -90,6 +90,7 @@ TABLE = Table(
     item=Dataset,
     create=DatasetCreate,
     tag="Dataset",
+    refs={"blueprint_id": ("blueprints", "blueprint")},
     defaults={"store": lambda: "default"},
 )
 

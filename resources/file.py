@@ -64,7 +64,14 @@ class FileCreate(Body):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="files", noun="file", item=File, create=FileCreate, tag="File")
+TABLE = Table(
+    name="files",
+    noun="file",
+    item=File,
+    create=FileCreate,
+    tag="File",
+    refs={"blueprint_id": ("blueprints", "blueprint")},
+)
 
 # what store/files.py stores (its _CONTENT_TYPE, without parameters)
 ContentType = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.+-]{1,127}/[A-Za-z0-9_.+-]{1,127}(?![\s\S])")]

@@ -11,9 +11,20 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..actions.auth import check_scopes, lock_account
+from ..actions.auth import SESSION_DEFAULT_SECONDS, SESSION_MAX_SECONDS, check_scopes, issue_session, lock_account
 from ..actions.base import Action, Call, Context, now_ms
-from ..actions.fields import Alias, Amount, Body, Description, Item, MetaDict, Name, Timestamp
+from ..actions.fields import (
+    JSON_MAX_BYTES,
+    Alias,
+    Amount,
+    Body,
+    Description,
+    Item,
+    MetaDict,
+    Name,
+    Timestamp,
+    check_json_size,
+)
 from ..actions.standard import (
     CreateAction,
     DeleteAction,
@@ -23,9 +34,10 @@ from ..actions.standard import (
     Table,
     UpdateAction,
     record,
+    require_owned,
     require_parent,
 )
-from ..errors import Conflict, NotAuthorized
+from ..errors import Conflict, NotAuthorized, NotFound
 from .token import Scope, issue_token
 
 log = logging.getLogger("botkit")
@@ -208,6 +220,145 @@ class UpdatePartnerUser(UpdateAction):
 _OWN_CHILD_SQL = "SELECT id FROM accounts WHERE id = $1 AND parent_id = $2 FOR NO KEY UPDATE"
 
 
+# --- a child's contexts --------------------------------------------------------
+
+
+def _check_payload(body: Any) -> None:
+    if isinstance(body.payload, dict):
+        check_json_size(body.payload, "payload")
+
+
+class PartnerContext(Item):
+    meta: dict
+    name: str | None = None
+    description: str | None = None
+    blueprint_id: str | None = None
+    bot_id: str | None = None
+    dataset_id: str | None = None
+    skillset_id: str | None = None
+    payload: dict | None = None
+
+
+class PartnerContextCreate(Body):
+    name: Name | None = None
+    description: Description | None = None
+    meta: MetaDict | None = None
+    payload: (
+        Annotated[dict[str, Any], msgspec.Meta(description=f"Any JSON object, at most {JSON_MAX_BYTES // 1024} KiB")]
+        | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_payload(self)
+
+
+# The partner's rows about one of its children (account_id = the partner, user_id =
+# the child): deleting the child deletes them.
+CONTEXT_USER = Parent(table="accounts", param="userId", column="user_id", noun="user", owner="parent_id")
+CONTEXTS = Table(
+    name="partner_contexts",
+    noun="context",
+    item=PartnerContext,
+    create=PartnerContextCreate,
+    tag="Partner",
+    parent=CONTEXT_USER,
+    filters=("blueprint_id", "bot_id", "dataset_id", "skillset_id"),
+    meta_filter=False,
+)
+
+
+class CreatePartnerContext(CreateAction):
+    """Answers with the context itself, as the reference does (not only its id)."""
+
+    response = PartnerContext
+
+    async def run(self, ctx: Context, call: Call) -> Any:
+        values = self.values(ctx, call)
+        async with ctx.pool.connection() as conn:
+            await self.insert(conn, ctx, call, values)
+        return PartnerContext(**{c: values.get(c) for c in CONTEXTS.columns})
+
+
+# --- a session acting as a child -------------------------------------------------
+
+RoutePattern = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        pattern=r"^(?:/api)?(?:/v1)?/?[A-Za-z0-9{}*_./:-]*$",
+        description="A route, `/bot/*/fetch` style: `*` stands for one path segment's characters, `**` for any "
+        "number of segments; a leading /api/v1 or /v1 is left out",
+    ),
+]
+
+
+class SessionConfig(msgspec.Struct, rename="camel", kw_only=True):
+    allowed_routes: Annotated[list[RoutePattern], msgspec.Meta(max_length=100)] | None = None
+    contact_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class PartnerSessionCreate(Body):
+    duration_in_seconds: (
+        Annotated[
+            float,
+            msgspec.Meta(gt=0, description=f"Default {SESSION_DEFAULT_SECONDS}; at most {SESSION_MAX_SECONDS}"),
+        ]
+        | None
+    ) = None
+    config: SessionConfig | None = None
+
+
+class PartnerSession(msgspec.Struct, rename="camel"):
+    id: str
+    token: str
+    expires_at: int
+
+
+def _route_of(pattern: str) -> str:
+    for prefix in ("/api/v1", "/v1"):
+        if pattern.startswith(prefix + "/"):
+            pattern = pattern[len(prefix) :]
+    return pattern if pattern.startswith("/") else "/" + pattern
+
+
+class CreatePartnerSession(Action):
+    """A short-lived token acting as the child: only the routes it allows (every route
+    when none are given), held to the child's limits, and it cannot act as anyone else."""
+
+    tag = "Partner"
+    summary = "Create a session token that acts as a child account (short-lived, limited to its routes)"
+    body = PartnerSessionCreate
+    response = PartnerSession
+    changes_credentials = True
+
+    async def run(self, ctx: Context, call: Call) -> PartnerSession:
+        body: PartnerSessionCreate = call.body
+        child = call.params["userId"]
+        config = body.config or SessionConfig()
+        async with ctx.pool.connection() as conn:
+            limits = await conn.fetchrow(
+                "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2", child, ctx.account_id
+            )
+            if limits is None:
+                raise NotFound("user not found")
+            if config.contact_id is not None:
+                await require_owned(conn, "contacts", config.contact_id, child, "contactId: contact not found")
+        key = ctx.services.session_key
+        assert key is not None  # the app makes one at start
+        routes = sorted({_route_of(p) for p in config.allowed_routes}) if config.allowed_routes else ["/**"]
+        claims: dict[str, Any] = {"child": True}
+        if limits["limits"] is not None:
+            claims["limits"] = limits["limits"]
+        if config.contact_id is not None:
+            claims["contactId"] = config.contact_id
+        session_id, token, expires_at = issue_session(
+            key, child, routes, body.duration_in_seconds or SESSION_DEFAULT_SECONDS, claims
+        )
+        return PartnerSession(id=session_id, token=token, expires_at=expires_at)
+
+
 def user_routes(prefix: str) -> list[Action]:
     """The child-account routes under one prefix: the reference's `/partner/user` and
     the hosted platform's newer `/user` (the Python SDK's user client) serve alike."""
@@ -233,6 +384,12 @@ def user_routes(prefix: str) -> list[Action]:
             summary="Delete (revoke) a child account's API token",
             changes_credentials=True,
         ),
+        ListAction(CONTEXTS, f"{prefix}/{{userId}}/context/list", summary="List the contexts kept for a child account"),
+        FetchAction(CONTEXTS, f"{prefix}/{{userId}}/context/{{contextId}}/fetch"),
+        CreatePartnerContext(CONTEXTS, f"{prefix}/{{userId}}/context/create"),
+        UpdateAction(CONTEXTS, f"{prefix}/{{userId}}/context/{{contextId}}/update"),
+        DeleteAction(CONTEXTS, f"{prefix}/{{userId}}/context/{{contextId}}/delete"),
+        CreatePartnerSession(f"{prefix}/{{userId}}/session/create"),
     ]
 
 

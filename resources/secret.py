@@ -53,7 +53,7 @@ TABLE = Table(
     item=Secret,
     create=SecretCreate,
     tag="Secret",
-    refs={"contact_id": ("contacts", "contact")},
+    refs={"contact_id": ("contacts", "contact"), "blueprint_id": ("blueprints", "blueprint")},
     defaults={"type": lambda: "plain"},  # both SDKs read a secret's type as always there
 )
 

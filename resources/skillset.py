@@ -27,7 +27,14 @@ class SkillsetCreate(Body):
     visibility: Visibility | None = None
 
 
-TABLE = Table(name="skillsets", noun="skillset", item=Skillset, create=SkillsetCreate, tag="Skillset")
+TABLE = Table(
+    name="skillsets",
+    noun="skillset",
+    item=Skillset,
+    create=SkillsetCreate,
+    tag="Skillset",
+    refs={"blueprint_id": ("blueprints", "blueprint")},
+)
 
 PARENT = Parent(table="skillsets", param="skillsetId", column="skillset_id", noun="skillset")
 
@@ -66,7 +73,12 @@ ABILITIES = Table(
     create=AbilityCreate,
     tag="Skillset",
     parent=PARENT,
-    refs={"secret_id": ("secrets", "secret"), "file_id": ("files", "file"), "bot_id": ("bots", "bot")},
+    refs={
+        "secret_id": ("secrets", "secret"),
+        "file_id": ("files", "file"),
+        "bot_id": ("bots", "bot"),
+        "blueprint_id": ("blueprints", "blueprint"),
+    },
     # the reference always returns these three; an ability created without them has them empty
     defaults={"name": str, "description": str, "instruction": str},
 )

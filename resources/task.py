@@ -136,6 +136,7 @@ class Task(Item):
     max_calls: float | None = None
     last_run_at: int | None = None
     next_run_at: int | None = None
+    blueprint_id: str | None = None
 
 
 class TaskCreate(Body):
@@ -150,6 +151,7 @@ class TaskCreate(Body):
     max_iterations: Positive | None = None
     max_time: Positive | None = None
     max_calls: Positive | None = None  # tool calls across an execution's iterations; 0 or null: unbounded
+    blueprint_id: Ref | None = None  # a botkit extension: the reference's tasks carry none
 
     checks = {"schedule": _check_schedule, "timezone": _check_timezone}
 
@@ -160,7 +162,11 @@ TABLE = Table(
     item=Task,
     create=TaskCreate,
     tag="Task",
-    refs={"contact_id": ("contacts", "contact"), "bot_id": ("bots", "bot")},
+    refs={
+        "contact_id": ("contacts", "contact"),
+        "bot_id": ("bots", "bot"),
+        "blueprint_id": ("blueprints", "blueprint"),
+    },
     filters=("bot_id", "contact_id", "status"),
 )
 
