@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import shutil
+import subprocess
 import time
 
 import asyncpg
 import httpx
 import pytest
+from chatbotkit import APIError, ChatBotKit
 from hypothesis import given
 from hypothesis import strategies as st
+from test_sdk import NODE_DIR, missing
 
 from botkit.actions.ids import new_id
 from botkit.config import Settings
@@ -377,3 +382,51 @@ def test_a_partner_session_acts_as_the_child_within_its_routes(api, other, serve
         400,
         "BAD_REQUEST",
     )
+
+
+# --- the official SDKs -----------------------------------------------------------------
+
+
+def test_the_node_sdk_drives_blueprints_policies_portals_teams_and_partner_contexts(server, make_api):
+    node = shutil.which("node")
+    if node is None:
+        missing("Node.js is not installed")
+    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
+        missing("the Node SDK is not installed in tests/sdk/node")
+    api = make_api()
+    done = subprocess.run(
+        [node, "blueprints.mjs"],
+        cwd=NODE_DIR,
+        env={**os.environ, "BOTKIT_URL": server.url, "BOTKIT_TOKEN": api.token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == 5, done.stdout
+
+
+def test_the_python_sdk_drives_blueprints_policies_portals_and_teams(server, make_api):
+    api = make_api()
+
+    async def drive() -> None:
+        client = ChatBotKit(secret=api.token, base_url=server.url)
+        bp = await client.blueprint.create({"name": "starter", "visibility": "private"})
+        assert (await client.blueprint.fetch(bp.id)).name == "starter"
+        await client.blueprint.update(bp.id, {"description": "d"})
+        bot = await client.bot.create({"name": "Ada", "blueprintId": bp.id})
+        listed = await client.blueprint.resource.list(bp.id)
+        assert [b["id"] for b in listed.resources["bots"]] == [bot.id]
+        assert bp.id in [b.id for b in (await client.blueprint.list()).items]
+        policy_ = await client.policy.create({"type": "retention", "config": {"days": 30}})
+        assert (await client.policy.fetch(policy_.id)).config == {"days": 30}
+        await client.policy.delete(policy_.id)
+        portal = await client.portal.create({"slug": "help"})
+        assert (await client.portal.fetch(portal.id)).slug == "help"
+        assert [t.id for t in (await client.team.list()).items] == [api.account_id]
+        await client.blueprint.delete(bp.id, {"deleteResources": True})
+        with pytest.raises(APIError) as e:
+            await client.bot.fetch(bot.id)
+        assert e.value.code == "NOT_FOUND"
+
+    asyncio.run(drive())
