@@ -287,7 +287,7 @@ RoutePattern = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=256,
-        pattern=r"^(?:/api)?(?:/v1)?/?[A-Za-z0-9{}*_./:-]*$",
+        pattern=r"^(?:/api)?(?:/v1)?/?[A-Za-z0-9{}*_./:-]*(?![\s\S])",
         description="A route, `/bot/*/fetch` style: `*` stands for one path segment's characters, `**` for any "
         "number of segments; a leading /api/v1 or /v1 is left out",
     ),

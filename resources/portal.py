@@ -15,7 +15,7 @@ from ..actions.standard import Table, crud
 Slug = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?![\s\S])",
         description="Lower-case letters, digits and inner hyphens, at most 64 characters",
     ),
 ]

@@ -118,6 +118,10 @@ NOUNS = tuple(
         ("task", "task/create"),
         ("user", "partner/user/create"),
         ("token", "partner/user/{}/token/create"),
+        ("context", "partner/user/{}/context/create"),
+        ("blueprint", "blueprint/create"),
+        ("policy", "policy/create"),
+        ("portal", "portal/create"),
     ]
     if has_route(route)
 )
@@ -160,6 +164,14 @@ def build_world(c: httpx.Client) -> dict[str, str]:
         w["user"] = make("partner/user/create", {"name": "child", "meta": {"k": "v"}})
     if "token" in NOUNS:
         w["token"] = make(f"partner/user/{w['user']}/token/create", {"name": "t"})
+    if "context" in NOUNS:
+        w["context"] = make(f"partner/user/{w['user']}/context/create", {"name": "c", "payload": {"k": 1}})
+    if "blueprint" in NOUNS:
+        w["blueprint"] = make("blueprint/create", {"name": "bp", "meta": {"k": "v"}})
+    if "policy" in NOUNS:
+        w["policy"] = make("policy/create", {"type": "retention", "blueprintId": w["blueprint"], "botId": w["bot"]})
+    if "portal" in NOUNS:
+        w["portal"] = make("portal/create", {"slug": "p", "blueprintId": w["blueprint"]})
     if has_route("conversation/{}/session/create"):  # a widget's token, bound to w["conversation"]
         r = c.post(f"conversation/{w['conversation']}/session/create", json={})
         assert r.status_code == 200, r.text
