@@ -23,7 +23,7 @@ from .base import Action, Call, Context, Stream, now_ms
 from .fields import META_MAX_KEYS, IdResponse, UpdateBody, field_names
 from .ids import new_id
 from .query import ListQuery, PageQuery, camel, list_query
-from .stream import item_lines
+from .stream import CsvStream, asks_csv, csv_columns, csv_rows, item_lines
 
 STREAM_BATCH = 500  # rows per keyset batch of a JSONL stream: memory stays constant
 
@@ -256,9 +256,14 @@ class ListAction(Action):
         return t.list_sql(scope, q.desc, cursor is not None, len(meta), filters), args
 
     async def stream(self, ctx: Context, call: Call, q: PageQuery, rows: list) -> AsyncIterator[bytes]:
+        async for items in self.batches(ctx, call, q, rows):
+            yield item_lines(items)
+
+    async def batches(self, ctx: Context, call: Call, q: PageQuery, rows: list) -> AsyncIterator[list[Any]]:
+        """The whole collection from the first batch's `rows` on, STREAM_BATCH items at a time."""
         make = self.table.row_to_item
         while rows:
-            yield item_lines(make(r) for r in rows)
+            yield [make(r) for r in rows]
             if len(rows) < STREAM_BATCH:
                 return
             sql, args = self.select(ctx, call, q, rows[-1]["id"], STREAM_BATCH)
@@ -267,9 +272,30 @@ class ListAction(Action):
 
 
 class ExportAction(ListAction):
+    """A list that also answers `Accept: text/csv`: the whole collection as CSV, in the
+    JSONL stream's keyset batches (constant memory), a header row of the item's wire
+    names first (transport hands an export the request's headers to tell)."""
+
+    answers_csv = True
+
     def __init__(self, table: Table, path: str, **flags: Any) -> None:
         super().__init__(table, path, **flags)
         self.summary = flags.get("summary") or f"Export {table.noun} items"
+
+    async def run(self, ctx: Context, call: Call) -> Any:
+        if call.headers is None or not asks_csv(call.headers.get(b"accept", b"")):
+            return await super().run(ctx, call)
+        q = call.query
+        async with ctx.pool.connection() as conn:  # the first batch before the 200, as a JSONL stream
+            await require_parent(conn, self.list_parent, ctx, call)
+            sql, args = self.select(ctx, call, q, q.cursor, STREAM_BATCH)
+            first = await conn.fetch(sql, *args)
+        return CsvStream(self.csv(ctx, call, q, first))
+
+    async def csv(self, ctx: Context, call: Call, q: PageQuery, rows: list) -> AsyncIterator[bytes]:
+        yield csv_rows((), csv_columns(self.table.item))  # an empty collection is its header row
+        async for items in self.batches(ctx, call, q, rows):
+            yield csv_rows(items)
 
 
 class FetchAction(Action):

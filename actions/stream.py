@@ -10,6 +10,8 @@ its first line, so a failure before it is an HTTP error, not an error line."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -154,6 +156,48 @@ def result_event(result: type) -> type:
 
 def item_lines(items: Iterable[Any]) -> bytes:
     return b"".join(b'{"type":"item","data":' + _ENCODE(i) + b"}\n" for i in items)
+
+
+CSV = b"text/csv; charset=utf-8"
+
+
+class CsvStream(Stream):
+    """An export's answer as CSV (`Accept: text/csv`): chunks of whole rows. A CSV has
+    no error line: a failure after the first byte cuts the answer short (an unfinished
+    chunked body, which HTTP clients report)."""
+
+    __slots__ = ()
+    content_type = CSV
+
+
+def asks_csv(accept: bytes) -> bool:
+    """`Accept: text/csv` (among others: an export asked for CSV answers CSV)."""
+    return any(media.split(b";")[0].strip() == b"text/csv" for media in accept.lower().split(b","))
+
+
+def csv_columns(item: type) -> list[str]:
+    """The CSV header of an item struct: its wire names, in its order."""
+    return [f.encode_name for f in msgspec.structs.fields(item)]
+
+
+def _cell(value: Any) -> str:
+    """One CSV cell: text as it is, null or absent empty, the rest (numbers, booleans,
+    meta, lists) as compact JSON."""
+    if value is None or value is msgspec.UNSET:
+        return ""
+    if type(value) is str:
+        return value
+    return _ENCODE(value).decode()
+
+
+def csv_rows(items: Iterable[Any], header: list[str] | None = None) -> bytes:
+    """RFC 4180 rows (CRLF, quoted where needed) of structs, after `header` if given."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows([_cell(v) for v in msgspec.structs.astuple(i)] for i in items)
+    return buffer.getvalue().encode()
 
 
 def token_line(token: str) -> bytes:

@@ -13,7 +13,7 @@ from .. import errors
 from ..actions.auth import scope_catalogue
 from ..actions.base import Action
 from ..actions.fields import JSON_VALUE_REF, json_value
-from ..actions.stream import EndEvent
+from ..actions.stream import EndEvent, csv_columns
 
 REF = "#/components/schemas/{name}"
 
@@ -192,6 +192,15 @@ def build_spec(actions: list[Action]) -> dict[str, Any]:
                     "description": "With `Accept: application/jsonl`: the whole collection, one line per item; "
                     "with `Accept: application/jsonl; end=true`, then an `end` line (a stream without it was cut)",
                     "oneOf": [item, schema_of[EndEvent]],
+                }
+            }
+        if action.item is not None and getattr(action, "answers_csv", False):  # exports
+            ok["content"]["text/csv"] = {
+                "schema": {
+                    "type": "string",
+                    "description": "With `Accept: text/csv`: the whole collection as RFC 4180 CSV, a header row "
+                    f"({','.join(csv_columns(action.item))}), then a row per item: text as it is, numbers, "
+                    "booleans, objects and lists as compact JSON, null or absent empty",
                 }
             }
         events = action.events  # a struct or union of tagged structs: a JSONL stream

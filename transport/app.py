@@ -225,7 +225,9 @@ class Dispatcher:
         if action.query is not None:
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             call.query = decode_query(pairs, action.query)
-        if action.streams_body or action.raw_response is not None:
+        # an export tells from Accept whether to answer CSV (actions.standard.ExportAction)
+        csv = getattr(action, "answers_csv", False) and scope["method"] != "HEAD"
+        if action.streams_body or action.raw_response is not None or csv or action.reads_headers:
             call.headers = headers
         if action.streams_body:
             content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
@@ -349,8 +351,9 @@ class Dispatcher:
             return
         # event streams (completions) keep proxies from cutting a long silence
         keepalive = self.state.settings.stream_keepalive_seconds if action.events is not None else 0
-        end = action.item is not None and call.end  # lists and exports close with `end` if asked
-        await self._stream(scope, receive, send, result, request_id, started, extra, keepalive, end)
+        content_type = getattr(result, "content_type", JSONL)  # a CSV export's is text/csv
+        end = action.item is not None and call.end and content_type == JSONL  # lists close with `end` if asked
+        await self._stream(scope, receive, send, result, request_id, started, extra, keepalive, end, content_type)
 
     async def _send_raw(self, send, result: Raw, request_id: str, started: float, extra) -> None:
         """A Raw answer: its status, its headers, its bytes as they come."""
@@ -380,19 +383,21 @@ class Dispatcher:
         extra: Sequence[tuple[bytes, bytes]] = (),
         keepalive: float = 0,
         end: bool = False,
+        content_type: bytes = JSONL,
     ) -> None:
         """JSONL: lines as the action yields them; stops when the client goes away;
         an error after the first byte becomes an `error` line; with `keepalive`, a
         `{"type":"ping"}` line after that many idle seconds (as the hosted platform
         sends; clients ignore types they do not know); with `end`, a closing
-        `{"type":"end","data":{"count":N}}` line when every line was written."""
+        `{"type":"end","data":{"count":N}}` line when every line was written. Another
+        content type (a CSV export) has no error line: a failure cuts the answer short."""
         elapsed = (time.perf_counter() - started) * 1000
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (b"content-type", JSONL),
+                    (b"content-type", content_type),
                     (b"x-request-id", request_id.encode()),
                     (b"server-timing", b"app;dur=%.3f" % elapsed),
                     (b"cache-control", b"no-cache"),
@@ -450,11 +455,10 @@ class Dispatcher:
                             lines += chunk.count(b"\n") if end else 0
                         if end:
                             await emit(end_line(lines))
-                    except ApiError as exc:
-                        await emit(error_line(exc.message, exc.code))
-                    except Exception:
-                        log.exception("stream failed")
-                        await emit(error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id))
+                    except Exception as exc:
+                        if content_type != JSONL:
+                            raise
+                        await emit(_failure_line(exc, request_id))
                 finally:
                     watcher.cancel()
                 await emit(b"", more=False)
@@ -465,6 +469,14 @@ class Dispatcher:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()  # its `finally`s run now (it may be waiting at a `yield`)
+
+
+def _failure_line(exc: Exception, request_id: str) -> bytes:
+    """The `error` line of a JSONL stream that failed after its first byte."""
+    if isinstance(exc, ApiError):
+        return error_line(exc.message, exc.code)
+    log.error("stream failed", exc_info=exc)
+    return error_line("internal server error", "INTERNAL_SERVER_ERROR", request_id)
 
 
 def _asks_end(accept: bytes) -> bool:
