@@ -164,6 +164,7 @@ class Action:
     body_types: tuple[str, ...] = ()  # the request content types besides JSON (the spec lists them)
     json_max_bytes: int | None = None  # None: BOTKIT_MAX_BODY_BYTES
     raw_response: str | None = None  # the content type of a Raw answer (the spec documents it)
+    reads_headers: bool = False  # the action reads the request's headers (call.headers)
     # a path parameter's type when the action holds it to one (the spec states its schema;
     # others are strings: an id that names nothing is a 404)
     path_types: ClassVar[dict[str, Any]] = {}

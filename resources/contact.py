@@ -172,6 +172,7 @@ ACTIONS: list[Action] = [
     ListAction(secret.TABLE, "/contact/{contactId}/secret/list", parent=PARENT, summary="List a contact's secrets"),
     secret.VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
     secret.RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True),
+    secret.AuthenticateSecret("/contact/{contactId}/secret/{secretId}/authenticate", contact=True),
     ListAction(task.TABLE, "/contact/{contactId}/task/list", parent=PARENT, summary="List a contact's tasks"),
     UpsertConversationContact("/conversation/{conversationId}/contact/upsert"),
 ]

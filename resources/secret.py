@@ -3,15 +3,23 @@ selected into a response, never logged."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import urllib.parse
 from typing import Annotated, Any, Literal
 
+import jwt
 import msgspec
 
 from ..actions.base import Action, Call, Context, now_ms
 from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import Table, crud, record
 from ..engine.abilities import formatted, secret_key
-from ..errors import NotFound
+from ..engine.fetch import fetch
+from ..errors import BadRequest, NotAuthorized, NotFound
 
 SecretKind = Literal["shared", "personal"]
 SecretType = Literal["plain", "basic", "bearer", "jwt", "oauth", "template", "reference"]
@@ -138,6 +146,185 @@ async def values_for(
     return found
 
 
+# --- OAuth 2.0: the authorization-code flow of an `oauth` secret ------------------------
+#
+# The secret's config names the provider: `authorizeUrl`, `tokenUrl`, `clientId` and
+# optionally `scope`. botkit is a public client (PKCE, S256): no client secret is kept.
+# authenticate answers the provider's authorization URL; the provider sends the user
+# back to `secret/oauth/callback`, which exchanges the code at `tokenUrl` (through the
+# fetch policy, as every outgoing request) and stores the access token as the value.
+# Nothing about a pending authentication is stored: the `state` is signed, and the
+# PKCE verifier is derived from it with the server's key.
+
+OAUTH_AUDIENCE = "botkit-oauth"
+OAUTH_STATE_SECONDS = 600
+OAUTH_TOKEN_MAX_BYTES = 65_536
+
+
+class OAuthConfig(msgspec.Struct, rename="camel", kw_only=True):
+    authorize_url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=2048)]
+    token_url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=2048)]
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    scope: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
+class SecretAuthentication(msgspec.Struct):
+    id: str
+    url: str
+
+
+def _verifier(key: bytes, state_id: str) -> str:
+    return (
+        base64.urlsafe_b64encode(hmac.new(key, b"pkce:" + state_id.encode(), hashlib.sha256).digest())
+        .rstrip(b"=")
+        .decode()
+    )
+
+
+def _callback_url(ctx: Context, call: Call) -> str:
+    configured = ctx.services.settings.public_url
+    if configured:
+        return configured.rstrip("/") + "/v1/secret/oauth/callback"
+    headers = call.headers or {}
+    host = headers.get(b"host", b"127.0.0.1").decode("latin-1")
+    scheme = headers.get(b"x-forwarded-proto", b"http").decode("latin-1").split(",")[0].strip()
+    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}/v1/secret/oauth/callback"
+
+
+class AuthenticateSecret(Action):
+    tag = "Secret"
+    summary = (
+        "Start the OAuth 2.0 authorization of an `oauth` secret (config: authorizeUrl, tokenUrl, clientId, scope): "
+        "the URL to send the user to; the provider's answer comes back to secret/oauth/callback"
+    )
+    body = Body
+    response = SecretAuthentication
+    reads_headers = True  # the callback's address is this server's, as the client reached it
+
+    def __init__(self, path: str, contact: bool = False) -> None:
+        super().__init__(path)
+        self.contact = contact
+        self.sql = "SELECT type, config, contact_id FROM secrets WHERE id = $1 AND account_id = $2" + (
+            " AND contact_id = $3" if contact else ""
+        )
+
+    async def run(self, ctx: Context, call: Call) -> SecretAuthentication:
+        secret_id = call.params["secretId"]
+        args = [secret_id, ctx.account_id] + ([call.params["contactId"]] if self.contact else [])
+        row = await ctx.pool.fetchrow(self.sql, *args)
+        if row is None:
+            raise NotFound("secret not found")
+        if row["type"] != "oauth":
+            raise BadRequest(f"only an oauth secret is authenticated this way (this one is {row['type']})")
+        try:
+            config = msgspec.convert(row["config"] or {}, OAuthConfig)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"the secret's config: {exc}") from None
+        key = ctx.services.session_key
+        assert key is not None  # the app makes one at start
+        state_id = secrets.token_urlsafe(16)
+        redirect = _callback_url(ctx, call)
+        state = jwt.encode(
+            {
+                "aud": OAUTH_AUDIENCE,
+                "sub": ctx.account_id,
+                "sid": secret_id,
+                "jti": state_id,
+                "redirect": redirect,
+                "exp": int(time.time()) + OAUTH_STATE_SECONDS,
+            },
+            key,
+            algorithm="HS256",
+        )
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(_verifier(key, state_id).encode()).digest()).rstrip(b"=")
+        query = {
+            "response_type": "code",
+            "client_id": config.client_id,
+            "redirect_uri": redirect,
+            "state": state,
+            "code_challenge": challenge.decode(),
+            "code_challenge_method": "S256",
+        }
+        if config.scope:
+            query["scope"] = config.scope
+        sep = "&" if "?" in config.authorize_url else "?"
+        return SecretAuthentication(id=secret_id, url=config.authorize_url + sep + urllib.parse.urlencode(query))
+
+
+class OAuthCallbackQuery(msgspec.Struct, kw_only=True):
+    state: Annotated[str, msgspec.Meta(max_length=4096)]
+    code: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    error_description: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+class OAuthCallback(Action):
+    """Where the provider sends the user back (no token: the signed state says whose
+    secret it is, for 10 minutes)."""
+
+    method = "GET"
+    tag = "Secret"
+    summary = "The OAuth 2.0 redirect of secret/{secretId}/authenticate: exchanges the code for the secret's value"
+    query = OAuthCallbackQuery
+    response = SecretVerification
+    public = True
+
+    async def run(self, ctx: Context, call: Call) -> SecretVerification:
+        q: OAuthCallbackQuery = call.query
+        key = ctx.services.session_key
+        assert key is not None
+        try:
+            state = jwt.decode(
+                q.state, key, algorithms=["HS256"], audience=OAUTH_AUDIENCE, options={"require": ["exp", "sub", "sid"]}
+            )
+        except jwt.PyJWTError:
+            raise NotAuthorized("the OAuth state is not valid (or has expired)") from None
+        if q.error or not q.code:
+            raise BadRequest(f"the provider refused: {q.error or 'no code'} {q.error_description or ''}".strip())
+        row = await ctx.pool.fetchrow(
+            "SELECT type, config FROM secrets WHERE id = $1 AND account_id = $2", state["sid"], state["sub"]
+        )
+        if row is None or row["type"] != "oauth":
+            raise NotFound("secret not found")
+        try:
+            config = msgspec.convert(row["config"] or {}, OAuthConfig)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"the secret's config: {exc}") from None
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "authorization_code",
+                "code": q.code,
+                "redirect_uri": state["redirect"],
+                "client_id": config.client_id,
+                "code_verifier": _verifier(key, state["jti"]),
+            }
+        ).encode()
+        headers = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
+        async with fetch(
+            config.token_url,
+            ctx.services.fetch_policy,
+            max_bytes=OAUTH_TOKEN_MAX_BYTES,
+            headers=headers,
+            method="POST",
+            content=form,
+        ) as answer:
+            body = b"".join([chunk async for chunk in answer.chunks()])
+        try:
+            token = msgspec.json.decode(body)["access_token"]
+            assert isinstance(token, str) and token
+        except (msgspec.DecodeError, KeyError, TypeError, AssertionError):
+            raise BadRequest("the provider's token answer has no access_token") from None
+        async with ctx.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE secrets SET value = $3, updated_at = $4 WHERE id = $1 AND account_id = $2",
+                state["sid"],
+                state["sub"],
+                token[:16_384],
+                now_ms(),
+            )
+        return SecretVerification(id=state["sid"], status="authenticated")
+
+
 ACTIONS: list[Action] = [
     *crud(
         TABLE,
@@ -149,4 +336,6 @@ ACTIONS: list[Action] = [
     ),
     VerifySecret("/secret/{secretId}/verify"),
     RevokeSecret("/secret/{secretId}/revoke"),
+    AuthenticateSecret("/secret/{secretId}/authenticate"),
+    OAuthCallback("/secret/oauth/callback"),
 ]

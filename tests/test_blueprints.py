@@ -403,7 +403,7 @@ def test_the_node_sdk_drives_blueprints_policies_portals_teams_and_partner_conte
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 5, done.stdout
+    assert done.stdout.count("ok ") == 6, done.stdout
 
 
 def test_the_python_sdk_drives_blueprints_policies_portals_and_teams(server, make_api):

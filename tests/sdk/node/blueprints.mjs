@@ -81,6 +81,13 @@ try {
     assert.equal((await asSession.bot.fetch(made)).name, 'by session')
     await assert.rejects(asSession.dataset.list({}), (e) => e.code === 'NOT_AUTHORIZED')
   })
+  await check('an oauth secret starts its authorization', async () => {
+    const config = { authorizeUrl: 'https://id.example.com/authorize', tokenUrl: 'https://id.example.com/token', clientId: 'app' }
+    const secretId = (await client.secret.create({ name: 'crm', type: 'oauth', config })).id
+    const started = await client.secret.authenticate(secretId)
+    assert.equal(started.id, secretId)
+    assert.ok(new URL(started.url).searchParams.get('code_challenge'))
+  })
 } catch (error) {
   console.error(`FAILED at step "${step}":`, error)
   process.exit(1)
