@@ -118,6 +118,12 @@ class Settings:
         default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_BASE_URL") or None
     )
     embeddings_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_EMBEDDINGS_API_KEY") or None)
+    # Speech for conversation/{id}/message/{id}/synthesize: a model of an OpenAI-compatible
+    # /audio/speech endpoint (unset: no synthesis; the built-in responder has no voice).
+    speech_model: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SPEECH_MODEL") or None)
+    speech_base_url: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SPEECH_BASE_URL") or None)
+    speech_api_key: str | None = field(default_factory=lambda: os.environ.get("BOTKIT_SPEECH_API_KEY") or None)
+    speech_voice: str = field(default_factory=lambda: os.environ.get("BOTKIT_SPEECH_VOICE") or "alloy")
 
     @property
     def admin_token_file(self) -> Path:

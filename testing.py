@@ -260,6 +260,7 @@ class FakeOpenAI:
         self.default = Reply()
         self.seen: list[Seen] = []
         self.embedded: list[str] = []  # every text /embeddings was asked for
+        self.spoken: list[dict] = []  # every /audio/speech request
         self.embeddings_status = 200
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -295,6 +296,7 @@ class FakeOpenAI:
         self.replies.clear()
         self.seen.clear()
         self.embedded.clear()
+        self.spoken.clear()
         self.embeddings_status = 200
         self.default = Reply()
 
@@ -330,6 +332,12 @@ class FakeOpenAI:
                 }
             )
             await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+            return
+        if scope["path"] == "/v1/audio/speech":  # "audio": the text's bytes after a marker
+            body = json.loads(raw)
+            self.spoken.append(body)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"audio/mpeg")]})
+            await send({"type": "http.response.body", "body": b"FAKE-MP3:" + body["input"].encode()})
             return
         if scope["path"] != "/v1/chat/completions":
             await send({"type": "http.response.start", "status": 404, "headers": []})

@@ -36,7 +36,7 @@ from . import (
     team,
     usage,
 )
-from .completion import abilities, dispatch, execution
+from .completion import abilities, dispatch, execution, speech
 
 _MODULES = (
     abilities,
@@ -58,6 +58,7 @@ _MODULES = (
     secret,
     skillset,
     space,
+    speech,
     task,
     team,
     usage,

@@ -1,0 +1,92 @@
+"""conversation/{id}/message/{id}/synthesize: the message spoken by the configured
+speech model (the scripted fake's /audio/speech), stored as a file the message names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+
+import pytest
+from test_sdk import NODE_DIR, missing
+
+from botkit.testing import Api, assert_error, new_account, start_app
+
+
+@pytest.fixture(scope="module")
+def spoken(fresh_database, tmp_path_factory, fake):
+    dsn = fresh_database()
+    srv = start_app(
+        dsn,
+        data_dir=tmp_path_factory.mktemp("speech"),
+        speech_model="tts-1",
+        speech_base_url=fake.base_url,
+        rate_limit=0,
+    )
+    clients = []
+
+    def make() -> Api:
+        _, token = asyncio.run(new_account(dsn, None, None))
+        c = Api(base_url=srv.url + "/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        clients.append(c)
+        return c
+
+    yield make, srv
+    for c in clients:
+        c.close()
+    srv.stop()
+
+
+def message_in(api, text: str) -> tuple[str, str]:
+    conversation = api.post("conversation/create", json={}).json()["id"]
+    message = api.post(f"conversation/{conversation}/message/create", json={"type": "bot", "text": text}).json()["id"]
+    return conversation, message
+
+
+def test_a_message_is_spoken_into_a_file_it_names(spoken, fake):
+    fake.reset()
+    make, _ = spoken
+    api, other = make(), make()
+    conversation, message = message_in(api, "Refunds are possible within 30 days.")
+    done = api.post(f"conversation/{conversation}/message/{message}/synthesize", json={})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"id": message}
+    assert fake.spoken[-1] == {
+        "model": "tts-1",
+        "input": "Refunds are possible within 30 days.",
+        "voice": "alloy",
+        "response_format": "mp3",
+    }
+    audio = api.get(f"conversation/{conversation}/message/{message}/fetch").json()["meta"]["audio"]
+    assert audio["type"] == "audio/mpeg"
+    assert api.get(f"file/{audio['fileId']}/download").content == b"FAKE-MP3:Refunds are possible within 30 days."
+    assert api.get(f"file/{audio['fileId']}/fetch").json()["type"] == "audio/mpeg"
+
+    assert_error(other.post(f"conversation/{conversation}/message/{message}/synthesize", json={}), 404, "NOT_FOUND")
+    elsewhere, _ = message_in(api, "x")
+    assert_error(api.post(f"conversation/{elsewhere}/message/{message}/synthesize", json={}), 404, "NOT_FOUND")
+
+
+def test_without_a_speech_model_it_says_so(api):
+    conversation, message = message_in(api, "hello")
+    body = assert_error(
+        api.post(f"conversation/{conversation}/message/{message}/synthesize", json={}), 400, "BAD_REQUEST"
+    )
+    assert "BOTKIT_SPEECH_MODEL" in body["message"]
+
+
+def test_the_node_sdk_synthesizes(spoken):
+    make, srv = spoken
+    node = shutil.which("node")
+    if node is None:
+        missing("Node.js is not installed")
+    done = subprocess.run(
+        [node, "speech.mjs"],
+        cwd=NODE_DIR,
+        env={**os.environ, "BOTKIT_URL": srv.url, "BOTKIT_TOKEN": make().headers["authorization"].split()[1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "ok synthesize" in done.stdout, done.stdout + done.stderr
