@@ -185,16 +185,67 @@ async def run_config(conn, account_id: str, conversation_id: str):
     return await conn.fetchrow(_RUN_CONFIG, conversation_id, account_id)
 
 
+# A checkpoint stands for every message up to the one its meta names
+# (`compacted.through`: the newest it summarised; messages stored while it was being
+# written come after it), else up to itself (a checkpoint a client stored). The
+# partial index messages_checkpoint finds the last one; messages_conversation serves
+# the rest, so a completion reads no message the checkpoint covers.
+_LAST_CHECKPOINT = (
+    "SELECT id, text, LEAST(id, COALESCE((meta #>> '{compacted,through}') COLLATE \"C\", id)) AS through "
+    "FROM messages WHERE conversation_id = $1 AND account_id = $2 AND type = 'checkpoint' ORDER BY id DESC LIMIT 1"
+)
+_AFTER = (
+    "SELECT id, type, text, meta FROM messages WHERE conversation_id = $1 AND account_id = $2 "
+    "AND id > $3 AND type <> 'checkpoint' ORDER BY id DESC LIMIT $4"
+)
+
+
+async def last_checkpoint(conn, account_id: str, conversation_id: str):
+    """The conversation's last checkpoint (id, text, through), or None."""
+    return await conn.fetchrow(_LAST_CHECKPOINT, conversation_id, account_id)
+
+
+async def messages_after(conn, account_id: str, conversation_id: str, through: str, limit: int) -> list:
+    """The newest `limit` messages after `through` ("": from the first), checkpoints
+    aside, newest first, as rows (id, type, text, meta)."""
+    return await conn.fetch(_AFTER, conversation_id, account_id, through, limit)
+
+
 async def history(conn, account_id: str, conversation_id: str, limit: int) -> list[tuple[str, str, dict | None]]:
-    """The newest `limit` messages as (type, text, meta), oldest first."""
-    rows = await conn.fetch(
-        "SELECT type, text, meta FROM messages WHERE conversation_id = $1 AND account_id = $2 "
-        "ORDER BY id DESC LIMIT $3",
-        conversation_id,
-        account_id,
-        limit,
-    )
-    return [(r["type"], r["text"], r["meta"]) for r in reversed(rows)]
+    """What a completion reads, oldest first, as (type, text, meta): the last
+    checkpoint (one of the `limit` messages) and the newest messages after what it
+    covers; nothing it covers is read."""
+    checkpoint = await last_checkpoint(conn, account_id, conversation_id) if limit > 1 else None
+    through = checkpoint["through"] if checkpoint is not None else ""
+    rows = await messages_after(conn, account_id, conversation_id, through, limit - (checkpoint is not None))
+    head = [("checkpoint", checkpoint["text"], None)] if checkpoint is not None else []
+    return head + [(r["type"], r["text"], r["meta"]) for r in reversed(rows)]
+
+
+# Newest first, until `$5` characters are read (the row that crosses it included):
+# the running sum streams over the index scan, so a long conversation is not loaded
+# to compact it.
+_TO_COMPACT = (
+    "SELECT id, type, text FROM (SELECT id, type, text, sum(length(text)) OVER (ORDER BY id DESC) AS upto "
+    "FROM messages WHERE conversation_id = $1 AND account_id = $2 AND id > $3 AND type <> 'checkpoint' "
+    "ORDER BY id DESC LIMIT $4) m WHERE upto - length(text) < $5 ORDER BY id DESC"
+)
+
+
+async def to_compact(conn, account_id: str, conversation_id: str, through: str, limit: int, chars: int) -> list:
+    """The newest messages after `through`, newest first, as rows (id, type, text):
+    at most `limit`, and about `chars` characters of text."""
+    return await conn.fetch(_TO_COMPACT, conversation_id, account_id, through, limit, chars)
+
+
+async def store_checkpoint(conn, ctx: Context, conversation_id: str, text: str, meta: dict) -> str:
+    """A checkpoint message and its event (within the caller's transaction); 404 when
+    the conversation was deleted meanwhile."""
+    await require_owned(conn, "conversations", conversation_id, ctx.account_id, "conversation not found")
+    (message_id,) = await insert_messages(conn, ctx.account_id, conversation_id, [NewMessage("checkpoint", text, meta)])
+    values = {"conversation_id": conversation_id}
+    await record(conn, ctx, MESSAGES, "create", message_id, values, {"type": "checkpoint"})
+    return message_id
 
 
 async def contact_of(conn, account_id: str, conversation_id: str):

@@ -1,9 +1,11 @@
 """Completions: `conversation/complete` (stateless), `conversation/{id}/complete`,
 `conversation/{id}/send` and `conversation/{id}/receive`: their bodies, answers and
 events, and the actions, which load what a completion runs with and hand it to the
-engine (engine/job.py builds the job, engine/run.py runs it).
+engine (engine/job.py builds the job, engine/run.py runs it). Compaction
+(`conversation/compact`, `conversation/{id}/compact`) is a model call too: the
+conversation's model summarises it into a checkpoint (engine/compaction.py).
 
-These four conversation routes live here rather than in conversation.py because a
+These conversation routes live here rather than in conversation.py because a
 completion reads bots, datasets, skillsets and memories, and bot.py itself depends on
 conversation.py.
 
@@ -45,14 +47,17 @@ from ...actions.stream import (
     result_line,
 )
 from ...engine import abilities as engine_abilities
+from ...engine import compaction
 from ...engine import job as engine_job
 from ...engine.run import EndReason, Job, Outcome
 from ...engine.run import Limits as EngineLimits
 from ...errors import NotFound
-from .. import bot, contact, conversation
+from .. import bot, contact, conversation, usage
 from ..common import BotConfig, ConfigBody, overlay
 from ..conversation import Entity, MessageType
 from .run import Run, answer, build, build_on_history, check_limits, conversation_run, user_message
+
+COMPACT_MESSAGES = 1000  # the newest messages since the last checkpoint a compaction reads
 
 # --- request bodies -------------------------------------------------------------
 
@@ -263,6 +268,21 @@ class ReceiveBody(Body):
     limits: Limits | None = None
 
 
+class CompactBody(ConfigBody, kw_only=True):
+    """A bot configuration (its model summarises) and the messages to compact; the
+    extensions are taken as a completion takes them and do not change a summary."""
+
+    messages: Annotated[
+        list[InputMessage],
+        msgspec.Meta(
+            max_length=1000,
+            description="The messages to compact, oldest first; a checkpoint among them stands for those before it",
+        ),
+    ]
+    bot_id: Ref | None = None
+    extensions: Extensions | None = None
+
+
 # --- responses ----------------------------------------------------------------
 
 
@@ -294,6 +314,17 @@ class SendResult(msgspec.Struct):
 
 class ReceiveResult(msgspec.Struct):
     id: str
+    text: str
+    usage: TokenUsage
+
+
+class CompactResult(msgspec.Struct):
+    text: str  # "" when there was nothing to compact
+    usage: TokenUsage
+
+
+class ConversationCompactResult(msgspec.Struct):
+    id: str  # the checkpoint message's, or the conversation's when there was nothing to compact
     text: str
     usage: TokenUsage
 
@@ -450,8 +481,119 @@ class ReceiveMessage(Action):
         return await answer(ctx, call, run, job)
 
 
+class CompactConversation(Action):
+    tag = "Conversation"
+    summary = (
+        "Summarise the given messages (from their last checkpoint) with the configuration's model, "
+        "without storing anything; the text is empty when there was nothing to compact"
+    )
+    body = CompactBody
+    response = CompactResult
+    budget = "messages"
+
+    async def run(self, ctx: Context, call: Call) -> CompactResult:
+        body: CompactBody = call.body
+        config: BotConfig = body
+        previous: str | None = None
+        messages: list[tuple[str, str]] = []
+        for m in body.messages:
+            if m.type == "checkpoint":
+                previous, messages = m.text, []
+            elif compaction.summarisable(m.type):
+                messages.append((m.type, m.text))
+        async with ctx.pool.connection() as conn:
+            if body.bot_id is not None:
+                under = await bot.config(conn, ctx.account_id, body.bot_id)
+                if under is None:
+                    raise NotFound("botId: bot not found")
+                config = overlay(config, under)
+            if not messages:
+                return CompactResult(text="", usage=TokenUsage(0))
+            await check_limits(conn, ctx, 0)
+        info, params, requested = ctx.services.models.resolve(config.model)
+        done = await compaction.compact(info, params, requested, previous, messages, ctx.services.models.timeouts)
+        async with ctx.pool.connection() as conn:
+            await usage.record_usage(
+                conn,
+                ctx.account_id,
+                model=info.name,
+                input_tokens=done.input_tokens,
+                output_tokens=done.output_tokens,
+                bot_id=body.bot_id,
+            )
+        return CompactResult(text=done.text, usage=TokenUsage(done.input_tokens + done.output_tokens))
+
+
+class CompactInConversation(Action):
+    """The messages since the last checkpoint (the newest that fit the model's window)
+    summarised by the conversation's model (its own configuration over its bot's) into
+    a `checkpoint` message, stored with its usage row; every completion then starts
+    from it. The checkpoint's `meta.compacted.through` names the newest message it
+    covers: one stored while the summary was being written is not lost behind it."""
+
+    tag = "Conversation"
+    summary = (
+        "Compact the conversation into a checkpoint message that later completions start from "
+        "(the id is the checkpoint's, or the conversation's when there was nothing to compact)"
+    )
+    response = ConversationCompactResult
+    budget = "messages"
+
+    async def run(self, ctx: Context, call: Call) -> ConversationCompactResult:
+        conversation_id = call.params["conversationId"]
+        async with ctx.pool.connection() as conn:
+            run = await conversation_run(conn, ctx, conversation_id, lambda *_: None)  # answered here
+            info, params, requested = ctx.services.models.resolve(run.config.model)
+            previous = await conversation.last_checkpoint(conn, ctx.account_id, conversation_id)
+            rows = await conversation.to_compact(
+                conn,
+                ctx.account_id,
+                conversation_id,
+                previous["through"] if previous else "",
+                COMPACT_MESSAGES + 1,  # one more: are there older ones?
+                compaction.chars_that_may_fit(info),
+            )
+            messages = [(r["type"], r["text"]) for r in reversed(rows) if compaction.summarisable(r["type"])]
+            if not messages:
+                return ConversationCompactResult(id=conversation_id, text="", usage=TokenUsage(0))
+            await check_limits(conn, ctx, 1)
+        # the read stopped short of the checkpoint: there are older messages it did not load
+        older = len(rows) > COMPACT_MESSAGES or sum(len(r["text"]) for r in rows) >= compaction.chars_that_may_fit(info)
+        previous_text = previous["text"] if previous else None
+        done = await compaction.compact(
+            info, params, requested, previous_text, messages, ctx.services.models.timeouts, older=older
+        )
+        meta = {
+            "model": info.name,
+            "compacted": {"through": rows[0]["id"], "messages": done.messages, "omitted": done.omitted},
+            "requestId": ctx.request_id,
+        }
+        async with ctx.pool.connection() as conn, conn.transaction():
+            message_id = await conversation.store_checkpoint(conn, ctx, conversation_id, done.text, meta)
+            c = run.config
+            await usage.record_usage(
+                conn,
+                ctx.account_id,
+                model=info.name,
+                input_tokens=done.input_tokens,
+                output_tokens=done.output_tokens,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                bot_id=run.bot_id,
+                contact_id=run.contact_id,
+                task_id=run.task_id,
+                dataset_id=c.dataset_id,
+                skillset_id=c.skillset_id,
+            )
+        return ConversationCompactResult(
+            id=message_id, text=done.text, usage=TokenUsage(done.input_tokens + done.output_tokens)
+        )
+
+
 ACTIONS: list[Action] = [
+    CompactConversation("/conversation/compact"),
     CompleteConversation("/conversation/complete"),
+    CompactInConversation("/conversation/{conversationId}/compact"),
     CompleteInConversation("/conversation/{conversationId}/complete"),
     SendMessage("/conversation/{conversationId}/send"),
     ReceiveMessage("/conversation/{conversationId}/receive"),
