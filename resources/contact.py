@@ -16,7 +16,7 @@ from ..actions.fields import Body, Description, IdResponse, Item, MetaDict, Name
 from ..actions.ids import new_id
 from ..actions.standard import CreateAction, ListAction, Parent, Table, crud, record, require_owned
 from ..errors import NotFound
-from . import conversation, memory, rating, secret, task
+from . import conversation, memory, rating, secret, space, task
 
 Short = Annotated[str, msgspec.Meta(max_length=256)]
 Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -173,6 +173,7 @@ ACTIONS: list[Action] = [
     secret.VerifySecret("/contact/{contactId}/secret/{secretId}/verify", contact=True),
     secret.RevokeSecret("/contact/{contactId}/secret/{secretId}/revoke", contact=True),
     secret.AuthenticateSecret("/contact/{contactId}/secret/{secretId}/authenticate", contact=True),
+    ListAction(space.TABLE, "/contact/{contactId}/space/list", parent=PARENT, summary="List a contact's spaces"),
     ListAction(task.TABLE, "/contact/{contactId}/task/list", parent=PARENT, summary="List a contact's tasks"),
     UpsertConversationContact("/conversation/{conversationId}/contact/upsert"),
 ]

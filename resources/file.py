@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -292,7 +294,7 @@ def _signature(key: bytes, op: str, file_id: str, s: Signed) -> str:
     return hmac.new(key, b"botkit-file-url\n" + message, hashlib.sha256).hexdigest()
 
 
-def _base_url(ctx: Context, call: Call) -> str:
+def base_url(ctx: Context, call: Call) -> str:
     configured = ctx.services.settings.public_url
     if configured:
         return configured.rstrip("/")
@@ -308,16 +310,22 @@ def _key(ctx: Context) -> bytes:
     return key
 
 
-def signed_url(ctx: Context, call: Call, op: str, file_id: str, content_type: str = "", size: int = -1) -> str:
+def signed_query(ctx: Context, op: str, target: str, content_type: str = "", size: int = -1) -> str:
+    """The query of a signed URL that allows `op` on `target` (a file's id, or what
+    another resource's signed routes name) for BOTKIT_FILE_URL_SECONDS."""
     seconds = ctx.services.settings.file_url_seconds
     s = Signed(account=ctx.account_id, expires=str(int(now_ms() / 1000 + seconds)), type=content_type, size=str(size))
-    s.signature = _signature(_key(ctx), op, file_id, s)
-    query = urllib.parse.urlencode(msgspec.structs.asdict(s))
-    return f"{_base_url(ctx, call)}/v1/file/{file_id}/{op}/signed?{query}"
+    s.signature = _signature(_key(ctx), op, target, s)
+    return urllib.parse.urlencode(msgspec.structs.asdict(s))
 
 
-def check_signed(ctx: Context, op: str, file_id: str, s: Signed) -> None:
-    expected = _signature(_key(ctx), op, file_id, s)
+def signed_url(ctx: Context, call: Call, op: str, file_id: str, content_type: str = "", size: int = -1) -> str:
+    query = signed_query(ctx, op, file_id, content_type, size)
+    return f"{base_url(ctx, call)}/v1/file/{file_id}/{op}/signed?{query}"
+
+
+def check_signed(ctx: Context, op: str, target: str, s: Signed) -> None:
+    expected = _signature(_key(ctx), op, target, s)
     # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
     if not s.signature or not hmac.compare_digest(expected.encode(), s.signature.encode()):
         raise NotAuthorized("the signed URL is not valid")
@@ -387,6 +395,48 @@ async def _multipart_file(call: Call) -> tuple[AsyncIterator[bytes], dict[str, s
     return content(), found
 
 
+@dataclass(frozen=True)
+class Content:
+    """An upload's content as it arrives: its chunks (read once), type and name, and
+    the URL it was fetched from."""
+
+    chunks: AsyncIterator[bytes]
+    type: str
+    name: str | None = None
+    source_url: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def uploaded(ctx: Context, call: Call) -> AsyncIterator[Content]:
+    """The content an upload request gives (an action with `UploadBody`-like `file` and
+    streams_body): a multipart form's `file` field, the body's bytes, a data: URL (at
+    most BOTKIT_FILE_MAX_BYTES) or an http(s): URL botkit fetches (the response open
+    while the content is read)."""
+    if call.upload is not None:
+        if call.upload.content_type == "multipart/form-data":
+            chunks, found = await _multipart_file(call)
+            yield Content(chunks, found["type"], found["name"] or None)
+        else:
+            yield Content(call.upload.chunks(), call.upload.content_type)
+        return
+    given = call.body.file
+    if isinstance(given, str) and given.startswith("data:"):
+        content_type, data = data_url(given)
+        if len(data) > ctx.services.settings.file_max_bytes:
+            raise ContentTooLarge(f"the file is larger than {ctx.services.settings.file_max_bytes} bytes")
+        yield Content(_one(data), content_type)
+        return
+    if isinstance(given, str) and given.startswith(("https://", "http://")):
+        from ..engine import fetch
+
+        cap = ctx.services.settings.file_max_bytes
+        async with fetch.fetch(given, ctx.services.fetch_policy, max_bytes=cap) as response:
+            content_type = response.content_type or "application/octet-stream"
+            yield Content(response.chunks(), content_type, response.filename, given)
+        return
+    raise BadRequest("file: give {size, type, name}, a data: URL or an http(s): URL")
+
+
 class UploadFile(Action):
     tag = "File"
     summary = (
@@ -406,26 +456,11 @@ class UploadFile(Action):
 
     async def upload_into(self, ctx: Context, call: Call, file_id: str) -> UploadResult:
         """Whichever way the request gives the content, into this file."""
-        if call.upload is not None:
-            if call.upload.content_type == "multipart/form-data":
-                chunks, found = await _multipart_file(call)
-                await store(ctx, file_id, chunks, found["type"], found["name"] or None)
-            else:
-                await store(ctx, file_id, call.upload.chunks(), call.upload.content_type)
-            return UploadResult(id=file_id)
-        given = call.body.file
-        if isinstance(given, UploadSpec):
-            return await self.hand_out(ctx, call, file_id, given)
-        if given.startswith("data:"):
-            content_type, data = data_url(given)
-            if len(data) > ctx.services.settings.file_max_bytes:
-                raise ContentTooLarge(f"the file is larger than {ctx.services.settings.file_max_bytes} bytes")
-            await store(ctx, file_id, _one(data), content_type)
-            return UploadResult(id=file_id)
-        if given.startswith(("https://", "http://")):
-            await fetch_into(ctx, file_id, given)
-            return UploadResult(id=file_id)
-        raise BadRequest("file: give {size, type, name}, a data: URL or an http(s): URL")
+        if call.upload is None and isinstance(call.body.file, UploadSpec):
+            return await self.hand_out(ctx, call, file_id, call.body.file)
+        async with uploaded(ctx, call) as content:
+            await store(ctx, file_id, content.chunks, content.type, content.name, source_url=content.source_url)
+        return UploadResult(id=file_id)
 
     async def hand_out(self, ctx: Context, call: Call, file_id: str, spec: UploadSpec) -> UploadResult:
         cap = ctx.services.settings.file_max_bytes
@@ -487,7 +522,7 @@ class PutSignedContent(Action):
             raise BadRequest("a JSON body cannot be a file's content here; send it as application/octet-stream")
         if upload.length is not None and s.limit >= 0 and upload.length != s.limit:
             raise BadRequest(f"the upload is {upload.length} bytes, the signed URL's {s.limit}")
-        own = _signed_for(ctx, s)
+        own = signed_for(ctx, s)
         row = await _owned(own, file_id)
         storage = ctx.services.storage
         key = storage_key(s.account, file_id)
@@ -501,7 +536,7 @@ class PutSignedContent(Action):
         return IdResponse(id=file_id)
 
 
-def _signed_for(ctx: Context, s: Signed) -> Context:
+def signed_for(ctx: Context, s: Signed) -> Context:
     """The request as the account the (checked) signed URL names."""
     return Context(Principal(s.account, "signed-url"), ctx.pool, ctx.request_id, ctx.services)
 
@@ -606,7 +641,7 @@ class GetSignedContent(Action):
     async def run(self, ctx: Context, call: Call) -> Raw:
         file_id, s = call.params["fileId"], call.query
         check_signed(ctx, "download", file_id, s)
-        own = _signed_for(ctx, s)
+        own = signed_for(ctx, s)
         return await content_answer(call=call, ctx=own, row=await _owned(own, file_id))
 
 

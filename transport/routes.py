@@ -1,11 +1,16 @@
 """The route table: built once from the action registry, matched segment by segment
-(a dict lookup per segment, not a scan of regular expressions)."""
+(a dict lookup per segment, not a scan of regular expressions).
+
+An action with `rest_param = True` (a space's storage routes) has a last path
+parameter that takes the rest of the path, slashes and all (`.../download/a/b.txt`);
+the action validates it."""
 
 from __future__ import annotations
 
 from ..actions.base import Action
 
 _PARAM = "{}"
+_REST = "{...}"
 _MAX_SEGMENT = 128  # longer path parameters cannot be ids: not found, without a query
 
 
@@ -15,10 +20,12 @@ class RouteTable:
         for action in actions:
             node = self.root
             names = []
-            for segment in action.path.strip("/").split("/"):
+            segments = action.path.strip("/").split("/")
+            for i, segment in enumerate(segments):
                 if segment.startswith("{") and segment.endswith("}"):
                     names.append(segment[1:-1])
-                    segment = _PARAM
+                    rest = i == len(segments) - 1 and getattr(action, "rest_param", False)
+                    segment = _REST if rest else _PARAM
                 node = node.setdefault(segment, {})
             if "" in node:
                 raise RuntimeError(f"two actions on one route: {action.path}")
@@ -27,7 +34,13 @@ class RouteTable:
     def match(self, path: str) -> tuple[Action, dict[str, str]] | None:
         node = self.root
         values = []
-        for segment in path.strip("/").split("/"):
+        segments = path.strip("/").split("/")
+        for i, segment in enumerate(segments):
+            rest = node.get(_REST)
+            if rest is not None:
+                values.append("/".join(segments[i:]))
+                node = rest
+                break
             if not segment:  # "a//b": no route has an empty segment
                 return None
             child = node.get(segment)
