@@ -252,7 +252,7 @@ class AuthenticateSecret(Action):
 
 
 class OAuthCallbackQuery(msgspec.Struct, kw_only=True):
-    state: Annotated[str, msgspec.Meta(max_length=4096)]
+    state: Annotated[str, msgspec.Meta(max_length=4096)] | None = None  # none: not a redirect of ours (401)
     code: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     error: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     error_description: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
@@ -273,6 +273,8 @@ class OAuthCallback(Action):
         q: OAuthCallbackQuery = call.query
         key = ctx.services.session_key
         assert key is not None
+        if not q.state:
+            raise NotAuthorized("the OAuth state is missing")
         try:
             state = jwt.decode(
                 q.state, key, algorithms=["HS256"], audience=OAUTH_AUDIENCE, options={"require": ["exp", "sub", "sid"]}

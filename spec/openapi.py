@@ -4,6 +4,7 @@ action's body, query, response, item and events structs)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -120,16 +121,28 @@ def _free_form_is_safe_json(node: Any) -> None:
             _free_form_is_safe_json(sub)
 
 
-def _scope_choices(catalogue: dict[str, frozenset[str]]) -> list[dict[str, Any]]:
-    """One choice per resource path: it, with actions among its own ("*": any route's)."""
+def _scope_schema(struct: dict[str, Any], catalogue: dict[str, frozenset[str]]) -> dict[str, Any]:
+    """The scope struct's schema as one self-contained choice per set of actions: the
+    resource paths that have exactly those, with actions among them ("*": any route's).
+    Each choice repeats the struct's properties (rather than an anyOf beside them), and
+    resources of one action set share a choice: a schema generator gives up on the
+    intersection of the struct with some thirty choices (schemathesis's canonicaliser)."""
+    base = {k: v for k, v in struct.items() if k not in ("title", "description")}
 
-    def choice(resource: str, actions: frozenset[str]) -> dict[str, Any]:
-        return {
-            "properties": {"resource": {"const": resource}, "actions": {"items": {"enum": sorted(actions)}}},
-        }
+    def choice(resources: list[str], actions: frozenset[str]) -> dict[str, Any]:
+        properties = json.loads(json.dumps(base["properties"]))
+        properties["resource"] = {"const": resources[0]} if len(resources) == 1 else {"enum": resources}
+        listed = properties["actions"]["anyOf"][0]
+        listed["items"] = {**listed["items"], "enum": sorted(actions)}
+        return {**base, "properties": properties}
 
     every = frozenset().union(*catalogue.values())
-    return [choice("*", every), *(choice(r, catalogue[r]) for r in sorted(catalogue))]
+    groups: dict[frozenset[str], list[str]] = {}
+    for resource in sorted(catalogue):
+        groups.setdefault(catalogue[resource], []).append(resource)
+    ordered = sorted(groups.items(), key=lambda g: g[1][0])
+    choices = [choice(["*"], every), *(choice(resources, actions) for actions, resources in ordered)]
+    return {"title": struct.get("title", "Scope"), "description": struct.get("description", ""), "anyOf": choices}
 
 
 def _components(actions: list[Action]) -> tuple[dict[Any, dict], dict[str, Any]]:
@@ -148,7 +161,7 @@ def _components(actions: list[Action]) -> tuple[dict[Any, dict], dict[str, Any]]
     for schema in components.values():
         _free_form_is_safe_json(schema)
     if "Scope" in components:  # a token's scope names a route (actions.auth.check_scopes)
-        components["Scope"]["anyOf"] = _scope_choices(scope_catalogue(actions))
+        components["Scope"] = _scope_schema(components["Scope"], scope_catalogue(actions))
     components["JsonValue"] = {"description": "Any JSON value whose integers are within ±2**53", **json_value()}
     return schema_of, components
 
