@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 
+import asyncpg
 import pytest
 from chatbotkit import ChatBotKit, types
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from botkit.config import Settings
 from botkit.engine import compaction, responder, tokens
 from botkit.engine import models as engine_models
+from botkit.resources import conversation as conversations
 from botkit.testing import Reply, assert_error, use_models
 from tests.test_sdk import NODE_DIR, missing, root_url
 
@@ -210,6 +212,30 @@ def test_stateless_compact(api, models):
     assert_error(
         api.post("conversation/compact", json={"messages": [{"type": "nope", "text": "x"}]}), 400, "BAD_REQUEST"
     )
+
+
+def test_the_reads_are_served_by_indexes(database):
+    """The last checkpoint, what follows it and what a compaction reads are backward
+    index ranges, never a scan of the table or a sort (the partial index
+    messages_checkpoint and messages_conversation serve them on a real table)."""
+
+    async def plans() -> list[str]:
+        conn = await asyncpg.connect(database)
+        try:
+            await conn.execute("SET enable_seqscan = off")
+            out = []
+            for sql, args in (
+                (conversations._LAST_CHECKPOINT, ("c", "a")),
+                (conversations._AFTER, ("c", "a", "m", 10)),
+                (conversations._TO_COMPACT, ("c", "a", "m", 10, 1000)),
+            ):
+                out.append("\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args)))
+            return out
+        finally:
+            await conn.close()
+
+    for plan in asyncio.run(plans()):  # (which index an empty table's planner picks is its choice)
+        assert "Index Scan Backward" in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
 
 
 # --- the built-in responder --------------------------------------------------------
