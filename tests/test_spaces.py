@@ -7,13 +7,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
+import shutil
+import subprocess
 import uuid
 from urllib.parse import quote
 
 import httpx
 import msgspec
 import pytest
+from chatbotkit import APIError, ChatBotKit
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_sdk import NODE_DIR, missing
 
+from botkit.resources import space
 from botkit.testing import Api, assert_error, new_account, start_app
 
 # --- the space rows ------------------------------------------------------------------
@@ -257,3 +265,92 @@ def test_bad_paths_are_refused(api, path):
     r = upload_raw(api, s, quoted, b"x")
     assert r.status_code in (400, 404), r.text  # "a/./b" may be resolved by a client: then it is another path
     assert_error(api.post(f"space/{s}/storage/copy/ok", json={"destinationPath": path}), 400, "BAD_REQUEST")
+
+
+# --- free-form paths ------------------------------------------------------------------
+
+PATH_CHARS = st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.sampled_from(list("/.\\\x00\x7f %?#"))
+
+
+@given(st.text(PATH_CHARS, max_size=40) | st.text(st.sampled_from("a./"), max_size=12))
+def test_the_path_check_is_the_specs_pattern(path):
+    """check_path takes exactly what the spec's pattern and bounds say."""
+    takes = bool(re.match(space.PATH_PATTERN, path)) and 1 <= len(path) <= space.PATH_MAX
+    try:
+        space.check_path(path)
+        assert takes, path
+    except Exception as exc:
+        assert getattr(exc, "code", None) == "BAD_REQUEST" and not takes, (path, exc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.text(PATH_CHARS, min_size=1, max_size=30), data=st.binary(max_size=64))
+def test_junk_paths_are_a_4xx_or_a_round_trip(api, path, data):
+    """Any path in the route or in destinationPath: a 4xx, or stored, listed and read back."""
+    s = getattr(test_junk_paths_are_a_4xx_or_a_round_trip, "space", None) or new_space(api)
+    test_junk_paths_are_a_4xx_or_a_round_trip.space = s
+    quoted = "/".join(quote(p, safe="").replace(".", "%2E") for p in path.split("/"))
+    r = upload_raw(api, s, quoted, data, "application/octet-stream")
+    assert r.status_code < 500, (path, r.text)
+    if r.status_code == 200:
+        stored = r.json()["path"]
+        space.check_path(stored)
+        got = api.get(f"space/{s}/storage/download/{quoted}")
+        assert got.status_code == 200 and got.content == data, (path, got.text)
+        assert api.post(f"space/{s}/storage/delete/{quoted}", json={"recursive": True}).status_code == 200
+    moved = api.post(f"space/{s}/storage/move/nothing", json={"destinationPath": path})
+    assert moved.status_code in (400, 404), (path, moved.text)
+
+
+# --- the official SDKs ----------------------------------------------------------------
+
+
+def test_the_node_sdk_drives_spaces(server, make_api):
+    node = shutil.which("node")
+    if node is None:
+        missing("Node.js is not installed")
+    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
+        missing("the Node SDK is not installed in tests/sdk/node")
+    api = make_api()
+    done = subprocess.run(
+        [node, "spaces.mjs"],
+        cwd=NODE_DIR,
+        env={**os.environ, "BOTKIT_URL": server.url, "BOTKIT_TOKEN": api.token},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == 5, done.stdout
+
+
+def test_the_python_sdk_drives_spaces(server, make_api):
+    api = make_api()
+
+    async def drive() -> None:
+        client = ChatBotKit(secret=api.token, base_url=server.url)
+        contact = await client.contact.create({"name": "Ada"})
+        made = await client.space.create({"name": "work", "contactId": contact.id})
+        await client.space.update(made.id, {"meta": {"a": "1"}})
+        got = await client.space.fetch(made.id)
+        assert got.name == "work" and got.contact_id == contact.id and got.meta == {"a": "1"}
+        assert made.id in [s.id for s in (await client.space.list({"meta": {"a": "1"}})).items]
+        streamed = [item.data.id async for item in client.space.list().stream()]
+        assert made.id in streamed
+        assert [s.id for s in (await client.contact.space.list(contact.id)).items] == [made.id]
+        # storage: this SDK lists (the folder as `path`) and deletes; bytes go up over HTTP
+        api.post(f"space/{made.id}/storage/upload/docs/a.txt", json={"file": "data:,a"})
+        listed = await client.space.storage.list(made.id)
+        assert [(e.path, e.is_directory) for e in listed.items] == [("docs", True)] and listed.next_token is None
+        inside = await client.space.storage.list(made.id, {"path": "docs", "recursive": True})
+        assert [e.path for e in inside.items] == ["docs/a.txt"] and inside.items[0].size == 1
+        assert (await client.space.storage.delete(made.id, "docs/a.txt")).path == "docs/a.txt"
+        with pytest.raises(APIError) as e:
+            await client.space.storage.delete(made.id, "docs/a.txt")
+        assert e.value.code == "NOT_FOUND"
+        assert (await client.space.delete(made.id)).id == made.id
+        with pytest.raises(APIError) as e:
+            await client.space.fetch(made.id)
+        assert e.value.code == "NOT_FOUND"
+
+    asyncio.run(drive())
