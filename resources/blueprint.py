@@ -299,7 +299,7 @@ def _values(table: Table, item: dict[str, Any], where: str, ctx: Context, new: s
     """An item of the document as a row: validated by the table's create struct."""
     body = {k: v for k, v in item.items() if k not in ("id", "createdAt", "updatedAt", "blueprintId")}
     try:
-        created = msgspec.convert(body, table.create)
+        created: Any = msgspec.convert(body, table.create)
     except (msgspec.ValidationError, ValueError) as exc:
         raise BadRequest(f"{where}: {exc}") from None
     now = now_ms()

@@ -277,7 +277,7 @@ class CreatePartnerContext(CreateAction):
         values = self.values(ctx, call)
         async with ctx.pool.connection() as conn:
             await self.insert(conn, ctx, call, values)
-        return PartnerContext(**{c: values.get(c) for c in CONTEXTS.columns})
+        return CONTEXTS.row_to_item([values.get(c) for c in CONTEXTS.columns])
 
 
 # --- a session acting as a child -------------------------------------------------
