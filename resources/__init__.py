@@ -110,9 +110,9 @@ async def services(state: Any) -> AsyncIterator[None]:
         concurrency=settings.job_concurrency,
         lease=settings.job_lease_seconds,
     )
-    scheduler = task.Scheduler(state)
+    scheduler = task.scheduler(state)
     embedder = vectors.Embedder(state)
-    retention = policy.RetentionSweep(state.pool)
+    retention = policy.sweeper(state.pool)
     if settings.job_concurrency > 0:
         await state.jobs.start()
         await scheduler.start()  # where jobs run, tasks' schedules fire

@@ -6,8 +6,6 @@ jobs. A policy without `config.days` is stored and does nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Annotated, Any, Literal
 
@@ -17,6 +15,7 @@ from ..actions.base import Action, now_ms
 from ..actions.fields import Alias, Body, Description, Item, MetaDict, Name, Ref
 from ..actions.ids import floor_id
 from ..actions.standard import Table, crud
+from ..store import queue
 
 log = logging.getLogger("botkit")
 
@@ -121,30 +120,10 @@ async def sweep(pool: Any, now: int | None = None) -> int:
     return deleted
 
 
-class RetentionSweep:
-    """Applies the retention policies every SWEEP_SECONDS, in each process that runs jobs
-    (two processes sweeping at once delete the same rows once)."""
-
-    def __init__(self, pool: Any, every: float = SWEEP_SECONDS) -> None:
-        self.pool, self.every = pool, every
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await sweep(self.pool)
-            except Exception as exc:  # the database is away: try again at the next pass
-                log.warning("retention policies: sweep failed: %s", exc)
-            await asyncio.sleep(self.every)
+def sweeper(pool: Any, every: float = SWEEP_SECONDS) -> queue.Every:
+    """Applies the retention policies every `every` seconds, in each process that runs
+    jobs (two processes sweeping at once delete the same rows once)."""
+    return queue.Every("retention policies", every, lambda: sweep(pool))
 
 
 ACTIONS: list[Action] = crud(

@@ -10,14 +10,12 @@ write them to the task's channel (`publish_event`), replayed with historyLength.
 A task with a `schedule` (a cron expression of five fields, or hourly, daily, weekly,
 monthly, yearly; `never` or none for no schedule) in its `timezone` (IANA, default
 UTC) has `nextRunAt`; every process that runs jobs looks for due tasks every
-SCHEDULE_POLL_SECONDS (`Scheduler`) and fires each in the transaction that moves its
+SCHEDULE_POLL_SECONDS (`scheduler`) and fires each in the transaction that moves its
 `nextRunAt` on (FOR UPDATE SKIP LOCKED): one execution per due time however many
 processes look. A time missed while nothing ran fires once, late, not once per miss."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 from datetime import datetime
@@ -317,30 +315,14 @@ async def fire_due(services: Any, now: int | None = None, limit: int = FIRE_BATC
     return started
 
 
-class Scheduler:
-    """Fires due tasks every SCHEDULE_POLL_SECONDS, in each process that runs jobs."""
+def scheduler(services: Any, poll: float = SCHEDULE_POLL_SECONDS) -> queue.Every:
+    """Fires due tasks every `poll` seconds, in each process that runs jobs."""
 
-    def __init__(self, services: Any, poll: float = SCHEDULE_POLL_SECONDS) -> None:
-        self.services, self.poll = services, poll
-        self._task: asyncio.Task | None = None
+    async def fire_all() -> None:
+        while len(await fire_due(services)) == FIRE_BATCH:  # more may be due
+            pass
 
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                while len(await fire_due(self.services)) == FIRE_BATCH:  # more may be due
-                    pass
-            except Exception as exc:  # the database is away: try again at the next poll
-                log.warning("task schedules: firing failed: %s", exc)
-            await asyncio.sleep(self.poll)
+    return queue.Every("task schedules", poll, fire_all)
 
 
 async def cancel_executions(conn, ctx: Context, task_id: str, execution_id: str | None = None) -> list[str]:

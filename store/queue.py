@@ -285,3 +285,31 @@ class Runner:
                 if job_id not in kept and (task := self._running.get(job_id)) is not None:
                     log.info("job %s is no longer held here (canceled): stopping it", job_id)
                     task.cancel()
+
+
+class Every:
+    """`work` every `seconds` in this process until stopped (the task schedules, the
+    retention policies): a pass that fails (the database away) is logged, and the next
+    one tries again."""
+
+    def __init__(self, what: str, seconds: float, work: Callable[[], Awaitable[Any]]) -> None:
+        self.what, self.seconds, self.work = what, seconds, work
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"botkit-{self.what}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.work()
+            except Exception as exc:
+                log.warning("%s: a pass failed: %s", self.what, exc)
+            await asyncio.sleep(self.seconds)
