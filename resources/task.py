@@ -17,7 +17,6 @@ processes look. A time missed while nothing ran fires once, late, not once per m
 from __future__ import annotations
 
 import functools
-import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
@@ -35,7 +34,6 @@ from ..store import queue
 from . import channel
 
 Positive = Amount
-log = logging.getLogger("botkit")
 SCHEDULE_POLL_SECONDS = 2.0
 FIRE_BATCH = 100  # due tasks fired in one transaction
 SCHEDULE_NAMES = {
