@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-from . import tokens
+from . import retrieval, tokens
 from .models import RETRIEVAL_MODEL
 from .provider import Finish, ModelRequest
 
@@ -68,51 +68,40 @@ SENTENCE_TOKENS = 60  # a longer sentence is quoted up to this many tokens
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"\w+")
 _LABELED = re.compile(r"^(User|Bot|Instruction|Function call|Earlier): (.+)$")
-_STOP = frozenset(
+# retrieval's stop words, and the ones that carry little in a sentence of a conversation
+_STOP = retrieval.STOP_WORDS | frozenset(
     [
         "about",
         "after",
         "again",
         "also",
-        "and",
         "any",
-        "are",
         "been",
         "before",
         "being",
-        "but",
         "can",
         "could",
         "did",
         "does",
         "doing",
         "done",
-        "for",
-        "from",
         "had",
-        "has",
-        "have",
         "her",
         "here",
         "hers",
         "him",
         "his",
-        "how",
-        "into",
-        "its",
         "just",
         "let",
         "like",
         "may",
         "more",
         "most",
-        "not",
         "now",
         "off",
         "once",
         "only",
         "other",
-        "our",
         "out",
         "over",
         "own",
@@ -121,38 +110,16 @@ _STOP = frozenset(
         "should",
         "some",
         "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
         "those",
         "through",
         "too",
         "under",
         "until",
         "very",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
         "while",
-        "who",
         "whom",
-        "why",
-        "will",
-        "with",
         "would",
         "yes",
-        "you",
-        "your",
         "yours",
     ]
 )

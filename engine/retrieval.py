@@ -457,7 +457,7 @@ def passages(records: list[ScoredRecord]) -> list[Passage]:
 
 
 _WORD = re.compile(r"\w+")
-_STOP = frozenset(
+STOP_WORDS = frozenset(
     [
         "a",
         "an",
@@ -520,7 +520,7 @@ _STOP = frozenset(
 def rank_inline(query: str, texts: list[tuple[str, dict | None]], limit: int = DEFAULT_MAX_RECORDS) -> list[Passage]:
     """Inline `extensions.datasets` records, scored in Python the same way in spirit:
     0.75 × the share of the query's words a record contains + 0.25 × word overlap."""
-    words = {w for w in _WORD.findall(query.lower()) if w not in _STOP}
+    words = {w for w in _WORD.findall(query.lower()) if w not in STOP_WORDS}
     if not words:
         return []
     out = []

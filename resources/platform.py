@@ -398,7 +398,8 @@ SECRETS = [
     _secret(
         "oauth",
         "OAuth access token",
-        "An access token you obtained, sent as `Bearer <value>`; botkit runs no OAuth flow and does not refresh it.",
+        "An access token sent as `Bearer <value>`: given as the value, or obtained by secret/{id}/authenticate "
+        "(OAuth 2.0 authorization code with PKCE; config: authorizeUrl, tokenUrl, clientId, scope). It is not refreshed.",
         "Bearer <value>",
     ),
     _secret("jwt", "JSON Web Token", "A signed token put into the request exactly as stored.", "<value>"),
