@@ -122,6 +122,7 @@ NOUNS = tuple(
         ("blueprint", "blueprint/create"),
         ("policy", "policy/create"),
         ("portal", "portal/create"),
+        ("space", "space/create"),
     ]
     if has_route(route)
 )
@@ -172,6 +173,8 @@ def build_world(c: httpx.Client) -> dict[str, str]:
         w["policy"] = make("policy/create", {"type": "retention", "blueprintId": w["blueprint"], "botId": w["bot"]})
     if "portal" in NOUNS:
         w["portal"] = make("portal/create", {"slug": "p", "blueprintId": w["blueprint"]})
+    if "space" in NOUNS:
+        w["space"] = make("space/create", {"name": "s", "contactId": w["contact"]})
     if has_route("conversation/{}/session/create"):  # a widget's token, bound to w["conversation"]
         r = c.post(f"conversation/{w['conversation']}/session/create", json={})
         assert r.status_code == 200, r.text
@@ -1097,6 +1100,9 @@ def route_path(draw, action, accounts: Accounts, force_own: bool = False, own: s
     segments = []
     for part in action.path.strip("/").split("/"):
         if part.startswith("{"):
+            if part == "{path}":  # a space's file path (resources/space.py), not an id: any kind may succeed
+                segments.append("docs/a.txt" if force_own else draw(GARBAGE_SEGMENT))
+                continue
             if force_own and part[1:-3] in NOUNS:
                 value, kind = Ref(part[1:-3], own), own
             else:
