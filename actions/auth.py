@@ -26,6 +26,7 @@ _TOKEN_SQL = (
     "FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_hash = $1"
 )
 _CHILD_SQL = "SELECT id, limits FROM accounts WHERE id = $1 AND parent_id = $2"
+_LIMITS_SQL = "SELECT limits FROM accounts WHERE id = $1"
 # Emails compare case-insensitively; two children with one email make it ambiguous: refused.
 _CHILD_BY_EMAIL_SQL = "SELECT id, limits FROM accounts WHERE lower(email) = lower($1) AND parent_id = $2 LIMIT 2"
 
@@ -96,14 +97,19 @@ class TokenCache:
 
 
 async def authenticate(pool, secret: str, session_key: bytes | None, cache: TokenCache | None = None) -> Principal:
-    """An API token (looked up by digest) or a session JWT (verified by signature)."""
-    if not secret.startswith(API_TOKEN_PREFIX) and secret.count(".") == 2 and session_key:
-        return verify_session(secret, session_key)
+    """An API token (looked up by digest) or a session JWT (verified by signature, and
+    held to its account's limits as they are now, as a token is)."""
     digest = hash_secret(secret)
     if cache is not None:
         principal = cache.get(digest)
         if principal is not None:
             return principal
+    if not secret.startswith(API_TOKEN_PREFIX) and secret.count(".") == 2 and session_key:
+        principal = verify_session(secret, session_key)
+        principal.limits = await pool.fetchval(_LIMITS_SQL, principal.account_id)
+        if cache is not None:
+            cache.put(digest, principal, principal.expires_at)
+        return principal
     row = await pool.fetchrow(_TOKEN_SQL, digest)
     # The lookup is by digest; compare_digest keeps the final check constant-time.
     if row is None or not hmac.compare_digest(row["secret_hash"], digest):
@@ -202,6 +208,8 @@ def authorize(principal: Principal, action: Action, route: str, params: dict[str
     if principal.session_routes is not None:
         if not _allowed_by_session(route, principal.session_routes):
             raise NotAuthorized("this session token does not allow this route")
+        if action.changes_credentials:  # a short-lived token never mints lasting ones
+            raise NotAuthorized("a session token cannot change tokens or accounts")
         return
     scopes = principal.scopes
     if scopes is None:
@@ -266,7 +274,7 @@ def issue_session(
     key: bytes, account_id: str, routes: list[str], seconds: float, claims: dict[str, Any] | None = None
 ) -> tuple[str, str, int]:
     """(session id, JWT, expiresAt ms). The token carries its routes and lifetime (and,
-    acting as a child account, that account's limits and the contact it names)."""
+    acting as a child account, that it does, and the contact it names)."""
     session_id = secrets.token_hex(12)
     now = int(time.time())
     expires = now + int(min(seconds, SESSION_MAX_SECONDS))  # clamped, as `take` is: the SDKs state no maximum
@@ -304,13 +312,12 @@ def verify_session(token: str, key: bytes) -> Principal:
     routes = claims.get("routes")
     if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
         raise NotAuthenticated("the token is not valid")
-    limits = claims.get("limits")
     return Principal(
         account_id=claims["sub"],
         token_id=claims["jti"],
         session_routes=frozenset(routes),
-        limits=limits if isinstance(limits, dict) else None,
         child_token=claims.get("child") is True,
+        expires_at=int(claims["exp"]) * 1000,
     )
 
 

@@ -38,6 +38,7 @@ class Principal:
     limits: Any = None  # the acting account's limits (dict) or None
     session_routes: frozenset | None = None  # set for session tokens: the only routes allowed
     child_token: bool = False  # the token belongs to a child account: it cannot run as anyone
+    expires_at: int | None = None  # a session token's expiry (ms)
 
 
 class Services(Protocol):

@@ -94,7 +94,7 @@ KINDS = [
 BY_KEY = {k.key: k for k in KINDS}
 # columns every item has that an import sets itself, and ones it never carries over
 _OWN = {"id", "account_id", "created_at", "updated_at", "blueprint_id"}
-_DROPPED = {"contact_id"}  # contacts are not part of a blueprint
+_DROPPED = {"contact_id", "space_id"}  # contacts and spaces are not part of a blueprint
 
 
 def _wire(table: Table, row: Any) -> dict[str, Any]:

@@ -70,6 +70,7 @@ TABLE = Table(
         "task_id": ("tasks", "task"),
         "dataset_id": ("datasets", "dataset"),
         "skillset_id": ("skillsets", "skillset"),
+        "space_id": ("spaces", "space"),
     },
 )
 

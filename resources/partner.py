@@ -37,7 +37,7 @@ from ..actions.standard import (
     require_owned,
     require_parent,
 )
-from ..errors import Conflict, NotAuthorized, NotFound
+from ..errors import Conflict, NotAuthorized
 from .token import Scope, issue_token
 
 log = logging.getLogger("botkit")
@@ -338,19 +338,13 @@ class CreatePartnerSession(Action):
         child = call.params["userId"]
         config = body.config or SessionConfig()
         async with ctx.pool.connection() as conn:
-            limits = await conn.fetchrow(
-                "SELECT limits FROM accounts WHERE id = $1 AND parent_id = $2", child, ctx.account_id
-            )
-            if limits is None:
-                raise NotFound("user not found")
+            await require_parent(conn, USER, ctx, call)
             if config.contact_id is not None:
                 await require_owned(conn, "contacts", config.contact_id, child, "contactId: contact not found")
         key = ctx.services.session_key
         assert key is not None  # the app makes one at start
         routes = sorted({_route_of(p) for p in config.allowed_routes}) if config.allowed_routes else ["/**"]
-        claims: dict[str, Any] = {"child": True}
-        if limits["limits"] is not None:
-            claims["limits"] = limits["limits"]
+        claims: dict[str, Any] = {"child": True}  # its limits are read as the token is used
         if config.contact_id is not None:
             claims["contactId"] = config.contact_id
         session_id, token, expires_at = issue_session(

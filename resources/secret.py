@@ -153,8 +153,10 @@ async def values_for(
 # authenticate answers the provider's authorization URL; the provider sends the user
 # back to `secret/oauth/callback`, which exchanges the code at `tokenUrl` (through the
 # fetch policy, as every outgoing request) and stores the access token as the value.
-# Nothing about a pending authentication is stored: the `state` is signed, and the
-# PKCE verifier is derived from it with the server's key.
+# The `state` is signed and names its secret; the secret keeps the id of its latest
+# state, which one callback completes, once (a leaked state cannot be completed again,
+# nor an older one after a newer was handed out). The PKCE verifier is derived from
+# the state's id with the server's key.
 
 OAUTH_AUDIENCE = "botkit-oauth"
 OAUTH_STATE_SECONDS = 600
@@ -223,6 +225,7 @@ class AuthenticateSecret(Action):
         key = ctx.services.session_key
         assert key is not None  # the app makes one at start
         state_id = secrets.token_urlsafe(16)
+        await ctx.pool.execute("UPDATE secrets SET oauth_state = $2 WHERE id = $1", secret_id, state_id)
         redirect = _callback_url(ctx, call)
         state = jwt.encode(
             {
@@ -284,10 +287,14 @@ class OAuthCallback(Action):
         if q.error or not q.code:
             raise BadRequest(f"the provider refused: {q.error or 'no code'} {q.error_description or ''}".strip())
         row = await ctx.pool.fetchrow(
-            "SELECT type, config FROM secrets WHERE id = $1 AND account_id = $2", state["sid"], state["sub"]
+            "UPDATE secrets SET oauth_state = NULL WHERE id = $1 AND account_id = $2 AND type = 'oauth' "
+            "AND oauth_state = $3 RETURNING config",
+            state["sid"],
+            state["sub"],
+            state.get("jti"),
         )
-        if row is None or row["type"] != "oauth":
-            raise NotFound("secret not found")
+        if row is None:
+            raise NotAuthorized("the OAuth state was used already, or a newer one was handed out")
         try:
             config = msgspec.convert(row["config"] or {}, OAuthConfig)
         except msgspec.ValidationError as exc:

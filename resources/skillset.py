@@ -77,6 +77,7 @@ ABILITIES = Table(
         "secret_id": ("secrets", "secret"),
         "file_id": ("files", "file"),
         "bot_id": ("bots", "bot"),
+        "space_id": ("spaces", "space"),
         "blueprint_id": ("blueprints", "blueprint"),
     },
     # the reference always returns these three; an ability created without them has them empty

@@ -373,6 +373,15 @@ def test_a_partner_session_acts_as_the_child_within_its_routes(api, other, serve
     anything = ok(api.post(f"user/{child}/session/create", json={}))
     with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {anything['token']}"}) as s:
         assert [b["id"] for b in ok(s.get("bot/list"))["items"]] == [bot]
+        # every route, but never one that makes lasting credentials or accounts
+        assert_error(s.post("partner/user/create", json={}), 401, "NOT_AUTHORIZED")
+        assert_error(s.post(f"partner/user/{child}/token/create", json={}), 401, "NOT_AUTHORIZED")
+    # a widget's session is held to its account's limits as they are now
+    widget = ok(api.post(f"bot/{bot}/session/create", json={}, headers=as_child(api, child)))
+    ok(api.post(f"partner/user/{child}/update", json={"limits": {"bots": 1, "messages": 0}}))
+    with httpx.Client(base_url=server.url + "/v1/", headers={"Authorization": f"Bearer {widget['token']}"}) as s:
+        refused = s.post(f"conversation/{widget['conversationId']}/complete", json={"text": "hi"})
+        assert_error(refused, 429, "LIMITS_REACHED")
     assert_error(other.post(f"partner/user/{child}/session/create", json={}), 404, "NOT_FOUND")
     assert_error(
         api.post(f"partner/user/{child}/session/create", json={"config": {"contactId": new_id()}}), 404, "NOT_FOUND"

@@ -129,9 +129,18 @@ def test_the_authorization_code_flow_stores_the_access_token(app, provider):
     # a state is bound to its secret and signed; a refused grant is the provider's word
     tampered = dict(params, state=params["state"][:-2] + "xx")
     assert_error(api.get(redirect, params=tampered), 401, "NOT_AUTHORIZED")
+    # a state is completed once: replaying it (a leaked URL) is refused
+    assert_error(api.get(redirect, params=params), 401, "NOT_AUTHORIZED")
+    assert_error(api.get(redirect, params={"state": params["state"], "code": "again"}), 401, "NOT_AUTHORIZED")
+    # a refused grant is the provider's word; a code the provider refuses is a 400
+    again = api.post(f"secret/{secret}/authenticate", json={}).json()
+    redirect, params = grant(provider, again["url"], "c1")
     assert_error(api.get(redirect, params={"state": params["state"], "error": "access_denied"}), 400, "BAD_REQUEST")
+    newer = api.post(f"secret/{secret}/authenticate", json={}).json()
+    assert_error(api.get(redirect, params=params), 401, "NOT_AUTHORIZED")  # an older state, once a newer exists
+    redirect, params = grant(provider, newer["url"], "wrong")
     provider.challenges["wrong"] = "not-the-challenge"
-    assert_error(api.get(redirect, params={"state": params["state"], "code": "wrong"}), 400, "BAD_REQUEST")
+    assert_error(api.get(redirect, params=params), 400, "BAD_REQUEST")
 
     assert_error(other.post(f"secret/{secret}/authenticate", json={}), 404, "NOT_FOUND")
     plain = api.post("secret/create", json={"type": "plain", "value": "v"}).json()["id"]

@@ -69,6 +69,9 @@ CREATE INDEX partner_contexts_user ON partner_contexts (user_id, id);
 
 ALTER TABLE tasks ADD COLUMN blueprint_id text COLLATE "C";
 
+-- an oauth secret's pending authorization: the one state its callback may complete (once)
+ALTER TABLE secrets ADD COLUMN oauth_state text;
+
 -- blueprint/{id}/resource/list and export read each kind by its blueprint
 CREATE INDEX bots_blueprint ON bots (blueprint_id, id) WHERE blueprint_id IS NOT NULL;
 CREATE INDEX datasets_blueprint ON datasets (blueprint_id, id) WHERE blueprint_id IS NOT NULL;
