@@ -32,7 +32,8 @@ from ..actions.fields import Alias, Body, Description, IdResponse, Item, MetaDic
 from ..actions.ids import new_id
 from ..actions.query import camel
 from ..actions.standard import DeleteAction, Table, crud, record, require_owned
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, ContentTooLarge, NotFound
+from ..store import files
 from . import bot, dataset, file, policy, portal, secret, skillset, task
 
 
@@ -271,6 +272,20 @@ def _items(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _content(ctx: Context, content: Any, where: str) -> tuple[str, bytes] | None:
+    """A file item's content (type, bytes), refused now if the file store would refuse it,
+    before anything is written."""
+    decoded = _decode_content(content, where)
+    if decoded is not None:
+        try:
+            files.check_content_type(decoded[0])
+        except BadRequest as exc:
+            raise BadRequest(f"{where}.content: {exc.message}") from None
+        if len(decoded[1]) > ctx.services.settings.file_max_bytes:
+            raise ContentTooLarge(f"{where}.content: larger than BOTKIT_FILE_MAX_BYTES")
+    return decoded
+
+
 def _decode_content(content: Any, where: str) -> tuple[str, bytes] | None:
     if content is None:
         return None
@@ -348,7 +363,7 @@ def plan(ctx: Context, blueprint_id: str, doc: dict[str, Any]) -> _Plan:
                 values.pop("value", None)  # a document never carries one
                 p.secrets.append((new, values))
                 continue
-            if kind.key == "files" and (content := _decode_content(item.get("content"), where)) is not None:
+            if kind.key == "files" and (content := _content(ctx, item.get("content"), where)) is not None:
                 p.contents.append((new, content[0], content[1], values.get("name")))
             if kind.key == "tasks":
                 values["status"], values["outcome"] = "idle", "pending"
@@ -473,7 +488,13 @@ class CloneBlueprint(Action):
 
     async def run(self, ctx: Context, call: Call) -> BlueprintCloned:
         original = await _owned_blueprint(ctx, call.params["blueprintId"])
-        doc = msgspec.json.decode(b"".join([c async for c in _document(ctx, original)]))
+        parts, size = [], 0
+        async for part in _document(ctx, original):  # held in memory: as an import's body is, bounded
+            size += len(part)
+            if size > IMPORT_MAX_BYTES:
+                raise ContentTooLarge(f"the blueprint is larger than {IMPORT_MAX_BYTES >> 20} MiB as a document")
+            parts.append(part)
+        doc = msgspec.json.decode(b"".join(parts))
         row = await ctx.pool.fetchrow(
             "SELECT alias, name, description, meta, visibility FROM blueprints WHERE id = $1", original["id"]
         )
@@ -492,8 +513,8 @@ class CloneBlueprint(Action):
         )
         try:
             resources = await instantiate(ctx, clone_id, doc)
-        except BaseException:
-            await ctx.pool.execute("DELETE FROM blueprints WHERE id = $1", clone_id)
+        except BaseException:  # a file's content could not be written: the clone goes whole
+            await delete_with_resources(ctx, clone_id)
             raise
         return BlueprintCloned(id=clone_id, resources=resources)
 
@@ -513,26 +534,30 @@ class DeleteBlueprint(DeleteAction):
     async def run(self, ctx: Context, call: Call) -> Any:
         if not call.body.delete_resources:
             return await super().run(ctx, call)
-        blueprint_id = call.params["blueprintId"]
-        async with ctx.pool.connection() as conn, conn.transaction():
-            await require_owned(conn, "blueprints", blueprint_id, ctx.account_id, "blueprint not found")
-            keys = await conn.fetch(
-                "DELETE FROM files WHERE account_id = $1 AND blueprint_id = $2 RETURNING id, storage_key",
-                ctx.account_id,
-                blueprint_id,
-            )
-            for kind in KINDS:
-                if kind.key != "files":
-                    await conn.execute(
-                        f"DELETE FROM {kind.table.name} WHERE account_id = $1 AND blueprint_id = $2",
-                        ctx.account_id,
-                        blueprint_id,
-                    )
-            await conn.execute("DELETE FROM blueprints WHERE id = $1", blueprint_id)
-            await record(conn, ctx, TABLE, "delete", blueprint_id, {}, {"resources": True})
-        for k in keys:
-            await ctx.services.storage.delete(k["storage_key"] or file.storage_key(ctx.account_id, k["id"]))
-        return IdResponse(id=blueprint_id)
+        await delete_with_resources(ctx, call.params["blueprintId"])
+        return IdResponse(id=call.params["blueprintId"])
+
+
+async def delete_with_resources(ctx: Context, blueprint_id: str) -> None:
+    """Delete a blueprint and its resources (their children cascade), then the files' content."""
+    async with ctx.pool.connection() as conn, conn.transaction():
+        await require_owned(conn, "blueprints", blueprint_id, ctx.account_id, "blueprint not found")
+        keys = await conn.fetch(
+            "DELETE FROM files WHERE account_id = $1 AND blueprint_id = $2 RETURNING id, storage_key",
+            ctx.account_id,
+            blueprint_id,
+        )
+        for kind in KINDS:
+            if kind.key != "files":
+                await conn.execute(
+                    f"DELETE FROM {kind.table.name} WHERE account_id = $1 AND blueprint_id = $2",
+                    ctx.account_id,
+                    blueprint_id,
+                )
+        await conn.execute("DELETE FROM blueprints WHERE id = $1", blueprint_id)
+        await record(conn, ctx, TABLE, "delete", blueprint_id, {}, {"resources": True})
+    for k in keys:
+        await ctx.services.storage.delete(k["storage_key"] or file.storage_key(ctx.account_id, k["id"]))
 
 
 ACTIONS: list[Action] = [

@@ -223,9 +223,8 @@ _OWN_CHILD_SQL = "SELECT id FROM accounts WHERE id = $1 AND parent_id = $2 FOR N
 # --- a child's contexts --------------------------------------------------------
 
 
-def _check_payload(body: Any) -> None:
-    if isinstance(body.payload, dict):
-        check_json_size(body.payload, "payload")
+def _check_payload(payload: dict[str, Any]) -> None:
+    check_json_size(payload, "payload")
 
 
 class PartnerContext(Item):
@@ -248,9 +247,7 @@ class PartnerContextCreate(Body):
         | None
     ) = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_payload(self)
+    checks = {"payload": _check_payload}
 
 
 # The partner's rows about one of its children (account_id = the partner, user_id =

@@ -30,6 +30,13 @@ class RetentionConfig(msgspec.Struct, rename="camel", kw_only=True):
     )
 
 
+def _check_config(config: dict[str, Any]) -> None:
+    try:
+        msgspec.convert(config, RetentionConfig)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"config: {exc}") from None
+
+
 class Policy(Item):
     meta: dict
     type: str
@@ -64,13 +71,7 @@ class PolicyCreate(Body):
         | None
     ) = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.config, dict):
-            try:
-                msgspec.convert(self.config, RetentionConfig)
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"config: {exc}") from None
+    checks = {"config": _check_config}  # on update too (the update struct keeps checks)
 
 
 TABLE = Table(
@@ -92,7 +93,9 @@ async def sweep(pool: Any, now: int | None = None) -> int:
     async with pool.connection() as conn:
         policies = await conn.fetch(
             "SELECT account_id, bot_id, (config->>'days')::int AS days FROM policies "
-            "WHERE type = 'retention' AND jsonb_typeof(config->'days') = 'number' ORDER BY id"
+            # a row another version let through must not stop the sweep of every account
+            "WHERE type = 'retention' AND config->>'days' ~ '^[0-9]{1,3}$' "
+            "AND (config->>'days')::int BETWEEN 1 AND 365 ORDER BY id"
         )
     deleted = 0
     for p in policies:

@@ -127,7 +127,7 @@ def _check_seconds(seconds: int) -> None:
         raise BadRequest(f"a signed URL lasts 1 to {MAX_PRESIGN_SECONDS} seconds, not {seconds}")
 
 
-def _check_content_type(content_type: str) -> str:
+def check_content_type(content_type: str) -> str:
     if not _CONTENT_TYPE.match(content_type) or len(content_type) > 255:
         raise BadRequest(f"invalid content type {content_type!r}")
     return content_type
@@ -254,7 +254,7 @@ class LocalStorage:
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], *, limit: int, content_type: str) -> Written:
         path, meta = self._paths(key)
-        _check_content_type(content_type)
+        check_content_type(content_type)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
         await _disk(key, lambda: path.parent.mkdir(parents=True, exist_ok=True))
         f: BinaryIO = await _disk(key, open, tmp, "xb")
@@ -330,7 +330,7 @@ class LocalStorage:
     async def presign_put(self, key: str, content_type: str, seconds: int) -> tuple[str, dict[str, str]] | None:
         """None: botkit signs its own upload URLs for the local folder (checked all the same)."""
         check_key(key)
-        _check_content_type(content_type)
+        check_content_type(content_type)
         _check_seconds(seconds)
         return None
 
@@ -341,7 +341,7 @@ class LocalStorage:
         check_key(key)
         _check_seconds(seconds)
         if content_type:
-            _check_content_type(content_type)
+            check_content_type(content_type)
         return None
 
 
@@ -509,7 +509,7 @@ class S3Storage:
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], *, limit: int, content_type: str) -> Written:
         name = self._key(key)
-        _check_content_type(content_type)
+        check_content_type(content_type)
         digest = hashlib.sha256()
         size = 0
         buf = bytearray()
@@ -667,7 +667,7 @@ class S3Storage:
         """A URL to PUT the bytes to, and the headers the client must send with them
         (the content type is part of the signature)."""
         _check_seconds(seconds)
-        params = {"Bucket": self.bucket, "Key": self._key(key), "ContentType": _check_content_type(content_type)}
+        params = {"Bucket": self.bucket, "Key": self._key(key), "ContentType": check_content_type(content_type)}
         signer = self._signer or self._c()
         url = await signer.generate_presigned_url("put_object", Params=params, ExpiresIn=seconds, HttpMethod="PUT")
         return url, {"Content-Type": content_type}
@@ -682,7 +682,7 @@ class S3Storage:
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
         if content_type:
-            params["ResponseContentType"] = _check_content_type(content_type)
+            params["ResponseContentType"] = check_content_type(content_type)
         signer = self._signer or self._c()
         return await signer.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
 

@@ -211,6 +211,7 @@ def test_a_file_travels_inside_the_document(api):
         {"resources": {"datasets": [{"records": [{"text": None}]}]}},
         {"resources": {"files": [{"content": "not a data url"}]}},
         {"resources": {"files": [{"content": "data:text/plain;base64,%%%"}]}},
+        {"resources": {"bots": [{}], "files": [{"content": "data:text;base64,aGk="}]}},  # a type the store refuses
         {"resources": {"policies": [{"type": "vacation"}]}},
     ],
 )
@@ -267,6 +268,8 @@ def test_policies_and_portals(api, other):
     assert_error(api.post("policy/create", json={}), 400, "BAD_REQUEST")
     assert_error(api.post("policy/create", json={"type": "retention", "config": {"days": 0}}), 400, "BAD_REQUEST")
     ok(api.post(f"policy/{pol}/update", json={"config": {"days": 7}}))
+    for bad in ({"days": 0}, {"days": 1.5}, {"days": "7"}, {"days": 366}):  # update is checked as create is
+        assert_error(api.post(f"policy/{pol}/update", json={"config": bad}), 400, "BAD_REQUEST")
     assert ok(api.get(f"policy/{pol}/fetch"))["config"] == {"days": 7}
     assert_error(other.get(f"policy/{pol}/fetch"), 404, "NOT_FOUND")
 
@@ -346,6 +349,7 @@ def test_partner_contexts(api, other, prefix):
     sibling = ok(api.post("partner/user/create", json={}))["id"]
     assert_error(api.get(f"{prefix}/{sibling}/context/{context}/fetch"), 404, "NOT_FOUND")
     assert_error(api.post(f"{prefix}/{child}/context/create", json={"payload": [1]}), 400, "BAD_REQUEST")
+    assert_error(api.post(f"{prefix}/{child}/context/{context}/update", json={"payload": [1]}), 400, "BAD_REQUEST")
     ok(api.post(f"{prefix}/{child}/context/{context}/delete", json={}))
     assert ok(api.get(f"{prefix}/{child}/context/list"))["items"] == []
 
