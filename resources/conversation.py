@@ -426,15 +426,7 @@ class UploadAttachment(files.UploadFile):
         file_id = new_id()
         async with ctx.pool.connection() as conn, conn.transaction():
             await require_owned(conn, "conversations", conversation_id, ctx.account_id, "conversation not found")
-            await enforce_limit(conn, ctx.principal, "file", "files")
-            await conn.execute(
-                "INSERT INTO files (id, account_id, name, meta, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                file_id,
-                ctx.account_id,
-                name,
-                {"conversationId": conversation_id},
-                now,
-            )
+            await files.insert_row(conn, ctx, file_id, name, {"conversationId": conversation_id}, now)
             await conn.execute(
                 "INSERT INTO attachments (id, account_id, conversation_id, file_id, created_at, updated_at) "
                 "VALUES ($1, $2, $3, $1, $4, $4)",

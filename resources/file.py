@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ..actions.auth import enforce_limit
 from ..actions.base import Action, Call, Context, Principal, Raw, now_ms
 from ..actions.fields import SAFE_INTEGER, Alias, Body, Description, IdResponse, Item, MetaDict, Name, Ref, Visibility
 from ..actions.standard import DeleteAction, FetchAction, Table, crud, record
@@ -149,6 +150,23 @@ class Signed(msgspec.Struct, kw_only=True):
 
 def storage_key(account_id: str, file_id: str) -> str:
     return f"{account_id}/{file_id}"
+
+
+async def insert_row(
+    conn, ctx: Context, file_id: str, name: str | None, meta: dict, now: int, content_type: str | None = None
+) -> None:
+    """A file botkit makes itself (an attachment, a message's speech), in the caller's
+    transaction, held to the account's file limit as file/create is."""
+    await enforce_limit(conn, ctx.principal, "file", "files")
+    await conn.execute(
+        "INSERT INTO files (id, account_id, name, type, meta, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        file_id,
+        ctx.account_id,
+        name,
+        content_type,
+        meta,
+        now,
+    )
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._()\[\]-]+")
@@ -663,23 +681,30 @@ class DeleteFile(DeleteAction):
 
     async def run(self, ctx: Context, call: Call) -> IdResponse:
         file_id = call.params["fileId"]
-        async with ctx.pool.connection() as conn, conn.transaction():
-            key = await conn.fetchval(
-                "DELETE FROM files WHERE id = $1 AND account_id = $2 RETURNING COALESCE(storage_key, '')",
-                file_id,
-                ctx.account_id,
-            )
-            if key is None:
-                raise NotFound("file not found")
-            await conn.execute(
-                "DELETE FROM records WHERE account_id = $1 AND source = $2", ctx.account_id, "file:" + file_id
-            )
-            await record(conn, ctx, TABLE, "delete", file_id, {})
-        try:
-            await ctx.services.storage.delete(key or storage_key(ctx.account_id, file_id))
-        except Exception as exc:
-            log.warning("file %s: deleting its content failed: %s", file_id, exc)
+        if not await delete_file(ctx, file_id):
+            raise NotFound("file not found")
         return IdResponse(id=file_id)
+
+
+async def delete_file(ctx: Context, file_id: str) -> bool:
+    """Delete a file of the account (False: there is none), as file/{id}/delete does."""
+    async with ctx.pool.connection() as conn, conn.transaction():
+        key = await conn.fetchval(
+            "DELETE FROM files WHERE id = $1 AND account_id = $2 RETURNING COALESCE(storage_key, '')",
+            file_id,
+            ctx.account_id,
+        )
+        if key is None:
+            return False
+        await conn.execute(
+            "DELETE FROM records WHERE account_id = $1 AND source = $2", ctx.account_id, "file:" + file_id
+        )
+        await record(conn, ctx, TABLE, "delete", file_id, {})
+    try:
+        await ctx.services.storage.delete(key or storage_key(ctx.account_id, file_id))
+    except Exception as exc:
+        log.warning("file %s: deleting its content failed: %s", file_id, exc)
+    return True
 
 
 class SyncFile(Action):

@@ -90,3 +90,20 @@ def test_the_node_sdk_synthesizes(spoken):
         timeout=120,
     )
     assert done.returncode == 0 and "ok synthesize" in done.stdout, done.stdout + done.stderr
+
+
+def test_speech_is_held_to_the_accounts_file_limit(spoken, fake):
+    make, _ = spoken
+    parent = make()
+    child = parent.post("partner/user/create", json={"limits": {"database": {"files": 1}}}).json()["id"]
+    h = {"X-RunAs-User-Id": child}
+    conversation = parent.post("conversation/create", json={}, headers=h).json()["id"]
+    message = parent.post(
+        f"conversation/{conversation}/message/create", json={"type": "bot", "text": "Hi."}, headers=h
+    ).json()["id"]
+    assert (
+        parent.post(f"conversation/{conversation}/message/{message}/synthesize", json={}, headers=h).status_code == 200
+    )
+    again = parent.post(f"conversation/{conversation}/message/{message}/synthesize", json={}, headers=h)
+    assert_error(again, 429, "LIMITS_REACHED")
+    assert len(parent.get("file/list", headers=h).json()["items"]) == 1

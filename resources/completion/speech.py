@@ -76,19 +76,13 @@ class SynthesizeMessage(Action):
         if not (settings.speech_base_url or settings.model_base_url):
             raise BadRequest("no speech endpoint is configured (BOTKIT_SPEECH_BASE_URL or BOTKIT_MODEL_BASE_URL)")
         file_id, now = new_id(), now_ms()
-        await ctx.pool.execute(
-            "INSERT INTO files (id, account_id, name, type, meta, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-            file_id,
-            ctx.account_id,
-            f"message-{message_id}.mp3",
-            AUDIO_TYPE,
-            {"conversationId": conversation_id, "messageId": message_id},
-            now,
-        )
+        meta = {"conversationId": conversation_id, "messageId": message_id}
+        async with ctx.pool.connection() as conn, conn.transaction():
+            await file.insert_row(conn, ctx, file_id, f"message-{message_id}.mp3", meta, now, AUDIO_TYPE)
         try:
             await file.store(ctx, file_id, _spoken(settings, text), AUDIO_TYPE, sync=False)
         except BaseException:
-            await ctx.pool.execute("DELETE FROM files WHERE id = $1", file_id)
+            await file.delete_file(ctx, file_id)
             raise
         named = await ctx.pool.fetchval(
             "UPDATE messages SET meta = jsonb_set(meta, '{audio}', $4::jsonb), updated_at = $5 "
@@ -99,7 +93,8 @@ class SynthesizeMessage(Action):
             {"fileId": file_id, "type": AUDIO_TYPE},
             now_ms(),
         )
-        if named is None:  # the message went while it was spoken
+        if named is None:  # the message went while it was spoken: so does its speech
+            await file.delete_file(ctx, file_id)
             raise NotFound("message not found")
         return IdResponse(id=message_id)
 
