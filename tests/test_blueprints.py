@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import shutil
-import subprocess
 import time
 
 import asyncpg
@@ -18,7 +15,7 @@ import pytest
 from chatbotkit import APIError, ChatBotKit
 from hypothesis import given
 from hypothesis import strategies as st
-from test_sdk import NODE_DIR, missing
+from test_sdk import run_node
 
 from botkit.actions.ids import new_id
 from botkit.config import Settings
@@ -401,22 +398,8 @@ def test_a_partner_session_acts_as_the_child_within_its_routes(api, other, serve
 
 
 def test_the_node_sdk_drives_blueprints_policies_portals_teams_and_partner_contexts(server, make_api):
-    node = shutil.which("node")
-    if node is None:
-        missing("Node.js is not installed")
-    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
-        missing("the Node SDK is not installed in tests/sdk/node")
-    api = make_api()
-    done = subprocess.run(
-        [node, "blueprints.mjs"],
-        cwd=NODE_DIR,
-        env={**os.environ, "BOTKIT_URL": server.url, "BOTKIT_TOKEN": api.token},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 6, done.stdout
+    out = run_node("blueprints.mjs", server.url, make_api().token)
+    assert out.count("ok ") == 6, out
 
 
 def test_the_python_sdk_drives_blueprints_policies_portals_and_teams(server, make_api):

@@ -8,22 +8,19 @@ official Node and Python SDKs driving it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 
 import asyncpg
 import pytest
 from chatbotkit import ChatBotKit, types
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sdk import root_url, run_node
 
 from botkit.config import Settings
 from botkit.engine import compaction, responder, tokens
 from botkit.engine import models as engine_models
 from botkit.resources import conversation as conversations
 from botkit.testing import Reply, assert_error, use_models
-from tests.test_sdk import NODE_DIR, missing, root_url
 
 
 @pytest.fixture
@@ -304,26 +301,8 @@ def test_junk_is_never_a_500(api, embedded, messages):
 
 
 def test_the_node_sdk_drives_compaction(server, api, other, embedded):
-    node = shutil.which("node")
-    if node is None:
-        missing("Node.js is not installed")
-    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
-        missing("the Node SDK is not installed in tests/sdk/node")
-    done = subprocess.run(
-        [node, "compaction.mjs"],
-        cwd=NODE_DIR,
-        env={
-            **os.environ,
-            "BOTKIT_URL": root_url(server),
-            "BOTKIT_TOKEN": api.token,
-            "BOTKIT_OTHER_TOKEN": other.token,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 4, done.stdout
+    out = run_node("compaction.mjs", root_url(server), api.token, env={"BOTKIT_OTHER_TOKEN": other.token})
+    assert out.count("ok ") == 4, out
 
 
 async def _python_sdk(base: str, token: str, models) -> None:

@@ -9,19 +9,16 @@ import csv
 import datetime
 import io
 import json
-import os
-import shutil
-import subprocess
 
 from chatbotkit import ChatBotKit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_accounts import child_token, client, make_child
+from test_sdk import root_url, run_node
 
 from botkit.engine import abilities
 from botkit.resources import platform
 from botkit.testing import assert_error
-from tests.test_accounts import child_token, client, make_child
-from tests.test_sdk import NODE_DIR, missing, root_url
 
 TOTAL_MESSAGES = "clr3m5n8k000608jq3k0l1m7g"
 USER_MESSAGES = "clr3m5n8k000708jq4l1m2n8h"
@@ -162,22 +159,8 @@ def test_junk_is_never_a_500(api, search, take, days):
 
 
 def test_the_node_sdk_drives_the_platform_catalogues(server, make_api):
-    node = shutil.which("node")
-    if node is None:
-        missing("Node.js is not installed")
-    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
-        missing("the Node SDK is not installed in tests/sdk/node")
-    api = make_api()
-    done = subprocess.run(
-        [node, "platform.mjs"],
-        cwd=NODE_DIR,
-        env={**os.environ, "BOTKIT_URL": root_url(server), "BOTKIT_TOKEN": api.token},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") >= 5, done.stdout
+    out = run_node("platform.mjs", root_url(server), make_api().token, timeout=120)
+    assert out.count("ok ") >= 5, out
 
 
 async def _python_sdk(base: str, token: str) -> None:

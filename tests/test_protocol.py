@@ -480,6 +480,7 @@ def test_a_scope_the_spec_describes_names_a_route(api, anon):
     check_scopes takes): each one makes a token; an action of another resource does not."""
     choices = anon.get("spec.json").json()["components"]["schemas"]["Scope"]["anyOf"]
     child = api.post("partner/user/create", json={}).json()["id"]
+
     def resources(choice: dict) -> list[str]:  # one resource path (const) or several sharing the actions
         named = choice["properties"]["resource"]
         return [named["const"]] if "const" in named else named["enum"]

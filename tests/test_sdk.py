@@ -36,26 +36,32 @@ def root_url(server) -> str:
     return server.url  # the SDKs add /api/v1 themselves
 
 
-# --- Node --------------------------------------------------------------------------
-
-
-def test_the_node_sdk(server, make_api):
+def run_node(script: str, url: str, token: str, *, env: dict[str, str] | None = None, timeout: int = 300) -> str:
+    """Run a script of tests/sdk/node (the official Node SDK) against botkit at `url`
+    (BOTKIT_URL, BOTKIT_TOKEN and `env`); its output, after it exited 0."""
     node = shutil.which("node")
     if node is None:
         missing("Node.js is not installed")
     if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
         missing("the Node SDK is not installed in tests/sdk/node")
-    api = make_api()
     done = subprocess.run(
-        [node, "drive.mjs"],
+        [str(node), script],
         cwd=NODE_DIR,
-        env={**os.environ, "BOTKIT_URL": root_url(server), "BOTKIT_TOKEN": api.token},
+        env={**os.environ, "BOTKIT_URL": url, "BOTKIT_TOKEN": token, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("\nok ") + done.stdout.startswith("ok ") >= 10, done.stdout
+    return done.stdout
+
+
+# --- Node --------------------------------------------------------------------------
+
+
+def test_the_node_sdk(server, make_api):
+    out = run_node("drive.mjs", root_url(server), make_api().token)
+    assert out.count("\nok ") + out.startswith("ok ") >= 10, out
 
 
 # --- Python ------------------------------------------------------------------------

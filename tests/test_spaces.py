@@ -8,8 +8,6 @@ import asyncio
 import base64
 import os
 import re
-import shutil
-import subprocess
 import uuid
 from urllib.parse import quote
 
@@ -19,7 +17,7 @@ import pytest
 from chatbotkit import APIError, ChatBotKit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sdk import NODE_DIR, missing
+from test_sdk import run_node
 
 from botkit.resources import space
 from botkit.testing import Api, assert_error, new_account, start_app
@@ -306,22 +304,8 @@ def test_junk_paths_are_a_4xx_or_a_round_trip(api, path, data):
 
 
 def test_the_node_sdk_drives_spaces(server, make_api):
-    node = shutil.which("node")
-    if node is None:
-        missing("Node.js is not installed")
-    if not (NODE_DIR / "node_modules" / "@chatbotkit" / "sdk").is_dir():
-        missing("the Node SDK is not installed in tests/sdk/node")
-    api = make_api()
-    done = subprocess.run(
-        [node, "spaces.mjs"],
-        cwd=NODE_DIR,
-        env={**os.environ, "BOTKIT_URL": server.url, "BOTKIT_TOKEN": api.token},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 5, done.stdout
+    out = run_node("spaces.mjs", server.url, make_api().token)
+    assert out.count("ok ") == 5, out
 
 
 def test_the_python_sdk_drives_spaces(server, make_api):

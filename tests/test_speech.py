@@ -4,12 +4,9 @@ speech model (the scripted fake's /audio/speech), stored as a file the message n
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 
 import pytest
-from test_sdk import NODE_DIR, missing
+from test_sdk import run_node
 
 from botkit.testing import Api, assert_error, new_account, start_app
 
@@ -78,18 +75,8 @@ def test_without_a_speech_model_it_says_so(api):
 
 def test_the_node_sdk_synthesizes(spoken):
     make, srv = spoken
-    node = shutil.which("node")
-    if node is None:
-        missing("Node.js is not installed")
-    done = subprocess.run(
-        [node, "speech.mjs"],
-        cwd=NODE_DIR,
-        env={**os.environ, "BOTKIT_URL": srv.url, "BOTKIT_TOKEN": make().headers["authorization"].split()[1]},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0 and "ok synthesize" in done.stdout, done.stdout + done.stderr
+    out = run_node("speech.mjs", srv.url, make().headers["authorization"].split()[1], timeout=120)
+    assert "ok synthesize" in out, out
 
 
 def test_speech_is_held_to_the_accounts_file_limit(spoken, fake):
