@@ -75,7 +75,15 @@ FILES_MAX = 10_000  # files in one space: bounds a folder's move and delete
 LIST_TAKE_DEFAULT = 100
 LIST_TAKE_MAX = 1000  # entries are small (S3 lists 1,000 keys a page)
 
-_SEGMENT = rf"(?!\.\.?(?:/|(?![\s\S])))[^/\\\x00-\x1f\x7f\ud800-\udfff]{{1,{SEGMENT_MAX}}}"
+# a segment: 1 to SEGMENT_MAX of the allowed characters, but not "." or ".." (spelled
+# out without a lookahead, and without naming surrogates — valid UTF-8 holds none, and
+# check_path refuses them — both of which schema generators' regex engines refuse)
+_CHAR = r"[^/\\\x00-\x1f\x7f]"
+_NOT_DOT = r"[^./\\\x00-\x1f\x7f]"
+_SEGMENT = (
+    rf"(?:{_NOT_DOT}{_CHAR}{{0,{SEGMENT_MAX - 1}}}|\.{_NOT_DOT}{_CHAR}{{0,{SEGMENT_MAX - 2}}}"
+    rf"|\.\.{_CHAR}{{1,{SEGMENT_MAX - 2}}})"
+)
 PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*(?![\s\S])"
 _PATH = re.compile(PATH_PATTERN)
 _BAD_CHARACTER = re.compile(r"[\\\x00-\x1f\x7f\ud800-\udfff]")
