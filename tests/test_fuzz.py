@@ -1116,6 +1116,11 @@ def route_path(draw, action, accounts: Accounts, force_own: bool = False, own: s
     return segments, kinds
 
 
+def unrouted(resp) -> bool:
+    """The path matched no route (a junk id segment that is empty or holds a slash)."""
+    return resp.status_code == 404 and resp.json().get("message", "").startswith("no route ")
+
+
 def success_allowed(action, kinds: list[str], who: str | None) -> bool:
     """May this call answer 2xx? Only for ids of the caller's account (a session: only its
     own conversation, on the routes sessions may use)."""
@@ -1211,7 +1216,7 @@ def test_route_edge_bodies(action, accounts, raw, data):
     event(f"status {resp.status_code}")
     check(req, resp)
     where = f"{req.describe()}\n→ {resp.status_code} {resp.text[:300]}"
-    if has_invalid(value):
+    if has_invalid(value) and not unrouted(resp):
         assert resp.status_code in (400, 413), where
     if not 200 <= resp.status_code < 300:
         # what a valid body may still be refused for: meta limits,
@@ -1362,6 +1367,8 @@ def test_scoped_tokens(accounts, raw, data):
     check(req, resp)
     where = f"scopes={scopes}\n{req.describe()}\n→ {resp.status_code} {resp.text[:300]}"
     event(f"status {resp.status_code}, scopes {'allow' if scope_allows(scopes, action, segments) else 'refuse'}")
+    if unrouted(resp):  # a junk segment ("", "a/b") names no route: nothing was authorized
+        return
     if resp.status_code == 401:
         assert resp.json()["code"] == "NOT_AUTHORIZED", where
         assert not scope_allows(scopes, action, segments), "a scope that allows this route was refused: " + where
