@@ -487,7 +487,13 @@ class CloneBlueprint(Action):
     response = BlueprintCloned
 
     async def run(self, ctx: Context, call: Call) -> BlueprintCloned:
-        original = await _owned_blueprint(ctx, call.params["blueprintId"])
+        original = await ctx.pool.fetchrow(  # read once: the original may go while it is copied
+            "SELECT id, alias, name, description, meta, visibility FROM blueprints WHERE id = $1 AND account_id = $2",
+            call.params["blueprintId"],
+            ctx.account_id,
+        )
+        if original is None:
+            raise NotFound("blueprint not found")
         parts, size = [], 0
         async for part in _document(ctx, original):  # held in memory: as an import's body is, bounded
             size += len(part)
@@ -495,20 +501,17 @@ class CloneBlueprint(Action):
                 raise ContentTooLarge(f"the blueprint is larger than {IMPORT_MAX_BYTES >> 20} MiB as a document")
             parts.append(part)
         doc = msgspec.json.decode(b"".join(parts))
-        row = await ctx.pool.fetchrow(
-            "SELECT alias, name, description, meta, visibility FROM blueprints WHERE id = $1", original["id"]
-        )
         clone_id, now = new_id(), now_ms()
         await ctx.pool.execute(
             "INSERT INTO blueprints (id, account_id, alias, name, description, meta, visibility, created_at, updated_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             clone_id,
             ctx.account_id,
-            row["alias"],
-            row["name"],
-            row["description"],
-            row["meta"],
-            row["visibility"],
+            original["alias"],
+            original["name"],
+            original["description"],
+            original["meta"],
+            original["visibility"],
             now,
         )
         try:
