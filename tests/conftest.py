@@ -130,6 +130,35 @@ def make_api(server, database):
         c.close()
 
 
+@pytest.fixture(scope="session")
+def own_app(fresh_database, tmp_path_factory):
+    """Factory: an app of its own on a fresh database, with settings of its own
+    (`own_app(fetch_allow="127.0.0.1")`): (its server, a maker of new accounts'
+    clients). Stopped at the end of the run."""
+    servers: list = []
+    clients: list[Api] = []
+
+    def start(**overrides):
+        dsn = fresh_database()
+        srv = start_app(dsn, **{"data_dir": tmp_path_factory.mktemp("app"), "rate_limit": 0, **overrides})
+        servers.append(srv)
+
+        def make() -> Api:
+            account, secret = asyncio.run(new_account(dsn, None, None))
+            c = Api(base_url=srv.url + "/v1/", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+            c.account_id, c.token = account, secret
+            clients.append(c)
+            return c
+
+        return srv, make
+
+    yield start
+    for c in clients:
+        c.close()
+    for srv in servers:
+        srv.stop()
+
+
 @pytest.fixture
 def api(make_api) -> Api:
     return make_api()

@@ -5,7 +5,6 @@ fetch policy, the access token stored as the secret's value."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -15,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from botkit.testing import Api, assert_error, new_account, start_app
+from botkit.testing import assert_error
 
 
 class Provider:
@@ -66,21 +65,8 @@ def provider():
 
 
 @pytest.fixture(scope="module")
-def app(fresh_database, tmp_path_factory):
-    dsn = fresh_database()
-    srv = start_app(dsn, data_dir=tmp_path_factory.mktemp("oauth"), fetch_allow="127.0.0.1", rate_limit=0)
-    clients = []
-
-    def make() -> Api:
-        _, token = asyncio.run(new_account(dsn, None, None))
-        c = Api(base_url=srv.url + "/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        clients.append(c)
-        return c
-
-    yield srv, make
-    for c in clients:
-        c.close()
-    srv.stop()
+def app(own_app):
+    return own_app(fetch_allow="127.0.0.1")
 
 
 def oauth_secret(api, provider, **fields) -> str:

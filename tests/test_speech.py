@@ -3,36 +3,16 @@ speech model (the scripted fake's /audio/speech), stored as a file the message n
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from test_sdk import run_node
 
-from botkit.testing import Api, assert_error, new_account, start_app
+from botkit.testing import assert_error
 
 
 @pytest.fixture(scope="module")
-def spoken(fresh_database, tmp_path_factory, fake):
-    dsn = fresh_database()
-    srv = start_app(
-        dsn,
-        data_dir=tmp_path_factory.mktemp("speech"),
-        speech_model="tts-1",
-        speech_base_url=fake.base_url,
-        rate_limit=0,
-    )
-    clients = []
-
-    def make() -> Api:
-        _, token = asyncio.run(new_account(dsn, None, None))
-        c = Api(base_url=srv.url + "/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        clients.append(c)
-        return c
-
-    yield make, srv
-    for c in clients:
-        c.close()
-    srv.stop()
+def spoken(own_app, fake):
+    srv, make = own_app(speech_model="tts-1", speech_base_url=fake.base_url)
+    return make, srv
 
 
 def message_in(api, text: str) -> tuple[str, str]:
@@ -75,7 +55,7 @@ def test_without_a_speech_model_it_says_so(api):
 
 def test_the_node_sdk_synthesizes(spoken):
     make, srv = spoken
-    out = run_node("speech.mjs", srv.url, make().headers["authorization"].split()[1], timeout=120)
+    out = run_node("speech.mjs", srv.url, make().token, timeout=120)
     assert "ok synthesize" in out, out
 
 
