@@ -20,6 +20,7 @@ from ..actions.standard import Table, crud, record
 from ..engine.abilities import formatted, secret_key
 from ..engine.fetch import fetch
 from ..errors import BadRequest, NotAuthorized, NotFound
+from . import file
 
 SecretKind = Literal["shared", "personal"]
 SecretType = Literal["plain", "basic", "bearer", "jwt", "oauth", "template", "reference"]
@@ -183,14 +184,15 @@ def _verifier(key: bytes, state_id: str) -> str:
     )
 
 
+def _oauth_config(stored: dict | None) -> OAuthConfig:
+    try:
+        return msgspec.convert(stored or {}, OAuthConfig)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"the secret's config: {exc}") from None
+
+
 def _callback_url(ctx: Context, call: Call) -> str:
-    configured = ctx.services.settings.public_url
-    if configured:
-        return configured.rstrip("/") + "/v1/secret/oauth/callback"
-    headers = call.headers or {}
-    host = headers.get(b"host", b"127.0.0.1").decode("latin-1")
-    scheme = headers.get(b"x-forwarded-proto", b"http").decode("latin-1").split(",")[0].strip()
-    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}/v1/secret/oauth/callback"
+    return file.base_url(ctx, call) + "/v1/secret/oauth/callback"
 
 
 class AuthenticateSecret(Action):
@@ -218,10 +220,7 @@ class AuthenticateSecret(Action):
             raise NotFound("secret not found")
         if row["type"] != "oauth":
             raise BadRequest(f"only an oauth secret is authenticated this way (this one is {row['type']})")
-        try:
-            config = msgspec.convert(row["config"] or {}, OAuthConfig)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"the secret's config: {exc}") from None
+        config = _oauth_config(row["config"])
         key = ctx.services.session_key
         assert key is not None  # the app makes one at start
         state_id = secrets.token_urlsafe(16)
@@ -295,10 +294,7 @@ class OAuthCallback(Action):
         )
         if row is None:
             raise NotAuthorized("the OAuth state was used already, or a newer one was handed out")
-        try:
-            config = msgspec.convert(row["config"] or {}, OAuthConfig)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"the secret's config: {exc}") from None
+        config = _oauth_config(row["config"])
         form = urllib.parse.urlencode(
             {
                 "grant_type": "authorization_code",
