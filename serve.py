@@ -164,6 +164,26 @@ def in_worker() -> None:
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gc.set_threshold(*GC_THRESHOLDS)
+    _open_files()
+
+
+def _open_files() -> None:
+    """As many open files as the system lets this process have: each stream holds two
+    sockets (its client's and its model provider's), and the usual soft limit (1,024)
+    would refuse the 513th stream."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    wanted = 2 * Settings().max_connections + 256
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        log.info(
+            "this process may open %d files (ulimit -n): about %d streams at once, fewer than "
+            "BOTKIT_MAX_CONNECTIONS; raise the limit for more",
+            hard,
+            (hard - 256) // 2,
+        )
 
 
 def run_api(sock: socket.socket, host: str, port: int, workers: int) -> None:
@@ -188,6 +208,7 @@ def run_api(sock: socket.socket, host: str, port: int, workers: int) -> None:
         log_config=log_config(),
         lifespan="on",
         timeout_graceful_shutdown=10,
+        backlog=4096,  # connections waiting to be accepted in a burst (the kernel caps it at somaxconn)
     )
     log.info("serving on http://%s:%s/v1 (%d worker%s)", host, port, workers, "s" if workers > 1 else "")
     if workers > 1:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from ..errors import ModelError, ModelUnavailable
@@ -33,6 +33,7 @@ from .provider import EmbeddingsInfo, Timeouts
 
 log = logging.getLogger("botkit.engine")
 MAX_CHARS = 8000  # per text sent (about the 8k-token input of common embedding models)
+MAX_ANSWER_BYTES = 64 << 20  # an endpoint's answer, at most (a batch's vectors as JSON)
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSIONS = 384
@@ -135,23 +136,29 @@ async def embed(info: EmbeddingsInfo, texts: list[str], bounds: Timeouts) -> lis
     while True:
         attempt += 1
         try:
-            response = await http.client().post(
-                f"{info.base_url}/embeddings", content=body, headers=headers, timeout=timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            async with http.session().post(
+                f"{info.base_url}/embeddings", data=body, headers=headers, timeout=timeout
+            ) as response:
+                status = response.status
+                if status >= 500 and attempt <= retries:
+                    await asyncio.sleep(0.1 * 2 ** (attempt - 1))
+                    continue
+                if status != 200:
+                    raise ModelError(f"the embeddings endpoint answered {status}")
+                raw = bytearray()
+                async for piece in response.content.iter_chunked(65536):
+                    raw += piece
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise ModelError("the embeddings endpoint's answer is too large")
+        except (*http.CONNECT_ERRORS, *http.BROKEN_ERRORS) as exc:
             if attempt > retries:
                 raise ModelUnavailable(f"the embeddings endpoint cannot be reached ({type(exc).__name__})") from None
             await asyncio.sleep(0.1 * 2 ** (attempt - 1))
             continue
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise ModelError(f"the embeddings request failed ({type(exc).__name__})") from None
-        if response.status_code >= 500 and attempt <= retries:
-            await asyncio.sleep(0.1 * 2 ** (attempt - 1))
-            continue
-        if response.status_code != 200:
-            raise ModelError(f"the embeddings endpoint answered {response.status_code}")
         try:
-            items = sorted(_decode(response.content).data, key=lambda i: i.index)
+            items = sorted(_decode(raw).data, key=lambda i: i.index)
         except msgspec.DecodeError:
             raise ModelError("the embeddings endpoint answered something that is not embeddings") from None
         if len(items) != len(texts):

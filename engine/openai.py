@@ -1,5 +1,5 @@
 """Any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, llama.cpp
-server, LM Studio, ...), streamed over httpx.
+server, LM Studio, ...), streamed over aiohttp (engine/http.py).
 
 Every call has a connect and a read timeout (the read timeout bounds the wait for
 each chunk, not the whole answer). Connect errors, 5xx answers and a stream that
@@ -17,8 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-import httpx
+import aiohttp
 import msgspec
 
 from ..errors import ModelBadRequest, ModelError, ModelTimeout, ModelTooManyRequests, ModelUnavailable
@@ -103,37 +102,34 @@ def _upstream_message(raw: bytes) -> str:
 async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Reasoning | Finish]:
     info = req.model
     url = f"{info.base_url}/chat/completions"
-    headers = {"Accept": "text/event-stream"}
+    headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
     if info.api_key:
         headers["Authorization"] = f"Bearer {info.api_key}"
     content = msgspec.json.encode(request_body(req))
     timeout = http.timeout(bounds)
-    client = http.client()
+    session = http.session()
     attempt = 0
     while True:
         attempt += 1
         last = attempt > bounds.retries
         started = False
-        request = client.build_request(
-            "POST", url, content=content, timeout=timeout, headers={**headers, "Content-Type": "application/json"}
-        )
-        response: httpx.Response | None = None
+        response: aiohttp.ClientResponse | None = None
         try:
             try:
-                response = await client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                response = await session.post(url, data=content, headers=headers, timeout=timeout)
+            except http.CONNECT_ERRORS as exc:
                 if last:
                     raise ModelUnavailable(f"the model provider cannot be reached ({type(exc).__name__})") from None
                 log.warning("model %s: %s, retrying", info.name, type(exc).__name__)
                 await asyncio.sleep(0.1 * 2 ** (attempt - 1))
                 continue
-            status = response.status_code
+            status = response.status
             if status >= 500:
                 if last:
                     detail = _upstream_message(await _read_some(response))
                     raise ModelUnavailable(f"the model provider failed ({status}): {detail}")
                 log.warning("model %s: upstream %s, retrying", info.name, status)
-                await response.aclose()
+                response.close()
                 await asyncio.sleep(0.1 * 2 ** (attempt - 1))
                 continue
             if status >= 400:
@@ -142,21 +138,20 @@ async def stream(req: ModelRequest, bounds: Timeouts) -> AsyncIterator[str | Rea
                 started = True
                 yield item
             return
-        except httpx.ReadTimeout:
+        except aiohttp.SocketTimeoutError:
             raise ModelTimeout(f"the model did not answer within {bounds.read:g} s") from None
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+        except http.BROKEN_ERRORS as exc:
             if started or last:
                 raise ModelError(f"the model stream broke off ({type(exc).__name__})") from None
             log.warning("model %s: %s before the first chunk, retrying", info.name, type(exc).__name__)
             await asyncio.sleep(0.1 * 2 ** (attempt - 1))
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a line past READ_BUFFER
             raise ModelError(f"the model request failed ({type(exc).__name__})") from None
         finally:
             if response is not None:
-                # Shielded: under cancellation (the client went away) the upstream
-                # connection must still be closed, and promptly.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    await response.aclose()
+                # At once, even under cancellation (the client went away): a response read to
+                # its end has given its connection back already; any other takes it along.
+                response.close()
 
 
 def _refused(status: int, detail: str) -> Exception:
@@ -168,22 +163,17 @@ def _refused(status: int, detail: str) -> Exception:
     return ModelError(f"the model provider answered {status}: {detail}")
 
 
-async def _read_some(response: httpx.Response, limit: int = 4096) -> bytes:
-    out = b""
-    async for chunk in response.aiter_bytes():
-        out += chunk
-        if len(out) >= limit:
-            break
-    return out
+async def _read_some(response: aiohttp.ClientResponse, limit: int = 4096) -> bytes:
+    return await response.content.read(limit)
 
 
-def _chunk(data: str) -> _Chunk:
+def _chunk(data: bytes) -> _Chunk:
     try:
         chunk = _decode_chunk(data)
     except msgspec.DecodeError:
         raise ModelError(f"the model sent a chunk that is not a completion chunk: {data[:120]!r}") from None
     if chunk.error is not None:
-        raise ModelError(f"the model failed mid-stream: {_upstream_message(data.encode())}")
+        raise ModelError(f"the model failed mid-stream: {_upstream_message(data)}")
     return chunk
 
 
@@ -198,16 +188,16 @@ def _add_tool_deltas(calls: dict[int, list[str]], deltas: list[_ToolDelta]) -> N
             slot[2] += tc.function.arguments or ""
 
 
-async def _events(response: httpx.Response, name: str) -> AsyncIterator[str | Reasoning | Finish]:
+async def _events(response: aiohttp.ClientResponse, name: str) -> AsyncIterator[str | Reasoning | Finish]:
     calls: dict[int, list[str]] = {}
     finish: str | None = None
     usage: _Usage | None = None
-    lines = response.aiter_lines()
+    lines = response.content
     async for line in lines:
-        if not line.startswith("data:"):
+        if not line.startswith(b"data:"):
             continue  # blank separators, comments, event: lines
         data = line[5:].strip()
-        if data == "[DONE]":
+        if data == b"[DONE]":
             break
         chunk = _chunk(data)
         if chunk.usage is not None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..actions.base import Action
-from ..engine import fetch, vectors
+from ..engine import fetch, http, vectors
 from ..errors import StartupError
 from ..store import files, queue
 from . import (
@@ -127,3 +127,4 @@ async def services(state: Any) -> AsyncIterator[None]:
         await state.jobs.stop()
         await state.events.stop()
         await state.storage.close()
+        await http.close()

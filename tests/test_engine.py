@@ -821,8 +821,7 @@ def test_reasoning_streams_as_reasoning_tokens_and_stays_out_of_the_text(api, mo
 
 
 def test_sse_parsing_is_lenient_where_providers_differ():
-    import httpx
-
+    from botkit.engine import http
     from botkit.engine.openai import _events
     from botkit.engine.provider import Finish
 
@@ -835,8 +834,22 @@ def test_sse_parsing_is_lenient_where_providers_differ():
     )
 
     async def run(body: bytes):
-        response = httpx.Response(200, content=body)
-        return [item async for item in _events(response, "m")]
+        """The bytes as a real server's answer (close-delimited), read by botkit's client."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + body)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with http.session().get(f"http://127.0.0.1:{port}/") as response:
+                return [item async for item in _events(response, "m")]
+        finally:
+            await http.close()
+            server.close()
 
     items = asyncio.run(run(raw))  # no [DONE]: the finish reason is enough
     assert items[:2] == ["a", "b"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 
 from ...actions.base import Action, Call, Context, now_ms
 from ...actions.fields import Body, IdResponse
@@ -36,16 +36,16 @@ async def _spoken(settings, text: str) -> AsyncIterator[bytes]:
     }
     t = Timeouts(connect=settings.model_connect_timeout, read=settings.model_read_timeout)
     try:
-        async with http.client().stream(
-            "POST", base + "/audio/speech", json=body, headers=headers, timeout=http.timeout(t)
+        async with http.session().post(
+            base + "/audio/speech", json=body, headers=headers, timeout=http.timeout(t)
         ) as answer:
-            if answer.status_code >= 500:
-                raise ModelUnavailable(f"the speech model answered {answer.status_code}")
-            if answer.status_code != 200:
-                raise ModelError(f"the speech model answered {answer.status_code}")
-            async for chunk in answer.aiter_bytes():
+            if answer.status >= 500:
+                raise ModelUnavailable(f"the speech model answered {answer.status}")
+            if answer.status != 200:
+                raise ModelError(f"the speech model answered {answer.status}")
+            async for chunk in answer.content.iter_chunked(65536):
                 yield chunk
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise ModelUnavailable(f"the speech model is unreachable: {type(exc).__name__}") from None
 
 
