@@ -600,10 +600,17 @@ def _stream_tables(res: dict) -> list[str]:
             ]
         lines += [
             "",
-            f"{c['streams']:,} streams at once through botkit (20 tokens 200 ms apart each): "
+            f"{c['streams']:,} streams at once through botkit ({c['tokens_each']} tokens "
+            f"{c['pace_ms']:,.0f} ms apart each, at most {engine_stream.OPENING} being opened at once): "
             f"{c['peak_open']:,} open together, {c['finished']:,} finished, {c['errors']} errors; "
             f"server RSS {c['rss_base_mb']:.0f} MB → {c['rss_peak_mb']:.0f} MB "
-            f"(+{c['rss_growth_mb']:.0f} MB).",
+            f"(+{c['rss_growth_mb']:.0f} MB)."
+            + (
+                f" Only {c['streams']:,} of {c['wanted']:,} fit: the server may open {c['open_files']:,} files "
+                "(the machine's hard limit, which the bench cannot raise), and each stream holds two sockets."
+                if c["streams"] < c["wanted"]
+                else ""
+            ),
         ]
     return lines
 
@@ -740,13 +747,7 @@ def targets(res: dict) -> list[dict]:
     against(res.get("tasks"), tasks.TARGETS, lambda k, v, lim: v < lim)
     against(res.get("retrieval"), retrieval.TARGETS, retrieval.holds)
     against(res.get("channels"), channels.TARGETS, lambda k, v, lim: v <= lim if k == "idle_ratio" else v < lim)
-    engine = res.get("engine")
-    for text, key, limit in engine_stream.TARGETS:
-        if engine is None:
-            out.append({"target": text, "measured": "pending (no conversation engine yet)", "value": None, "met": "–"})
-        else:
-            v = engine.get(key)
-            add(text, v, None if v is None else v < limit)
+    against(res.get("engine"), engine_stream.TARGETS, lambda k, v, lim: v < lim)
     return out
 
 
@@ -996,7 +997,7 @@ def jsonl_runs(server: Server, setup: Setup) -> dict:
 
 def measure_engine(servers: list[Server], setup: Setup, notes: list[str]) -> dict | None:
     # PLUG-IN POINT: the completion-stream benchmark (bench/engine_stream.py), once the engine exists.
-    log("completion streams: direct vs through botkit, then 1,000 at once")
+    log(f"completion streams: direct vs through botkit, then {engine_stream.CONCURRENT:,} at once")
     try:
         return engine_stream.measure(
             servers={s.name: s.base for s in servers}, token=setup.token, dsn=setup.seeded.dsn, work=WORK

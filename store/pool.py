@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -312,6 +313,15 @@ class Pool:
             if died:
                 self._doubt_idle()
 
+    @asynccontextmanager
+    async def on_demand(self, share: str | None = None) -> AsyncIterator[OnDemand]:
+        """A connection taken from the pool at its first statement, if any, and given
+        back at the end (as `connection` does): a completion that needs nothing from the
+        database (no bot, dataset, skillset, contact or limits) neither waits for one
+        nor holds one while it builds."""
+        async with contextlib.AsyncExitStack() as stack:
+            yield OnDemand(lambda: stack.enter_async_context(self.connection(share=share)))
+
     def _doubt_idle(self) -> None:
         """A connection died under a request (the server restarted?): the idle ones may
         be dead too without knowing it yet, so each is pinged before it is handed out
@@ -339,3 +349,41 @@ class Pool:
     async def execute(self, sql: str, *args):
         async with self.connection() as conn:
             return await conn.execute(sql, *args)
+
+
+class OnDemand:
+    """The statements of an asyncpg connection, on one taken when first needed."""
+
+    __slots__ = ("_open", "_conn")
+
+    def __init__(self, open_: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._open = open_
+        self._conn: asyncpg.Connection | None = None
+
+    async def _get(self) -> asyncpg.Connection:
+        if self._conn is None:
+            self._conn = await self._open()
+        return self._conn
+
+    async def fetch(self, sql: str, *args, **kwargs):
+        return await (await self._get()).fetch(sql, *args, **kwargs)
+
+    async def fetchrow(self, sql: str, *args, **kwargs):
+        return await (await self._get()).fetchrow(sql, *args, **kwargs)
+
+    async def fetchval(self, sql: str, *args, **kwargs):
+        return await (await self._get()).fetchval(sql, *args, **kwargs)
+
+    async def execute(self, sql: str, *args, **kwargs):
+        return await (await self._get()).execute(sql, *args, **kwargs)
+
+    async def executemany(self, sql: str, args, **kwargs):
+        return await (await self._get()).executemany(sql, args, **kwargs)
+
+    def is_in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.is_in_transaction()
+
+    @asynccontextmanager
+    async def transaction(self, **kwargs) -> AsyncIterator[None]:
+        async with (await self._get()).transaction(**kwargs):
+            yield

@@ -181,3 +181,30 @@ def test_a_channel_listener_that_falls_behind_is_dropped_not_grown():
             await listening.next(1)
 
     asyncio.run(go())
+
+
+def test_a_connection_on_demand_is_taken_at_its_first_statement_and_given_back(fresh_database):
+    from botkit.errors import BadRequest, ServiceUnavailable
+    from botkit.store.pool import Pool
+
+    dsn = fresh_database()
+
+    async def go():
+        pool = await Pool(dsn, 1, acquire_timeout=0.5).open()
+        try:
+            async with pool.on_demand(share="acct") as conn:  # nothing asked: the one connection stays free
+                assert await pool.fetchval("SELECT 1") == 1
+                assert not conn.is_in_transaction()
+            async with pool.on_demand() as conn:
+                async with conn.transaction():
+                    assert conn.is_in_transaction() and await conn.fetchval("SELECT 2") == 2
+                with pytest.raises(ServiceUnavailable):  # it holds the only one now
+                    await pool.fetchval("SELECT 3")
+            with pytest.raises(BadRequest):  # the database's errors, as the API's
+                async with pool.on_demand() as conn:
+                    await conn.execute("SELECT 'x'::int")
+            assert await pool.fetchval("SELECT 4") == 4  # and given back every time
+        finally:
+            await pool.close()
+
+    asyncio.run(go())

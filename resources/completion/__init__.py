@@ -369,7 +369,8 @@ class CompleteConversation(Action):
         return CompleteResult(text=o.text, usage=TokenUsage(o.input_tokens + o.output_tokens), end=End(o.reason))
 
     async def run(self, ctx: Context, call: Call) -> Any:
-        async with ctx.pool.connection(share=ctx.account_id) as conn:  # building is heavy
+        # building is heavy (a share of the pool per account), and may need no database at all
+        async with ctx.pool.on_demand(share=ctx.account_id) as conn:
             run, job = await self.prepare(ctx, conn, call.body)
         return await answer(ctx, call, run, job)
 
