@@ -3,20 +3,26 @@
 A bare fake upstream (bench/fake_upstream.py) streams N tokens at a fixed pace. The
 same stream is read directly from it and through botkit's `conversation/complete`
 (JSONL), one at a time, alternating, a bounded number of times: the added
-time-to-first-token and the added gap between tokens are the differences of the
-p50s. Then many streams are opened through botkit at once (against a slow
-upstream, so they really are open together) while the server's RSS is sampled."""
+time-to-first-token is the difference of the p50s. Each token carries the time the
+upstream sent it, so the gaps are also counted net of the upstream's own pace (three
+processes share two cores here, and the upstream's 2 ms timer fires later when botkit
+is busy too: that is the machine, not a gap botkit puts between tokens), and each
+token's transit (sent → read) is its latency through the path. Then many streams are
+opened through botkit at once (against a slow upstream, so they really are open
+together) while the server's RSS is sampled."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -32,7 +38,10 @@ TARGETS = tuple(
     for text, key in (
         ("completion stream: added time-to-first-token p50 < {:g} ms", "ttft_added_ms_p50"),
         ("completion stream: added time-to-first-token < {:g}× LiteLLM proxy's", "ttft_litellm_ratio"),
-        ("completion stream: added per-token latency p50 < {:g} µs", "token_added_us_p50"),
+        (
+            "completion stream: added gap between tokens p50 < {:g} µs (net of the upstream's pace)",
+            "token_added_us_p50",
+        ),
         ("completion streams: 10,000 at once on one process, all finish (unfinished < {:g})", "concurrent_unfinished"),
         ("completion streams: 10,000 at once, server RSS growth < {:g} MB", "concurrent_rss_growth_mb"),
     )
@@ -105,27 +114,47 @@ def _wait_port(port: int, proc: _Proc, path: str | None = None, timeout: float =
     raise RuntimeError(f"nothing answered on 127.0.0.1:{port} in {timeout:.0f} s")
 
 
-def _direct(client: httpx.Client, url: str, headers: dict | None = None) -> tuple[float, list[float]]:
-    """(time to the first token in ms, gaps between tokens in µs), read from an
-    OpenAI-compatible stream: the upstream itself, or LiteLLM's proxy in front of it."""
-    body = {"model": "bench-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+SENT = re.compile(r"t\d+@(\d+)")  # fake_upstream's tokens: when each was sent, ns
+
+
+def _read(client: httpx.Client, url: str, body: dict, headers: dict | None, token: str) -> tuple[float, list]:
+    """(time to the first token in ms, (sent, read) in ns for each token line), for the
+    lines of a stream that hold `token`."""
     t0 = time.perf_counter()
-    first, last, gaps = None, None, []
+    first, tokens = None, []
     with client.stream("POST", url, json=body, headers=headers) as r:
         if r.status_code != 200:
             raise RuntimeError(f"{url} answered {r.status_code}: {r.read()[:300]!r}")
         for line in r.iter_lines():
-            if not line.startswith("data: {"):
+            if token not in line:
                 continue
-            if '"content"' not in line:
-                continue
-            now = time.perf_counter()
+            now = time.perf_counter_ns()
             if first is None:
-                first = now
-            else:
-                gaps.append((now - last) * 1e6)
-            last = now
-    return (first - t0) * 1000, gaps
+                first = now / 1e9
+            sent = SENT.search(line)
+            tokens.append((int(sent.group(1)) if sent else now, now))
+    return (first - t0) * 1000, tokens
+
+
+def _direct(client: httpx.Client, url: str, headers: dict | None = None) -> tuple[float, list]:
+    """An OpenAI-compatible stream: the upstream itself, or LiteLLM's proxy in front of it."""
+    body = {"model": "bench-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    return _read(client, url, body, headers, '"content"')
+
+
+class _Tokens:
+    """What the readers saw of the tokens, one list per path: the gaps between them as
+    read, the same net of the gaps the upstream sent them at, and their transit."""
+
+    def __init__(self) -> None:
+        self.ttft, self.gaps, self.net, self.transit = [], [], [], []
+
+    def add(self, ttft: float, tokens: list) -> None:
+        self.ttft.append(ttft)
+        for (s0, r0), (s1, r1) in pairwise(tokens):
+            self.gaps.append((r1 - r0) / 1e3)
+            self.net.append((r1 - r0 - (s1 - s0)) / 1e3)
+        self.transit += [(r - s) / 1e3 for s, r in tokens]
 
 
 # The LiteLLM proxy, side by side with botkit on the same upstream: pinned, installed
@@ -174,25 +203,10 @@ def _litellm_proxy(command: Path, upstream_port: int, port: int, work: Path) -> 
     return _Proc(cmd, env=env, log=work / "litellm.log")
 
 
-def _botkit(client: httpx.Client, url: str, token: str, model: str) -> tuple[float, list[float], int]:
+def _botkit(client: httpx.Client, url: str, token: str, model: str) -> tuple[float, list]:
     body = {"model": model, "messages": [{"type": "user", "text": "hi"}]}
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/jsonl"}
-    t0 = time.perf_counter()
-    first, last, gaps, n = None, None, [], 0
-    with client.stream("POST", url, json=body, headers=headers) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"conversation/complete answered {r.status_code}: {r.read()[:300]!r}")
-        for line in r.iter_lines():
-            if not line.startswith('{"type":"token"'):
-                continue
-            now = time.perf_counter()
-            n += 1
-            if first is None:
-                first = now
-            else:
-                gaps.append((now - last) * 1e6)
-            last = now
-    return (first - t0) * 1000, gaps, n
+    return _read(client, url, body, headers, '{"type":"token"')
 
 
 async def _concurrent(port: int, token: str, streams: int, rss: callable, deadline: float) -> dict:
@@ -349,8 +363,7 @@ def measure(
             litellm_url = f"http://127.0.0.1:{litellm_port}/chat/completions"
         via_litellm = {"Authorization": f"Bearer {LITELLM_KEY}"}
 
-        direct_ttft, direct_gaps, botkit_ttft, botkit_gaps = [], [], [], []
-        litellm_ttft, litellm_gaps = [], []
+        direct, botkit, litellm = _Tokens(), _Tokens(), _Tokens()
         tokens_seen = []
         with httpx.Client(timeout=30) as client:
             _botkit(client, complete, token, "bench-model")  # warm-up
@@ -361,17 +374,12 @@ def measure(
             for _ in range(SEQUENTIAL):
                 if time.monotonic() - measuring > TIME_LIMIT_S / 2:
                     break
-                t, g = _direct(client, upstream)
-                direct_ttft.append(t)
-                direct_gaps.extend(g)
-                t, g, n = _botkit(client, complete, token, "bench-model")
-                botkit_ttft.append(t)
-                botkit_gaps.extend(g)
-                tokens_seen.append(n)
+                direct.add(*_direct(client, upstream))
+                t, tokens = _botkit(client, complete, token, "bench-model")
+                botkit.add(t, tokens)
+                tokens_seen.append(len(tokens))
                 if litellm_url:
-                    t, g = _direct(client, litellm_url, via_litellm)
-                    litellm_ttft.append(t)
-                    litellm_gaps.extend(g)
+                    litellm.add(*_direct(client, litellm_url, via_litellm))
         pid = api.proc.pid
         # Each stream holds two of the server's sockets: past its open-file limit the
         # rest would be refused, so the bench opens what fits and counts the others unfinished.
@@ -382,25 +390,33 @@ def measure(
         p50 = statistics.median
         return {
             "upstream": f"{FAST_TOKENS} tokens, {FAST_PACE_MS:g} ms apart (bare asyncio SSE server, keep-alive)",
-            "streams_each_way": len(direct_ttft),
+            "streams_each_way": len(direct.ttft),
             "tokens_per_stream": min(tokens_seen) if tokens_seen else 0,
-            "direct_ttft_ms_p50": p50(direct_ttft),
-            "botkit_ttft_ms_p50": p50(botkit_ttft),
-            "direct_gap_us_p50": p50(direct_gaps),
-            "botkit_gap_us_p50": p50(botkit_gaps),
-            "ttft_added_ms_p50": p50(botkit_ttft) - p50(direct_ttft),
-            "token_added_us_p50": p50(botkit_gaps) - p50(direct_gaps),
+            "direct_ttft_ms_p50": p50(direct.ttft),
+            "botkit_ttft_ms_p50": p50(botkit.ttft),
+            "direct_gap_us_p50": p50(direct.gaps),
+            "botkit_gap_us_p50": p50(botkit.gaps),
+            "direct_net_gap_us_p50": p50(direct.net),
+            "botkit_net_gap_us_p50": p50(botkit.net),
+            "direct_transit_us_p50": p50(direct.transit),
+            "botkit_transit_us_p50": p50(botkit.transit),
+            "ttft_added_ms_p50": p50(botkit.ttft) - p50(direct.ttft),
+            "gap_added_us_p50": p50(botkit.gaps) - p50(direct.gaps),
+            "token_added_us_p50": p50(botkit.net) - p50(direct.net),
+            "transit_added_us_p50": p50(botkit.transit) - p50(direct.transit),
             **(
                 {
                     "litellm": LITELLM,
-                    "litellm_ttft_ms_p50": p50(litellm_ttft),
-                    "litellm_gap_us_p50": p50(litellm_gaps),
-                    "litellm_ttft_added_ms_p50": p50(litellm_ttft) - p50(direct_ttft),
-                    "litellm_token_added_us_p50": p50(litellm_gaps) - p50(direct_gaps),
-                    "ttft_litellm_ratio": (p50(botkit_ttft) - p50(direct_ttft))
-                    / max(1e-9, p50(litellm_ttft) - p50(direct_ttft)),
+                    "litellm_ttft_ms_p50": p50(litellm.ttft),
+                    "litellm_gap_us_p50": p50(litellm.gaps),
+                    "litellm_ttft_added_ms_p50": p50(litellm.ttft) - p50(direct.ttft),
+                    "litellm_gap_added_us_p50": p50(litellm.gaps) - p50(direct.gaps),
+                    "litellm_token_added_us_p50": p50(litellm.net) - p50(direct.net),
+                    "litellm_transit_added_us_p50": p50(litellm.transit) - p50(direct.transit),
+                    "ttft_litellm_ratio": (p50(botkit.ttft) - p50(direct.ttft))
+                    / max(1e-9, p50(litellm.ttft) - p50(direct.ttft)),
                 }
-                if litellm_ttft
+                if litellm.ttft
                 else {}
             ),
             "concurrent": concurrent,

@@ -1,13 +1,16 @@
 """A fake OpenAI-compatible upstream for the completion-stream benchmark: a bare
 asyncio HTTP server on 127.0.0.1 that answers every POST .../chat/completions with
 `--tokens` SSE chunks, `--pace-ms` apart, then [DONE]. Bare (no framework) so that
-reading it directly measures the network and the pace, not a web stack."""
+reading it directly measures the network and the pace, not a web stack. Each token says
+when it was sent ("t7@<CLOCK_MONOTONIC ns> ": the clock is the machine's, so a reader
+on the same machine can tell its pace from the upstream's own)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import time
 
 import uvloop
 
@@ -41,7 +44,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
                 await reader.readexactly(length)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             for i in range(tokens):
-                writer.write(chunk(f"t{i} "))
+                writer.write(chunk(f"t{i}@{time.perf_counter_ns()} "))
                 await writer.drain()
                 await asyncio.sleep(pace)
             writer.write(chunk(None, "stop", {"prompt_tokens": 10, "completion_tokens": tokens}))

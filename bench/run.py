@@ -587,15 +587,20 @@ def _stream_tables(res: dict) -> list[str]:
             "|---|---:|---:|---:|",
             f"| time to first token, p50 | {e['direct_ttft_ms_p50']:.2f} ms | {e['botkit_ttft_ms_p50']:.2f} ms "
             f"| {e['ttft_added_ms_p50']:.2f} ms |",
-            f"| gap between tokens, p50 | {e['direct_gap_us_p50']:,.0f} µs | {e['botkit_gap_us_p50']:,.0f} µs "
-            f"| {e['token_added_us_p50']:,.0f} µs |",
+            f"| gap between tokens as read, p50 | {e['direct_gap_us_p50']:,.0f} µs | {e['botkit_gap_us_p50']:,.0f} µs "
+            f"| {e['gap_added_us_p50']:,.1f} µs |",
+            f"| the same net of the upstream's own gap, p50 | {e['direct_net_gap_us_p50']:,.1f} µs "
+            f"| {e['botkit_net_gap_us_p50']:,.1f} µs | {e['token_added_us_p50']:,.1f} µs |",
+            f"| a token's transit (sent → read), p50 | {e['direct_transit_us_p50']:,.0f} µs "
+            f"| {e['botkit_transit_us_p50']:,.0f} µs | {e['transit_added_us_p50']:,.0f} µs |",
         ]
         if "litellm_ttft_ms_p50" in e:
             lines += [
                 "",
                 f"The LiteLLM proxy ({e['litellm']}, 1 worker) on the same upstream in the same run: time to first token "
                 f"{e['litellm_ttft_ms_p50']:.2f} ms (+{e['litellm_ttft_added_ms_p50']:.2f} ms), gap between tokens "
-                f"{e['litellm_gap_us_p50']:,.0f} µs (+{e['litellm_token_added_us_p50']:,.0f} µs); botkit adds "
+                f"+{e['litellm_gap_added_us_p50']:,.1f} µs as read and +{e['litellm_token_added_us_p50']:,.1f} µs net, "
+                f"transit +{e['litellm_transit_added_us_p50']:,.0f} µs; botkit adds "
                 f"{e['ttft_litellm_ratio']:.2f}× what LiteLLM adds to the first token.",
             ]
         lines += [

@@ -20,7 +20,7 @@ TARGETS: dict[str, dict] = {
     # completion streams (issues 5 and 14): what botkit adds over reading the upstream directly
     "ttft_added_ms_p50": {"below": 0.5},  # time to the first token, ms
     "ttft_litellm_ratio": {"below": 0.1},  # botkit's added time to first token / LiteLLM proxy's, same run
-    "token_added_us_p50": {"below": 10.0},  # gap between tokens, µs
+    "token_added_us_p50": {"below": 10.0},  # gap between tokens net of the upstream's own, µs
     "concurrent_unfinished": {"below": 1},  # of 10,000 streams at once on one process
     "concurrent_rss_growth_mb": {"below": 300},
     # channels (issue 11): publish → subscriber, ms; idle subscribers' RSS and their effect

@@ -27,6 +27,9 @@ from .app import error_body, request_id_of
 
 
 class GuardedProtocol(HttpToolsProtocol):
+    # Slots: uvicorn's protocol sets 28 attributes, and five more in its __dict__ would
+    # pass the 30 a class's instances can share keys for (a 1.6 KB dict per connection).
+    __slots__ = ("_in_head", "_head_seen", "_tail", "_header_count", "_timer")
     max_head_bytes = 65_536
     max_url_bytes = 8_192
     max_headers = 100
