@@ -211,8 +211,9 @@ def now_ms() -> int:
 
 # 16 digits in a row: the only way to write an integer beyond 2**53 (SAFE_INTEGER).
 # ... or an exponent of two digits (1e16, 9.1E+15), the only ways to write a number
-# beyond 2**53 at all.
-_LONG_DIGITS = re.compile(rb"[0-9]{16}|[0-9][eE]\+?[0-9]{2}")
+# beyond 2**53 at all. (One leading digit, then the alternatives: sre scans for it
+# fast; an alternation at the top tried both at every byte, 4 µs on a small body.)
+_LONG_DIGITS = re.compile(rb"[0-9](?:[0-9]{15}|[eE]\+?[0-9]{2})")
 
 
 def _unsafe_integer(value: Any) -> int | float | None:

@@ -4,6 +4,7 @@ so its fields are declared once, here."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 import msgspec
@@ -29,6 +30,7 @@ ModelName = Annotated[
 ]
 
 
+@functools.lru_cache(maxsize=1024)  # a few model strings, sent again and again; a failure is not kept
 def check_model(model: str) -> None:
     """A model string's parameters are checked when it is sent (bot, conversation,
     completion), so a completion never fails on them later."""
