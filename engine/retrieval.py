@@ -116,11 +116,31 @@ near_text AS (
        AND r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
      ORDER BY word_similarity($3, r.text) DESC LIMIT {candidates})"""
 
-# Each candidate's score is computed once (not again for the filter and for the order).
-_SCORED = """scored AS MATERIALIZED (
-    SELECT r.id, r.text, r.source, r.meta, {score} AS score
-      FROM cand JOIN records r USING (id) {vector_join}, q, LATERAL (SELECT {lexical} AS lex) l
+# A candidate's lexical score in two parts, so that the costly one can be left out:
+# `base`, 0.75 × the share of the query's words it holds, and `w`, the weight of its
+# pg_trgm word similarity to the query (0.25; all of the score for a query without words).
+_LEXICAL_PARTS = """CASE WHEN cardinality(q.lex) = 0 THEN 0::float8
+                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
+                                              SELECT unnest(tsvector_to_array(r.search))))::float8
+                          / cardinality(q.lex)
+           END AS base,
+           CASE WHEN cardinality(q.lex) = 0 THEN 1::float8 ELSE 0.25::float8 END AS w"""
+
+# A candidate's score is `low + weight * word_similarity(query, text)`, the similarity in
+# [0, 1] and the costly part (pg_trgm reads the whole text: most of a search's time when
+# every candidate had it). It is computed only for the candidates that can still make
+# the limit, those whose best possible score reaches the limit-th best `low`: any other
+# scores below at least `limit` candidates whatever its similarity, so the answer is the
+# same. Each score is computed once (not again for the filter and for the order).
+_SCORED = """bounds AS MATERIALIZED (
+    SELECT r.id, r.text, r.source, r.meta, {low} AS low, {weight} AS weight
+      FROM cand JOIN records r USING (id) {vector_join}, q, LATERAL (SELECT {parts}) l {vector_score}
      WHERE r.dataset_id = $1 AND r.account_id = $2
+),
+bar AS (SELECT low FROM bounds ORDER BY low DESC LIMIT 1 OFFSET $5::bigint - 1),
+scored AS MATERIALIZED (
+    SELECT id, text, source, meta, low + weight * word_similarity($3, text)::float8 AS score
+      FROM bounds WHERE low + weight >= COALESCE((SELECT low FROM bar), '-infinity'::float8)
 )
 SELECT * FROM scored
 WHERE score >= $4
@@ -142,7 +162,7 @@ _SQL = (
         candidates="{candidates}",
     )
     + ",\ncand AS (SELECT id FROM lexical UNION SELECT id FROM near_text),\n"
-    + _SCORED.format(score="l.lex", vector_join="", lexical=_LEXICAL)
+    + _SCORED.format(low="l.base", weight="l.w", vector_join="", parts=_LEXICAL_PARTS, vector_score="")
 )
 
 # Hybrid search, two statements, so that the first runs while the query is embedded:
@@ -175,9 +195,13 @@ cand AS (
       ORDER BY e.embedding::vector({dims}) <=> $7::vector({dims}) LIMIT {vector_candidates})
 ),
 """ + _SCORED.format(
-    score="0.5 * l.lex + 0.5 * COALESCE(GREATEST(0, 1 - (e.embedding::vector({dims}) <=> $7::vector({dims}))), l.lex)",
+    low="0.5 * l.base + 0.5 * COALESCE(v.cos, l.base)",
+    weight="CASE WHEN v.cos IS NULL THEN l.w ELSE 0.5 * l.w END",
     vector_join="LEFT JOIN record_vectors e ON e.record_id = r.id AND e.model = {model}",
-    lexical=_LEXICAL.replace("{", "{{").replace("}", "}}"),
+    parts=_LEXICAL_PARTS.replace("{", "{{").replace("}", "}}"),
+    # NULL when the record has no vector yet (GREATEST alone would make it 0)
+    vector_score=", LATERAL (SELECT CASE WHEN e.record_id IS NOT NULL THEN "
+    "GREATEST(0, 1 - (e.embedding::vector({dims}) <=> $7::vector({dims})))::float8 END AS cos) v",
 )
 # the query's lexemes in the order the query says them
 _LEXEMES = "SELECT array_agg(lexeme ORDER BY positions[1]) FROM unnest(to_tsvector('english', $1))"
@@ -258,10 +282,13 @@ async def _query_vector(query: str, info: EmbeddingsInfo, dims: int, bounds: Tim
 
 # pg_trgm's `<%` candidates (0.6 by default misses one-letter typos in short words),
 # and a statement timeout tighter than the default: a search is ms of work when its
-# indexes serve it, seconds only when something is wrong.
+# indexes serve it, seconds only when something is wrong. And the prepared statements'
+# generic plan from the first execution: the statement's shape (tiers, LIMITs, its
+# indexes) decides the plan, not the values, and PostgreSQL's default re-planned the
+# long statement at every search (5 ms of its 11 at 100,000 records, for the same plan).
 SEARCH_TIMEOUT_MS = 5000
 _THRESHOLD = (
-    "SET LOCAL pg_trgm.word_similarity_threshold = 0.3; "
+    "SET LOCAL pg_trgm.word_similarity_threshold = 0.3; SET LOCAL plan_cache_mode = force_generic_plan; "
     f"SELECT set_config('statement_timeout', (CASE WHEN t = 0 OR t > {SEARCH_TIMEOUT_MS} THEN {SEARCH_TIMEOUT_MS} ELSE t END)::int::text, true) "
     "FROM (SELECT extract(epoch FROM current_setting('statement_timeout')::interval) * 1000 AS t) AS now"
 )

@@ -182,6 +182,28 @@ def test_records_are_embedded_in_the_background_and_found_by_meaning(with_vector
         front.stop()
 
 
+def test_a_record_not_embedded_yet_keeps_its_lexical_score(with_vectors, tmp_path, client):
+    """Hybrid search scores a record without a vector by its lexical score in both halves
+    (not 0 for the vector's half): a record just written ranks as it would lexically."""
+    dsn = with_vectors
+    front = start_app(dsn, data_dir=tmp_path / "a", job_concurrency=0, embeddings_model=embeddings.LOCAL_MODEL)
+    worker = start_app(dsn, data_dir=tmp_path / "b", job_concurrency=1, embeddings_model=embeddings.LOCAL_MODEL)
+    try:
+        api = client(front, dsn, "not embedded yet")
+        dataset = api.post("dataset/create", json={}).json()["id"]
+        api.post(f"dataset/{dataset}/record/create", json={"text": "Bananas are yellow."})
+        _wait_embedded(dsn)
+        worker.stop()
+        zebra = api.post(f"dataset/{dataset}/record/create", json={"text": "zebra"}).json()["id"]
+        assert asyncio.run(_count(dsn, "SELECT count(*) FROM record_vectors_due")) == 1
+        found = api.post(f"dataset/{dataset}/search", json={"search": "zebra"}).json()["records"]
+        # every word and every trigram of the query: a lexical score of 1
+        assert [(r["id"], r["score"]) for r in found][:1] == [(zebra, 1.0)]
+    finally:
+        worker.stop()
+        front.stop()
+
+
 def test_a_claim_whose_process_died_is_taken_over(with_vectors, tmp_path, client):
     """A process that claimed records and died leaves claims that run out; the next
     embedder takes them. A live claim is left alone."""
