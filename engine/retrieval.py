@@ -51,6 +51,7 @@ QUERY_MAX_CHARS = 2000  # a longer query (e.g. a whole user message) is cut here
 # records from 9.4 to 6.8 ms (bench/retrieval.py)
 CANDIDATES = 30
 RANKED = 2000  # matches of a tier ranked, at most
+MEMORY_CANDIDATES = 50  # of each half of a memory search (full text, trigrams)
 # the nearest records by the query's vector that join the lexical candidates: 30 of an
 # HNSW search of 40 (pgvector's default ef_search) took the statement from 16 to 11 ms
 # on 100,000 passages; fewer lost recall, more bought none (bench/retrieval.py)
@@ -74,24 +75,18 @@ class ScoredRecord(msgspec.Struct, omit_defaults=True):
     meta: dict | None = None
 
 
-_LEXICAL = """CASE WHEN cardinality(q.lex) = 0 THEN word_similarity($3, r.text)::float8
-                ELSE 0.75 * cardinality(ARRAY(SELECT unnest(q.lex) INTERSECT
-                                              SELECT unnest(tsvector_to_array(r.search))))::float8
-                          / cardinality(q.lex)
-                     + 0.25 * word_similarity($3, r.text)::float8
-           END"""
-
 # Candidates come in tiers, each only when the ones before found fewer than the limit:
 # the records holding every query word, then those holding two of them, then any one;
 # pg_trgm's word similarity (typos, partial words) only when full text found too few
 # (for a query of three or more words: none), since its index answers a long query
 # with thousands of rows to recheck. Each tier takes its CANDIDATES best by ts_rank
 # among its first RANKED matches (a word in every other record must not make a search
-# rank them all), and only the candidates are scored. ts_rank, not ts_rank_cd: cover
-# density cost 14 µs a match on the pairs' tsquery, 15 ms for a query with common
-# words, and ranked no better here (recall@5 0.94 with either, p99 26 → 13 ms). $1 the dataset, $2 the account,
-# $3 the query; the others are named where the tiers are used (the limit, the query's
-# lexemes, and the tsqueries of all of them, any two and any one: NULL without lexemes).
+# rank them all), and only the candidates are scored (ts_rank, not ts_rank_cd: cover
+# density cost 14 µs a match on the pairs' tsquery, 15 ms for a query of common words,
+# and ranked no better: recall@5 0.94 with either, p99 26 → 13 ms). $1 the dataset,
+# $2 the account, $3 the query; the others are named where the tiers are used (the
+# limit, the query's lexemes, and the tsqueries of all of them, any two and any one:
+# NULL without lexemes).
 _TIERS = """every_word AS (
     SELECT id FROM (
         SELECT r.id, r.search FROM records r
@@ -121,7 +116,8 @@ near_text AS (
        AND r.dataset_id = $1 AND r.account_id = $2 AND $3 <% r.text {filter}
      ORDER BY word_similarity($3, r.text) DESC LIMIT {candidates})"""
 
-# A candidate's lexical score in two parts, so that the costly one can be left out:
+# A candidate's lexical score is `base + w * word_similarity(query, text)`, in two parts
+# so that the costly one can be left out (records; memories compute it whole):
 # `base`, 0.75 × the share of the query's words it holds, and `w`, the weight of its
 # pg_trgm word similarity to the query (0.25; all of the score for a query without words).
 _LEXICAL_PARTS = """CASE WHEN cardinality(q.lex) = 0 THEN 0::float8
@@ -457,15 +453,15 @@ WITH q AS (
     (SELECT r.id FROM memories r, q
       WHERE r.account_id = $1 AND ($2::text IS NULL OR r.bot_id = $2) AND ($4::text IS NULL OR r.contact_id = $4)
         AND q.any_word IS NOT NULL AND r.search @@ q.any_word
-      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {CANDIDATES})
+      ORDER BY ts_rank_cd(r.search, q.any_word) DESC LIMIT {MEMORY_CANDIDATES})
     UNION
     (SELECT r.id FROM memories r
       WHERE r.account_id = $1 AND ($2::text IS NULL OR r.bot_id = $2) AND ($4::text IS NULL OR r.contact_id = $4)
         AND $3 <% r.text
-      ORDER BY word_similarity($3, r.text) DESC LIMIT 50)
+      ORDER BY word_similarity($3, r.text) DESC LIMIT {MEMORY_CANDIDATES})
 )
-SELECT r.id, r.text, r.meta, {_LEXICAL} AS score
-  FROM cand JOIN memories r USING (id), q
+SELECT r.id, r.text, r.meta, l.base + l.w * word_similarity($3, r.text)::float8 AS score
+  FROM cand JOIN memories r USING (id), q, LATERAL (SELECT {_LEXICAL_PARTS}) l
  ORDER BY score DESC, id
  LIMIT $5
 """
