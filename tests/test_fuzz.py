@@ -1337,6 +1337,8 @@ def test_scoped_tokens(accounts, raw, data):
     segments, kinds = data.draw(route_path(action, accounts, force_own=True, own="child"), label="path")
     resource, operation = scope_of(action)
     first = first_path_id(action, segments)
+    if first and any(0xD800 <= ord(c) <= 0xDFFF for c in first):
+        first = None  # a junk id with a lone surrogate: no JSON body can name it as a scope's id
     world_ids = sorted(v for k, v in accounts.world("child").items() if k in NOUNS)
     # near misses weigh most: the route's parent or child resource, its first or last word
     near = sorted({resource.split("/")[0], resource.rsplit("/", 1)[-1]} | {r for r in RESOURCES if resource in r})
